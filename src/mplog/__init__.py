@@ -1,0 +1,21 @@
+"""mplog: multi-process safe rotating file logging for the standard library.
+
+Importing mplog changes nothing in :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+from .exceptions import LockTimeout, MplogError
+from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
+from .units import parse_duration, parse_size
+
+__all__ = [
+    "ConcurrentRotatingFileHandler",
+    "ConcurrentTimedRotatingFileHandler",
+    "LockTimeout",
+    "MplogError",
+    "parse_duration",
+    "parse_size",
+]
+
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,42 @@
+"""Exceptions raised by mplog.
+
+The hierarchy is short on purpose::
+
+    MplogError                 base class for everything mplog raises itself
+    └── LockTimeout            the inter-process lock was not acquired in time
+                               (also a TimeoutError)
+
+Configuration mistakes raise the stdlib's ``ValueError`` / ``TypeError`` with a
+message that quotes the offending value; errors of the operating system stay
+``OSError`` and carry the path involved.  Every exception here pickles, so it can
+cross a process boundary (a ``multiprocessing`` result, a pool error).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LockTimeout", "MplogError"]
+
+
+class MplogError(Exception):
+    """Base class of the exceptions mplog raises itself.
+
+    .. versionadded:: 0.1
+    """
+
+
+class LockTimeout(MplogError, TimeoutError):
+    """The lock file could not be locked within *timeout* seconds.
+
+    :param path: the lock file that stayed locked.
+    :param timeout: how long mplog waited, in seconds.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__(path, timeout)
+        self.path = path
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return f"could not lock {self.path!r} within {self.timeout:g} s (lock_timeout)"

@@ -1,0 +1,499 @@
+"""The multi-process safe rotating file handlers.
+
+Per record, :meth:`ConcurrentRotatingFileHandler.emit` formats and encodes once,
+then, holding the inter-process lock: stats the path (reopening if another
+process or logrotate moved the file), decides from cheap local state whether to
+rotate, and appends the bytes with one ``os.write`` on an ``O_APPEND``
+descriptor.  The record is in the kernel when ``emit`` returns.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime
+import io
+import logging
+import logging.handlers
+import os
+import stat
+import sys
+import time
+import weakref
+from typing import Any, Union
+
+from .lock import FileLock
+from .rotation import find_backups, unique_backup_name
+from .triggers import TimeSchedule
+from .units import SizeLike, parse_size
+
+__all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+# Handlers alive in this process, reset in a forked child (see _after_fork_in_child).
+_live_handlers: weakref.WeakSet[ConcurrentRotatingFileHandler] = weakref.WeakSet()
+_fork_hook_installed = False
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_live_handlers):
+        handler._after_fork()
+
+
+def _track(handler: ConcurrentRotatingFileHandler) -> None:
+    global _fork_hook_installed  # noqa: PLW0603 - one process-wide fork hook, installed lazily
+    _live_handlers.add(handler)
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hook_installed = True
+
+
+class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
+    """Append records to *filename* from any number of processes, rotating it by size and/or time.
+
+    Positional arguments are those of :class:`logging.handlers.RotatingFileHandler`;
+    the time arguments of :class:`logging.handlers.TimedRotatingFileHandler` and the
+    keyword arguments of ``concurrent_log_handler.ConcurrentRotatingFileHandler``
+    are accepted as keywords, with the same meaning.
+
+    :param filename: the log file (``str`` or path-like); its directory must exist.
+    :param mode: ``"a"`` (default) or ``"w"`` (truncate once, when this handler
+        first opens the file; rarely what several processes want).
+    :param maxBytes: rotate before a record would make the file larger than this
+        many bytes; ``0`` disables size rotation.  Accepts ``"10 MB"``, ``"512KiB"``.
+        A single record larger than *maxBytes* is written whole into a fresh file.
+    :param backupCount: how many rotated files to keep; ``0`` keeps all time-named
+        backups, and (as in the stdlib) disables size rotation when there is no
+        *when*.
+    :param encoding: text encoding of the file (default UTF-8, the same in every process).
+    :param delay: open the file (and the lock file) only at the first record.
+    :param errors: how to handle unencodable characters (``"strict"`` by default);
+        ``unicode_error_policy`` is concurrent-log-handler's name for it.
+    :param when: time rotation as in ``TimedRotatingFileHandler`` (``"S"``, ``"M"``,
+        ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``); ``None`` for size only.
+    :param interval: multiplier of *when*.
+    :param utc: use UTC instead of local time for *when* and the file names.
+    :param atTime: time of day for ``"midnight"`` and weekly rotation.
+    :param lock_file_directory: where to keep the lock file (default: next to
+        the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
+        both libraries exclude each other during a migration.
+    :param lock_timeout: seconds to wait for the lock before the record goes to
+        :meth:`handleError` (``None``: wait for ever).
+    :param chmod: exact permission bits of every file mplog creates.
+    :param umask: alternative to *chmod*: created files get ``0o666 & ~umask``.
+    :param owner: ``(user, group)`` names or ids given to every file mplog creates.
+    :param newline: ``None`` translates ``"\\n"`` to ``os.linesep``; ``""`` or
+        ``"\\n"`` write line ends untranslated.
+    :param terminator: appended to every record (default ``"\\n"``).
+    :param keep_file_open: ``False`` closes the log file after every record.
+    :param debug: report rotations on standard error.
+    :param use_gzip: not available yet; raises :class:`NotImplementedError`.
+
+    .. versionadded:: 0.1
+    """
+
+    stream: io.FileIO | None  # type: ignore[assignment]  # bytes, unbuffered: see _open
+
+    def __init__(
+        self,
+        filename: PathLike,
+        mode: str = "a",
+        maxBytes: SizeLike = 0,
+        backupCount: int = 0,
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+        *,
+        when: str | None = None,
+        interval: int = 1,
+        utc: bool = False,
+        atTime: datetime.time | None = None,
+        lock_file_directory: PathLike | None = None,
+        lock_timeout: float | None = None,
+        chmod: int | None = None,
+        umask: int | None = None,
+        owner: tuple[str | int, str | int] | None = None,
+        newline: str | None = None,
+        terminator: str = "\n",
+        unicode_error_policy: str | None = None,
+        keep_file_open: bool = True,
+        debug: bool = False,
+        use_gzip: bool = False,
+    ) -> None:
+        if use_gzip:
+            raise NotImplementedError(
+                "use_gzip=True: compression of rotated files is not available in this "
+                "version of mplog yet"
+            )
+        if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
+            raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
+        self.maxBytes = parse_size(maxBytes, "maxBytes")
+        if isinstance(backupCount, bool) or not isinstance(backupCount, int) or backupCount < 0:
+            raise ValueError(f"backupCount={backupCount!r}: expected a whole number >= 0")
+        self.backupCount = backupCount
+        self.schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
+        encoding = encoding or "utf-8"
+        codecs.lookup(encoding)  # an unknown encoding fails now, not at the first record
+        if errors and unicode_error_policy and errors != unicode_error_policy:
+            raise ValueError(
+                f"errors={errors!r} and unicode_error_policy={unicode_error_policy!r} disagree; "
+                "give only one"
+            )
+        errors = errors or unicode_error_policy or "strict"
+        codecs.lookup_error(errors)
+        if lock_timeout is not None and not lock_timeout >= 0:
+            raise ValueError(f"lock_timeout={lock_timeout!r}: expected seconds >= 0 or None")
+        if newline not in (None, "", "\n", "\r", "\r\n"):
+            raise ValueError(f"newline={newline!r}: expected None, '', '\\n', '\\r' or '\\r\\n'")
+        if not isinstance(terminator, str):
+            raise TypeError(f"terminator={terminator!r}: expected a str")
+        self._create_mode = _creation_mode(chmod, umask)
+        self._exact_mode = chmod is not None or umask is not None
+        self._owner = _resolve_owner(owner)
+        self.terminator = terminator
+        self._newline = os.linesep if newline is None else (newline or "\n")
+        self.keep_file_open = keep_file_open
+        self.debug = debug
+        self._fd: int | None = None
+        self._file_id: tuple[int, int] = (-1, -1)
+        self._truncate_on_open = mode.startswith("w")
+
+        # FileHandler sets baseFilename, mode, encoding, errors and, unless
+        # delay, calls our _open(); everything _open needs is set above.
+        self._lock_path = _lock_path(os.path.abspath(os.fspath(filename)), lock_file_directory)
+        self._lock = FileLock(self._lock_path, lock_timeout, self._create_mode)
+        super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
+        self.mode = mode
+        self.delay = delay
+        self.rolloverAt = 0.0
+        if self.schedule is not None:
+            # Like the stdlib: a file last written in an earlier period rolls over
+            # at the first record (catch-up after a restart).
+            try:
+                start = int(os.stat(self.baseFilename).st_mtime)
+            except OSError:
+                start = int(time.time())
+            self.rolloverAt = self.schedule.next_rollover(start)
+        if not delay:
+            with self._lock:
+                self.stream = self._open()
+        _track(self)
+
+    # -- stdlib-compatible surface ------------------------------------------------
+
+    def _open(self) -> io.FileIO:  # type: ignore[override]
+        """Open the log file for appending (bytes, unbuffered) and return it."""
+        flags = _OPEN_FLAGS
+        if self._truncate_on_open:
+            flags |= os.O_TRUNC
+            self._truncate_on_open = False
+        created = False
+        if self._exact_mode or self._owner is not None:
+            try:
+                fd = os.open(self.baseFilename, flags | os.O_EXCL, self._create_mode)
+                created = True
+            except FileExistsError:
+                fd = os.open(self.baseFilename, flags, self._create_mode)
+        else:
+            fd = os.open(self.baseFilename, flags, self._create_mode)
+        try:
+            if created:
+                self._apply_permissions(fd)
+            st = os.fstat(fd)
+            stream = io.FileIO(fd, "ab", closefd=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._file_id = (st.st_dev, st.st_ino)
+        return stream
+
+    def _apply_permissions(self, fd: int) -> None:
+        if self._exact_mode:
+            os.fchmod(fd, self._create_mode)
+        if self._owner is not None:
+            os.fchown(fd, *self._owner)
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """Return True if writing *record* now would trigger a rotation.
+
+        Advisory (stdlib-compatible); :meth:`emit` decides again under the lock.
+        """
+        try:
+            st = os.stat(self.baseFilename)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode):  # bpo-45401: never roll over a device or pipe
+            return False
+        if self.schedule is not None and time.time() >= self.rolloverAt and st.st_size:
+            return True
+        if not self._size_rotation or not st.st_size:
+            return False
+        return st.st_size + len(self._encode(record)) > self.maxBytes
+
+    def doRollover(self) -> None:
+        """Rotate the file now, holding the inter-process lock."""
+        with self._lock:
+            if self._fd is not None:
+                self._reopen_if_moved()
+            self._rotate(time_due=False)
+
+    def getFilesToDelete(self) -> list[str]:
+        """Return the time-named backups beyond *backupCount*, oldest first."""
+        if self.schedule is None or self.backupCount <= 0:
+            return []
+        backups = find_backups(
+            self.baseFilename, self.schedule.suffix_pattern, self.rotation_filename
+        )
+        return [backup.path for backup in backups[: max(0, len(backups) - self.backupCount)]]
+
+    def close(self) -> None:
+        """Close the log and lock files."""
+        self.acquire()
+        try:
+            self._close_stream()
+            self._lock.close()
+            _live_handlers.discard(self)
+            logging.Handler.close(self)
+        finally:
+            self.release()
+
+    def flush(self) -> None:
+        """Nothing to do: records reach the kernel before :meth:`emit` returns."""
+
+    # -- the write path -------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write *record* under the inter-process lock, rotating first if due.
+
+        Failures go to :meth:`handleError`; the application never sees them.
+        """
+        try:
+            data = self._encode(record)
+            lock = self._lock
+            lock.acquire()
+            try:
+                size = self._prepare(len(data))
+                self._write(data, size)
+            finally:
+                lock.release()
+            if not self.keep_file_open:
+                self._close_stream()
+        except RecursionError:  # as the stdlib does: see bpo-36272
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _encode(self, record: logging.LogRecord) -> bytes:
+        text = self.format(record) + self.terminator
+        if self._newline != "\n":
+            text = text.replace("\n", self._newline)
+        return text.encode(self.encoding or "utf-8", self.errors or "strict")
+
+    def _prepare(self, nbytes: int) -> int:
+        """Make sure we append to the right file, rotate if due; return the file size."""
+        if self._fd is None:
+            self.stream = self._open()
+        st = self._reopen_if_moved()
+        if not stat.S_ISREG(st.st_mode):
+            return -1
+        time_due = self.schedule is not None and time.time() >= self.rolloverAt
+        if time_due:
+            time_due = self._time_rotation_due(st.st_size)
+        size_due = self._size_rotation and st.st_size > 0 and st.st_size + nbytes > self.maxBytes
+        if time_due or size_due:
+            self._rotate(time_due)
+            return os.fstat(self._fd).st_size  # type: ignore[arg-type]
+        return st.st_size
+
+    def _reopen_if_moved(self) -> os.stat_result:
+        """Reopen the path if the file we hold was renamed, deleted or replaced."""
+        try:
+            st = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._file_id:
+            self._close_stream()
+            self.stream = self._open()
+            st = os.fstat(self._fd)  # type: ignore[arg-type]
+        return st
+
+    def _write(self, data: bytes, size: int) -> None:
+        """Append *data* whole; on failure, cut off the partial record."""
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            if len(view) != len(data) and size >= 0:
+                os.ftruncate(fd, size)  # we hold the lock: nobody appended since
+            raise
+
+    @property
+    def _size_rotation(self) -> bool:
+        # As in the stdlib, size rotation without a backup to rotate into is off,
+        # unless time naming is on (time-named backups are kept by default).
+        return self.maxBytes > 0 and (self.backupCount > 0 or self.schedule is not None)
+
+    def _time_rotation_due(self, size: int) -> bool:
+        """Decide a due time rotation against the shared state (lock held).
+
+        The first process to pass the boundary rotates and stores the next
+        boundary in the lock file; the others find it there and only adopt it.
+        """
+        schedule = self.schedule
+        assert schedule is not None
+        now = time.time()
+        try:
+            shared = float(self._lock.read_state() or "nan")
+        except ValueError:
+            shared = float("nan")
+        # A stored boundary in (now, next boundary from now] means a process
+        # already rotated in this period; anything else is stale or foreign.
+        if now < shared <= schedule.next_rollover(now):
+            self.rolloverAt = shared
+            return False
+        if size == 0:  # nothing to rotate: just move on to the next period
+            self.rolloverAt = schedule.next_rollover(now)
+            return False
+        return True
+
+    def _rotate(self, time_due: bool) -> None:
+        """Rename the current file away and open a fresh one (lock held)."""
+        self._close_stream()
+        if self.schedule is not None:
+            period = self.schedule.period_label(self.rolloverAt)
+            dest = unique_backup_name(self.baseFilename, period, self.rotation_filename)
+            self._debug("rotating %s -> %s", self.baseFilename, dest)
+            self.rotate(self.baseFilename, dest)
+            if time_due or time.time() >= self.rolloverAt:
+                self.rolloverAt = self.schedule.next_rollover(time.time())
+                self._lock.write_state(repr(self.rolloverAt))
+            for path in self.getFilesToDelete():
+                os.remove(path)
+        elif self.backupCount > 0:
+            self._shift_backups()
+        self.stream = self._open()
+
+    def _shift_backups(self) -> None:
+        """The stdlib's scheme: .1 becomes .2 ..., the file becomes .1, the oldest goes."""
+        name = self.rotation_filename
+        for i in range(self.backupCount - 1, 0, -1):
+            source, dest = name(f"{self.baseFilename}.{i}"), name(f"{self.baseFilename}.{i + 1}")
+            if os.path.exists(source):
+                os.replace(source, dest)
+        dest = name(f"{self.baseFilename}.1")
+        if os.path.exists(dest):
+            os.remove(dest)
+        self._debug("rotating %s -> %s", self.baseFilename, dest)
+        self.rotate(self.baseFilename, dest)
+
+    def _close_stream(self) -> None:
+        stream, self.stream, self._fd = self.stream, None, None
+        if stream is not None:
+            stream.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: take our own lock descriptor (see lock.py)."""
+        self._lock.forget()
+
+    def _debug(self, message: str, *args: object) -> None:
+        if self.debug:
+            print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
+
+
+class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
+    """Rotate by time (and optionally by size), safely from many processes.
+
+    Positional arguments are those of :class:`logging.handlers.TimedRotatingFileHandler`;
+    *maxBytes* and every option of :class:`ConcurrentRotatingFileHandler` are
+    accepted as keywords.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        filename: PathLike,
+        when: str = "h",
+        interval: int = 1,
+        backupCount: int = 0,
+        encoding: str | None = None,
+        delay: bool = False,
+        utc: bool = False,
+        atTime: datetime.time | None = None,
+        errors: str | None = None,
+        *,
+        maxBytes: SizeLike = 0,
+        mode: str = "a",
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            filename,
+            mode,
+            maxBytes,
+            backupCount,
+            encoding,
+            delay,
+            errors,
+            when=when,
+            interval=interval,
+            utc=utc,
+            atTime=atTime,
+            **options,
+        )
+
+    def computeRollover(self, currentTime: float) -> float:
+        """Return the next rollover instant after *currentTime* (stdlib-compatible)."""
+        assert self.schedule is not None
+        return self.schedule.next_rollover(currentTime)
+
+
+def _lock_path(log_path: str, directory: PathLike | None) -> str:
+    """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``."""
+    folder, name = os.path.split(log_path)
+    if name.endswith(".log"):
+        name = name[:-4]
+    if directory is not None:
+        folder = os.path.abspath(os.fspath(directory))
+        os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".__{name}.lock")
+
+
+def _creation_mode(chmod: int | None, umask: int | None) -> int:
+    if chmod is not None and umask is not None:
+        raise ValueError(f"chmod={chmod:#o} and umask={umask:#o}: give only one")
+    for name, value in (("chmod", chmod), ("umask", umask)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777
+        ):
+            raise ValueError(f"{name}={value!r}: expected permission bits such as 0o640")
+    if chmod is not None:
+        return chmod
+    return 0o666 & ~umask if umask is not None else 0o666
+
+
+def _resolve_owner(
+    owner: tuple[str | int, str | int] | None,
+) -> tuple[int, int] | None:
+    if owner is None:
+        return None
+    try:
+        user, group = owner
+    except (TypeError, ValueError):
+        raise ValueError(f"owner={owner!r}: expected a (user, group) pair") from None
+    try:
+        import grp
+        import pwd
+    except ImportError:  # pragma: no cover - Windows
+        raise ValueError(f"owner={owner!r}: file ownership is not supported here") from None
+    try:
+        uid = user if isinstance(user, int) else pwd.getpwnam(user).pw_uid
+        gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"owner={owner!r}: no such user or group") from None
+    return uid, gid

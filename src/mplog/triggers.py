@@ -1,0 +1,154 @@
+"""When to rotate: the time schedule and its pure arithmetic.
+
+Everything here is a pure function of its arguments (and of the local time
+zone, for local-time schedules), so tests use fixed epochs instead of sleeping.
+The semantics are those of the stdlib's ``TimedRotatingFileHandler`` as of
+CPython 3.13, including its DST handling, on every supported Python version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from dataclasses import dataclass
+
+__all__ = ["TimeSchedule"]
+
+_DAY = 24 * 60 * 60
+
+# when -> (seconds per unit, strftime suffix, regex matching that suffix)
+_UNITS = {
+    "S": (1, "%Y-%m-%d_%H-%M-%S", r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"),
+    "M": (60, "%Y-%m-%d_%H-%M", r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}"),
+    "H": (3600, "%Y-%m-%d_%H", r"\d{4}-\d{2}-\d{2}_\d{2}"),
+    "D": (_DAY, "%Y-%m-%d", r"\d{4}-\d{2}-\d{2}"),
+    "MIDNIGHT": (_DAY, "%Y-%m-%d", r"\d{4}-\d{2}-\d{2}"),
+    "W": (7 * _DAY, "%Y-%m-%d", r"\d{4}-\d{2}-\d{2}"),
+}
+
+_WHEN_FORMS = "'S', 'M', 'H', 'D', 'midnight' or 'W0'-'W6' (0 is Monday)"
+
+
+@dataclass(frozen=True)
+class TimeSchedule:
+    """A normalized time-rotation schedule.
+
+    Build it with :meth:`parse`; ``interval`` is the period in seconds.
+
+    .. versionadded:: 0.1
+    """
+
+    when: str
+    interval: int
+    utc: bool
+    at_time: datetime.time | None
+    day_of_week: int | None
+    suffix: str
+    suffix_pattern: re.Pattern[str]
+
+    @classmethod
+    def parse(
+        cls,
+        when: str,
+        interval: int = 1,
+        utc: bool = False,
+        at_time: datetime.time | None = None,
+    ) -> TimeSchedule:
+        """Validate the stdlib-style arguments and return a schedule.
+
+        :raises ValueError: unknown *when*, a bad weekday, or *interval* < 1,
+            naming the value and the accepted forms.
+        """
+        if not isinstance(when, str):
+            raise TypeError(f"when={when!r}: expected {_WHEN_FORMS}")
+        key = when.upper()
+        day_of_week = None
+        if key.startswith("W") and key != "W":
+            if len(key) != 2 or not "0" <= key[1] <= "6":
+                raise ValueError(f"when={when!r}: invalid weekday; expected {_WHEN_FORMS}")
+            day_of_week = int(key[1])
+            unit_key = "W"
+        elif key in _UNITS and key != "W":
+            unit_key = key
+        else:
+            raise ValueError(f"when={when!r}: expected {_WHEN_FORMS}")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval={interval!r}: expected a whole number >= 1")
+        if at_time is not None and not isinstance(at_time, datetime.time):
+            raise TypeError(f"atTime={at_time!r}: expected a datetime.time or None")
+        seconds, suffix, pattern = _UNITS[unit_key]
+        return cls(
+            when=key,
+            interval=seconds * interval,
+            utc=bool(utc),
+            at_time=at_time,
+            day_of_week=day_of_week,
+            suffix=suffix,
+            # Look-arounds let the suffix be found inside names made by a custom namer.
+            suffix_pattern=re.compile(rf"(?<!\d){pattern}(?!\d)", re.ASCII),
+        )
+
+    @property
+    def _aligned(self) -> bool:
+        """True for schedules tied to the clock (midnight, weekday), not to a start time."""
+        return self.when == "MIDNIGHT" or self.day_of_week is not None
+
+    def _tm(self, t: float) -> time.struct_time:
+        return time.gmtime(t) if self.utc else time.localtime(t)
+
+    def next_rollover(self, current_time: float) -> float:
+        """Return the instant of the first rollover after *current_time*.
+
+        ``S``/``M``/``H``/``D`` count *interval* from *current_time*, as the stdlib
+        does; ``midnight`` and ``W0``-``W6`` roll over at midnight (or at
+        ``atTime``) of the right day, keeping local wall-clock time across DST.
+        """
+        if not self._aligned:
+            return current_time + self.interval
+        tm = self._tm(current_time)
+        rotate_at = (
+            _DAY
+            if self.at_time is None
+            else ((self.at_time.hour * 60 + self.at_time.minute) * 60 + self.at_time.second)
+        )
+        seconds_into_day = (tm.tm_hour * 60 + tm.tm_min) * 60 + tm.tm_sec
+        wait = rotate_at - seconds_into_day
+        weekday = tm.tm_wday
+        if wait <= 0:  # today's rotation time has passed: the next one is tomorrow
+            wait += _DAY
+            weekday = (weekday + 1) % 7
+        result = current_time + wait
+        if self.day_of_week is None:
+            result += self.interval - _DAY
+        else:
+            result += ((self.day_of_week - weekday) % 7) * _DAY + self.interval - 7 * _DAY
+        if not self.utc:
+            result += self._dst_correction(tm.tm_isdst, result)
+        return result
+
+    @staticmethod
+    def _dst_correction(dst_now: int, result: float) -> int:
+        """Seconds to add so that *result* keeps the wall-clock time across a DST change."""
+        dst_then = time.localtime(result).tm_isdst
+        if dst_now == dst_then:
+            return 0
+        if dst_now:  # DST ends before the rollover: the wall clock goes back an hour
+            return 3600
+        # DST starts before the rollover; unless the hour was skipped (02:00-03:00).
+        return -3600 if time.localtime(result - 3600).tm_isdst else 0
+
+    def period_label(self, rollover_at: float) -> str:
+        """Return the file-name suffix of the period that ends at *rollover_at*.
+
+        Files are named for the start of their period, like the stdlib's.
+        """
+        start = rollover_at - self.interval
+        if not self.utc and self.interval >= _DAY:
+            # A day-or-longer period that spans a DST change is an hour longer or
+            # shorter than `interval`; name it for its local start date.
+            dst_end = time.localtime(rollover_at).tm_isdst
+            dst_start = time.localtime(start).tm_isdst
+            if dst_end != dst_start:
+                start += 3600 if dst_end else -3600
+        return time.strftime(self.suffix, self._tm(start))
