@@ -22,6 +22,7 @@ import weakref
 from typing import Any, Union
 
 from .lock import FileLock
+from .permissions import FilePermissions, Owner
 from .rotation import find_backups, unique_backup_name
 from .triggers import TimeSchedule
 from .units import SizeLike, parse_size
@@ -114,7 +115,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         lock_timeout: float | None = None,
         chmod: int | None = None,
         umask: int | None = None,
-        owner: tuple[str | int, str | int] | None = None,
+        owner: Owner | None = None,
         newline: str | None = None,
         terminator: str = "\n",
         unicode_error_policy: str | None = None,
@@ -149,9 +150,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise ValueError(f"newline={newline!r}: expected None, '', '\\n', '\\r' or '\\r\\n'")
         if not isinstance(terminator, str):
             raise TypeError(f"terminator={terminator!r}: expected a str")
-        self._create_mode = _creation_mode(chmod, umask)
-        self._exact_mode = chmod is not None or umask is not None
-        self._owner = _resolve_owner(owner)
+        self.permissions = FilePermissions.parse(chmod, umask, owner)
         self.terminator = terminator
         self._newline = os.linesep if newline is None else (newline or "\n")
         self.keep_file_open = keep_file_open
@@ -163,7 +162,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
         self._lock_path = _lock_path(os.path.abspath(os.fspath(filename)), lock_file_directory)
-        self._lock = FileLock(self._lock_path, lock_timeout, self._create_mode)
+        self._lock = FileLock(self._lock_path, lock_timeout, self.permissions)
         super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
         self.mode = mode
         self.delay = delay
@@ -189,18 +188,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if self._truncate_on_open:
             flags |= os.O_TRUNC
             self._truncate_on_open = False
-        created = False
-        if self._exact_mode or self._owner is not None:
-            try:
-                fd = os.open(self.baseFilename, flags | os.O_EXCL, self._create_mode)
-                created = True
-            except FileExistsError:
-                fd = os.open(self.baseFilename, flags, self._create_mode)
-        else:
-            fd = os.open(self.baseFilename, flags, self._create_mode)
+        fd = self.permissions.open(self.baseFilename, flags)
         try:
-            if created:
-                self._apply_permissions(fd)
             st = os.fstat(fd)
             stream = io.FileIO(fd, "ab", closefd=True)
         except BaseException:
@@ -209,12 +198,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._fd = fd
         self._file_id = (st.st_dev, st.st_ino)
         return stream
-
-    def _apply_permissions(self, fd: int) -> None:
-        if self._exact_mode:
-            os.fchmod(fd, self._create_mode)
-        if self._owner is not None:
-            os.fchown(fd, *self._owner)
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
         """Return True if writing *record* now would trigger a rotation.
@@ -462,38 +445,3 @@ def _lock_path(log_path: str, directory: PathLike | None) -> str:
         folder = os.path.abspath(os.fspath(directory))
         os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, f".__{name}.lock")
-
-
-def _creation_mode(chmod: int | None, umask: int | None) -> int:
-    if chmod is not None and umask is not None:
-        raise ValueError(f"chmod={chmod:#o} and umask={umask:#o}: give only one")
-    for name, value in (("chmod", chmod), ("umask", umask)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777
-        ):
-            raise ValueError(f"{name}={value!r}: expected permission bits such as 0o640")
-    if chmod is not None:
-        return chmod
-    return 0o666 & ~umask if umask is not None else 0o666
-
-
-def _resolve_owner(
-    owner: tuple[str | int, str | int] | None,
-) -> tuple[int, int] | None:
-    if owner is None:
-        return None
-    try:
-        user, group = owner
-    except (TypeError, ValueError):
-        raise ValueError(f"owner={owner!r}: expected a (user, group) pair") from None
-    try:
-        import grp
-        import pwd
-    except ImportError:  # pragma: no cover - Windows
-        raise ValueError(f"owner={owner!r}: file ownership is not supported here") from None
-    try:
-        uid = user if isinstance(user, int) else pwd.getpwnam(user).pw_uid
-        gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ValueError(f"owner={owner!r}: no such user or group") from None
-    return uid, gid

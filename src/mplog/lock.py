@@ -20,6 +20,7 @@ import sys
 import time
 
 from .exceptions import LockTimeout
+from .permissions import FilePermissions
 
 __all__ = ["FileLock"]
 
@@ -71,19 +72,24 @@ class FileLock:
     :param path: the sidecar lock file; created (with *mode*) if missing.
     :param timeout: seconds to wait before raising :class:`LockTimeout`;
         ``None`` waits for ever.
-    :param mode: permission bits for a newly created lock file.
+    :param permissions: mode and owner for a newly created lock file.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, path: str, timeout: float | None = None, mode: int = 0o644) -> None:
+    def __init__(
+        self,
+        path: str,
+        timeout: float | None = None,
+        permissions: FilePermissions | None = None,
+    ) -> None:
         self.path = path
         self.timeout = timeout
-        self.mode = mode
+        self.permissions = permissions or FilePermissions()
         self._fd: int | None = None
 
     def _open(self) -> int:
-        fd = os.open(self.path, _OPEN_FLAGS, self.mode)
+        fd = self.permissions.open(self.path, _OPEN_FLAGS)
         self._fd = fd
         return fd
 

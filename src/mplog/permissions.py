@@ -1,0 +1,82 @@
+"""Modes and ownership of the files mplog creates (log, lock, backups).
+
+concurrent-log-handler's meanings: ``chmod`` is the exact mode; ``umask`` gives
+``0o666 & ~umask``; ``owner`` is a ``(user, group)`` pair.  A file is created
+with a mode no wider than requested (the process umask can only narrow it) and
+then set to the exact mode, so it never exists, even briefly, with more access.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["FilePermissions"]
+
+Owner = tuple[Union[str, int], Union[str, int]]
+
+
+@dataclass(frozen=True)
+class FilePermissions:
+    """Normalized permission options; build with :meth:`parse`."""
+
+    mode: int = 0o666
+    exact: bool = False
+    owner: tuple[int, int] | None = None
+
+    @classmethod
+    def parse(
+        cls, chmod: int | None = None, umask: int | None = None, owner: Owner | None = None
+    ) -> FilePermissions:
+        """Validate the options; errors name the bad value."""
+        if chmod is not None and umask is not None:
+            raise ValueError(f"chmod={chmod:#o} and umask={umask:#o}: give only one")
+        for name, value in (("chmod", chmod), ("umask", umask)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777
+            ):
+                raise ValueError(f"{name}={value!r}: expected permission bits such as 0o640")
+        resolved = None if owner is None else _resolve_owner(owner)
+        if chmod is not None:
+            return cls(chmod, True, resolved)
+        if umask is not None:
+            return cls(0o666 & ~umask, True, resolved)
+        return cls(owner=resolved)
+
+    def open(self, path: str, flags: int) -> int:
+        """``os.open`` *path* with *flags* (which include O_CREAT), applying the options
+        to the file if this call created it."""
+        if not self.exact and self.owner is None:
+            return os.open(path, flags, self.mode)
+        try:
+            fd = os.open(path, flags | os.O_EXCL, self.mode)
+        except FileExistsError:
+            return os.open(path, flags, self.mode)
+        try:
+            if self.exact:
+                os.fchmod(fd, self.mode)
+            if self.owner is not None:
+                os.fchown(fd, *self.owner)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _resolve_owner(owner: Owner) -> tuple[int, int]:
+    try:
+        user, group = owner
+    except (TypeError, ValueError):
+        raise ValueError(f"owner={owner!r}: expected a (user, group) pair") from None
+    try:
+        import grp
+        import pwd
+    except ImportError:  # pragma: no cover - Windows
+        raise ValueError(f"owner={owner!r}: file ownership is not supported here") from None
+    try:
+        uid = user if isinstance(user, int) else pwd.getpwnam(user).pw_uid
+        gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"owner={owner!r}: no such user or group") from None
+    return uid, gid
