@@ -1,0 +1,276 @@
+"""Single-process behaviour of the handler: the write path, failures, the lock."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mplog
+from mplog.lock import FileLock
+
+
+class RecordingHandler(mplog.ConcurrentRotatingFileHandler):
+    """Collects what goes to handleError instead of printing it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.errors_seen: list[BaseException] = []
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        assert exc is not None
+        self.errors_seen.append(exc)
+
+
+def _record(msg: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
+
+
+def test_record_is_in_the_file_when_emit_returns(tmp_path: Path) -> None:
+    """Sync mode writes to the kernel before emit returns: another reader sees it at once."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    try:
+        handler.emit(_record("first"))
+        assert path.read_text(encoding="utf-8") == "first\n"
+        handler.emit(_record("second é"))
+        assert path.read_bytes() == "first\nsecond é\n".encode()
+    finally:
+        handler.close()
+
+
+def test_lock_file_is_a_sidecar_named_like_concurrent_log_handler(tmp_path: Path) -> None:
+    """The lock lives in .__<name>.lock next to the log, or in lock_file_directory."""
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
+    handler.close()
+    assert (tmp_path / ".__app.lock").exists()
+    locks = tmp_path / "locks" / "nested"
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.txt", lock_file_directory=locks)
+    handler.close()
+    assert (locks / ".__b.txt.lock").exists()
+
+
+def test_lock_timeout_sends_record_to_handle_error_and_recovers(tmp_path: Path) -> None:
+    """A record that cannot get the lock in time goes to handleError; logging resumes after."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path, lock_timeout=0.05)
+    holder = FileLock(str(tmp_path / ".__app.lock"))
+    try:
+        holder.acquire()
+        handler.emit(_record("blocked"))
+        assert len(handler.errors_seen) == 1
+        error = handler.errors_seen[0]
+        assert isinstance(error, mplog.LockTimeout)
+        assert ".__app.lock" in str(error)
+        assert path.read_text(encoding="utf-8") == ""
+        holder.release()
+        handler.emit(_record("after"))
+        assert path.read_text(encoding="utf-8") == "after\n"
+        assert len(handler.errors_seen) == 1
+    finally:
+        holder.close()
+        handler.close()
+
+
+def test_short_write_failure_leaves_no_partial_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk fills mid-record, the partial bytes are cut off and the error is reported."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path)
+    try:
+        handler.emit(_record("kept"))
+        real_write = os.write
+        calls = {"n": 0}
+
+        def half_then_enospc(fd: int, data: Any) -> int:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "write", half_then_enospc)
+        handler.emit(_record("x" * 1000))
+        monkeypatch.setattr(os, "write", real_write)
+        assert [type(e) for e in handler.errors_seen] == [OSError]
+        assert path.read_text(encoding="utf-8") == "kept\n"
+        handler.emit(_record("resumed"))
+        assert path.read_text(encoding="utf-8") == "kept\nresumed\n"
+    finally:
+        handler.close()
+
+
+def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that the kernel accepts only in part is continued until the record is whole."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    try:
+        handler.emit(_record("a fairly long record " * 10))
+    finally:
+        monkeypatch.setattr(os, "write", real_write)
+        handler.close()
+    assert path.read_text(encoding="utf-8") == "a fairly long record " * 10 + "\n"
+
+
+def test_deleted_or_renamed_file_is_recreated_at_the_configured_path(tmp_path: Path) -> None:
+    """After another program renames or deletes the log, the next record goes to the path."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    try:
+        handler.emit(_record("one"))
+        path.rename(tmp_path / "app.log.old")
+        handler.emit(_record("two"))
+        assert path.read_text(encoding="utf-8") == "two\n"
+        path.unlink()
+        handler.emit(_record("three"))
+        assert path.read_text(encoding="utf-8") == "three\n"
+        assert (tmp_path / "app.log.old").read_text(encoding="utf-8") == "one\n"
+    finally:
+        handler.close()
+
+
+def test_truncated_file_is_appended_at_its_new_end(tmp_path: Path) -> None:
+    """copytruncate-style truncation leaves no hole: O_APPEND writes at the new end."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    try:
+        handler.emit(_record("before"))
+        os.truncate(path, 0)
+        handler.emit(_record("after"))
+        assert path.read_bytes() == b"after\n"
+    finally:
+        handler.close()
+
+
+def test_unencodable_text_follows_the_errors_policy(tmp_path: Path) -> None:
+    """errors/unicode_error_policy decide what happens to characters the encoding lacks."""
+    strict = RecordingHandler(tmp_path / "strict.log", encoding="ascii")
+    replaced = mplog.ConcurrentRotatingFileHandler(
+        tmp_path / "replace.log", encoding="ascii", unicode_error_policy="replace"
+    )
+    try:
+        strict.emit(_record("café"))
+        replaced.emit(_record("café"))
+        strict.emit(_record("plain"))
+    finally:
+        strict.close()
+        replaced.close()
+    assert [type(e) for e in strict.errors_seen] == [UnicodeEncodeError]
+    assert (tmp_path / "strict.log").read_text() == "plain\n"
+    assert (tmp_path / "replace.log").read_text() == "caf?\n"
+
+
+def test_newline_and_terminator(tmp_path: Path) -> None:
+    """newline='\\r\\n' translates line ends; terminator replaces the record separator."""
+    crlf = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", newline="\r\n")
+    custom = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.log", newline="", terminator="|")
+    try:
+        crlf.emit(_record("two\nlines"))
+        custom.emit(_record("x"))
+        custom.emit(_record("y"))
+    finally:
+        crlf.close()
+        custom.close()
+    assert (tmp_path / "a.log").read_bytes() == b"two\r\nlines\r\n"
+    assert (tmp_path / "b.log").read_bytes() == b"x|y|"
+
+
+def test_keep_file_open_false_closes_after_each_record(tmp_path: Path) -> None:
+    """With keep_file_open=False no log descriptor stays open between records."""
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", keep_file_open=False)
+    try:
+        handler.emit(_record("one"))
+        assert handler.stream is None
+        handler.emit(_record("two"))
+        assert handler.stream is None
+    finally:
+        handler.close()
+    assert (tmp_path / "app.log").read_text() == "one\ntwo\n"
+
+
+def test_chmod_and_umask_set_exact_modes(tmp_path: Path) -> None:
+    """chmod gives created files exactly that mode; umask gives 0o666 & ~umask."""
+    old = os.umask(0o077)
+    try:
+        handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", chmod=0o640)
+        handler.close()
+        other = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.log", umask=0o022)
+        other.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.log").stat().st_mode & 0o7777 == 0o640
+    assert (tmp_path / ".__a.lock").stat().st_mode & 0o7777 == 0o640
+    assert (tmp_path / "b.log").stat().st_mode & 0o7777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"maxBytes": -1}, "maxBytes=-1"),
+        ({"maxBytes": "ten MB"}, "maxBytes='ten MB'"),
+        ({"backupCount": -2}, "backupCount=-2"),
+        ({"when": "fortnightly"}, "when='fortnightly'"),
+        ({"when": "W7"}, "when='W7'"),
+        ({"when": "D", "interval": 0}, "interval=0"),
+        ({"mode": "r"}, "mode='r'"),
+        ({"lock_timeout": -1}, "lock_timeout=-1"),
+        ({"chmod": 0o640, "umask": 0o022}, "chmod=0o640"),
+        ({"owner": ("no-such-user-xyz", "root")}, "no-such-user-xyz"),
+        ({"newline": "x"}, "newline='x'"),
+        ({"errors": "strict", "unicode_error_policy": "ignore"}, "disagree"),
+    ],
+)
+def test_bad_configuration_fails_at_construction_naming_the_value(
+    tmp_path: Path, kwargs: dict[str, Any], fragment: str
+) -> None:
+    """Bad arguments raise ValueError at construction, and the message names the value."""
+    with pytest.raises(ValueError, match="expected|disagree|give only one|no such") as info:
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", **kwargs)
+    assert fragment in str(info.value)
+    assert not (tmp_path / "app.log").exists()
+
+
+def test_unknown_encoding_fails_at_construction(tmp_path: Path) -> None:
+    """An unknown encoding is reported when the handler is built, not at the first record."""
+    with pytest.raises(LookupError, match="no-such-codec"):
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", encoding="no-such-codec")
+
+
+def test_use_gzip_is_refused_until_compression_lands(tmp_path: Path) -> None:
+    """use_gzip=True is never silently ignored."""
+    with pytest.raises(NotImplementedError, match="use_gzip"):
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", use_gzip=True)
+
+
+def test_lock_timeout_pickles() -> None:
+    """LockTimeout crosses process boundaries intact."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(mplog.LockTimeout("/x/.__a.lock", 2.5)))
+    assert isinstance(error, mplog.LockTimeout)
+    assert (error.path, error.timeout) == ("/x/.__a.lock", 2.5)
+    assert "2.5" in str(error)
+
+
+def test_debug_reports_rotations_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """debug=True prints one line per rotation to standard error."""
+    handler = mplog.ConcurrentRotatingFileHandler(
+        tmp_path / "app.log", maxBytes=10, backupCount=1, debug=True
+    )
+    try:
+        handler.emit(_record("0123456789"))
+        handler.emit(_record("0123456789"))
+    finally:
+        handler.close()
+    assert "rotating" in capsys.readouterr().err
