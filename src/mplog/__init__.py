@@ -5,17 +5,21 @@ Importing mplog changes nothing in :mod:`logging`.
 
 from __future__ import annotations
 
+from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
 from .exceptions import LockTimeout, MplogError
 from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
 from .units import parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_FORMAT",
     "ConcurrentRotatingFileHandler",
     "ConcurrentTimedRotatingFileHandler",
     "LockTimeout",
     "MplogError",
     "parse_duration",
     "parse_size",
+    "setup_logging",
+    "worker_initializer",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -27,11 +27,15 @@ class FilePermissions:
 
     @classmethod
     def parse(
-        cls, chmod: int | None = None, umask: int | None = None, owner: Owner | None = None
+        cls,
+        chmod: int | str | None = None,
+        umask: int | str | None = None,
+        owner: Owner | None = None,
     ) -> FilePermissions:
         """Validate the options; errors name the bad value."""
         if chmod is not None and umask is not None:
             raise ValueError(f"chmod={chmod:#o} and umask={umask:#o}: give only one")
+        chmod, umask = _octal(chmod, "chmod"), _octal(umask, "umask")
         for name, value in (("chmod", chmod), ("umask", umask)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777
@@ -46,7 +50,18 @@ class FilePermissions:
 
     def open(self, path: str, flags: int) -> int:
         """``os.open`` *path* with *flags* (which include O_CREAT), applying the options
-        to the file if this call created it."""
+        to the file if this call created it.
+
+        A missing (or since removed) directory is created, so logging recovers by
+        itself once the path is writable again.
+        """
+        try:
+            return self._open(path, flags)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return self._open(path, flags)
+
+    def _open(self, path: str, flags: int) -> int:
         if not self.exact and self.owner is None:
             return os.open(path, flags, self.mode)
         try:
@@ -62,6 +77,16 @@ class FilePermissions:
             os.close(fd)
             raise
         return fd
+
+
+def _octal(value: int | str | None, name: str) -> int | None:
+    """Config files often spell modes as strings: "0640" or "0o640"."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected permission bits such as 0o640") from None
 
 
 def _resolve_owner(owner: Owner) -> tuple[int, int]:
