@@ -59,7 +59,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     keyword arguments of ``concurrent_log_handler.ConcurrentRotatingFileHandler``
     are accepted as keywords, with the same meaning.
 
-    :param filename: the log file (``str`` or path-like); its directory must exist.
+    :param filename: the log file (``str`` or path-like); a missing directory is created.
     :param mode: ``"a"`` (default) or ``"w"`` (truncate once, when this handler
         first opens the file; rarely what several processes want).
     :param maxBytes: rotate before a record would make the file larger than this
@@ -76,7 +76,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``); ``None`` for size only.
     :param interval: multiplier of *when*.
     :param utc: use UTC instead of local time for *when* and the file names.
-    :param atTime: time of day for ``"midnight"`` and weekly rotation.
+    :param atTime: time of day for ``"midnight"`` and weekly rotation
+        (a ``datetime.time`` or ``"HH:MM[:SS]"``).
     :param lock_file_directory: where to keep the lock file (default: next to
         the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
         both libraries exclude each other during a migration.
@@ -110,11 +111,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         when: str | None = None,
         interval: int = 1,
         utc: bool = False,
-        atTime: datetime.time | None = None,
+        atTime: datetime.time | str | None = None,
         lock_file_directory: PathLike | None = None,
         lock_timeout: float | None = None,
-        chmod: int | None = None,
-        umask: int | None = None,
+        chmod: int | str | None = None,
+        umask: int | str | None = None,
         owner: Owner | None = None,
         newline: str | None = None,
         terminator: str = "\n",
@@ -408,7 +409,7 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
         encoding: str | None = None,
         delay: bool = False,
         utc: bool = False,
-        atTime: datetime.time | None = None,
+        atTime: datetime.time | str | None = None,
         errors: str | None = None,
         *,
         maxBytes: SizeLike = 0,

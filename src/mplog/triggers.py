@@ -53,7 +53,7 @@ class TimeSchedule:
         when: str,
         interval: int = 1,
         utc: bool = False,
-        at_time: datetime.time | None = None,
+        at_time: datetime.time | str | None = None,
     ) -> TimeSchedule:
         """Validate the stdlib-style arguments and return a schedule.
 
@@ -75,8 +75,7 @@ class TimeSchedule:
             raise ValueError(f"when={when!r}: expected {_WHEN_FORMS}")
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval={interval!r}: expected a whole number >= 1")
-        if at_time is not None and not isinstance(at_time, datetime.time):
-            raise TypeError(f"atTime={at_time!r}: expected a datetime.time or None")
+        at_time = _parse_at_time(at_time)
         seconds, suffix, pattern = _UNITS[unit_key]
         return cls(
             when=key,
@@ -152,3 +151,15 @@ class TimeSchedule:
             if dst_end != dst_start:
                 start += 3600 if dst_end else -3600
         return time.strftime(self.suffix, self._tm(start))
+
+
+def _parse_at_time(value: datetime.time | str | None) -> datetime.time | None:
+    """Accept a ``datetime.time`` or, for config files, ``"HH:MM[:SS]"``."""
+    if value is None or isinstance(value, datetime.time):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.time.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"atTime={value!r}: expected a datetime.time or a string such as '23:30'")
