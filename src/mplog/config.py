@@ -74,7 +74,8 @@ def setup_logging(
     :param console: also log to standard error.
     :param config: instead of the arguments above, a dictConfig dict or the path
         of a ``.yaml``/``.yml`` (needs ``mplog[yaml]``), ``.json`` or ``.toml``
-        file.  Relative ``filename`` entries resolve against the file's directory.
+        file.  Relative ``filename`` entries resolve against the file's directory;
+        ``disable_existing_loggers`` defaults to False.
     :param force: replace (and close) the root logger's existing handlers, so
         calling this twice never duplicates records or leaks files.
     :param handler_options: any other keyword of
@@ -160,12 +161,17 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
 
     Relative handler ``filename``\\ s are made absolute against the file's directory
     (the current directory for a dict), and their directories are created.
+    ``disable_existing_loggers`` defaults to False: loggers created before the
+    call (module-level ``getLogger(__name__)``) keep working.
     """
     if isinstance(config, dict):
         settings, base = copy.deepcopy(config), os.getcwd()
     else:
         path = os.path.abspath(os.fspath(config))
         settings, base = _read_config_file(path), os.path.dirname(path)
+    # Unlike bare dictConfig, keep loggers that modules created at import time,
+    # before setup_logging() ran: disabling them silently drops their records.
+    settings.setdefault("disable_existing_loggers", False)
     handlers = settings.get("handlers", {})
     if not isinstance(handlers, dict):
         raise ValueError(f"{config}: 'handlers' must be a mapping, got {handlers!r}")

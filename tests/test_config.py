@@ -1,0 +1,304 @@
+"""setup_logging(), config files and the pool worker initializer."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mplog
+from mplog.config import load_config
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Any:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_setup_logging_installs_the_handler_on_the_root_logger(tmp_path: Path) -> None:
+    """Plain getLogger(__name__) calls end up in the file, formatted, at the given level."""
+    path = tmp_path / "logs" / "app.log"
+    handler = mplog.setup_logging(path, level="WARNING", format="%(levelname)s %(message)s")
+    assert isinstance(handler, mplog.ConcurrentRotatingFileHandler)
+    log = logging.getLogger("some.module")
+    log.info("dropped")
+    log.warning("kept %d", 1)
+    assert _lines(path) == ["WARNING kept 1"]
+
+
+def test_calling_setup_twice_never_duplicates_or_leaks(tmp_path: Path) -> None:
+    """A second call replaces and closes the first handler: one copy of each record."""
+    path = tmp_path / "app.log"
+    first = mplog.setup_logging(path, format="%(message)s")
+    second = mplog.setup_logging(path, format="%(message)s")
+    assert first is not None
+    assert second is not None
+    assert first.stream is None, "the replaced handler was not closed"
+    logging.getLogger("x").info("once")
+    assert _lines(path) == ["once"]
+    assert logging.getLogger().handlers == [second]
+
+
+def test_human_sizes_and_durations(tmp_path: Path) -> None:
+    """max_bytes and when accept '10 MB' and '1 day'; rotation defaults to 5 backups."""
+    handler = mplog.setup_logging(tmp_path / "a.log", max_bytes="10 MB", when="1 day")
+    assert handler is not None
+    assert handler.maxBytes == 10_000_000
+    assert handler.backupCount == mplog.config.DEFAULT_BACKUP_COUNT
+    assert handler.schedule is not None
+    assert (handler.schedule.when, handler.schedule.interval) == ("MIDNIGHT", 86400)
+    hourly = mplog.setup_logging(tmp_path / "b.log", when="6 hours", backup_count=2)
+    assert hourly is not None
+    assert hourly.schedule is not None
+    assert (hourly.schedule.when, hourly.schedule.interval, hourly.backupCount) == (
+        "H",
+        6 * 3600,
+        2,
+    )
+    weekly = mplog.setup_logging(tmp_path / "c.log", when="W6", utc=True)
+    assert weekly is not None
+    assert weekly.schedule is not None
+    assert (weekly.schedule.day_of_week, weekly.schedule.utc) == (6, True)
+
+
+def test_size_rotation_through_setup_logging(tmp_path: Path) -> None:
+    """Records beyond max_bytes go to backups named like the stdlib's."""
+    path = tmp_path / "app.log"
+    mplog.setup_logging(path, max_bytes=100, backup_count=3, format="%(message)s")
+    for i in range(55):  # 10 bytes each: 10 records per file, 6 files' worth
+        logging.getLogger("x").info("record %02d", i)
+    assert sorted(p.name for p in tmp_path.glob("app.log*")) == [
+        "app.log",
+        "app.log.1",
+        "app.log.2",
+        "app.log.3",
+    ]
+    assert all(p.stat().st_size <= 100 for p in tmp_path.glob("app.log*"))
+    assert _lines(path) == [f"record {i}" for i in range(50, 55)]
+    assert _lines(tmp_path / "app.log.3")[0] == "record 20"
+
+
+def test_console_adds_a_stderr_handler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """console=True also writes every record to standard error."""
+    mplog.setup_logging(tmp_path / "a.log", console=True, format="%(message)s")
+    logging.getLogger("x").info("both places")
+    assert "both places" in capsys.readouterr().err
+    assert _lines(tmp_path / "a.log") == ["both places"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"level": "LOUD"}, "level='LOUD'"),
+        ({"max_bytes": "lots"}, "max_bytes='lots'"),
+        ({"when": "3 fortnights"}, "when='3 fortnights'"),
+        ({"when": "0 s"}, "when='0 s'"),
+        ({"backup_count": -1, "max_bytes": 10}, "backupCount=-1"),
+    ],
+)
+def test_bad_arguments_name_the_value(tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
+    """Bad values raise ValueError naming the value, and leave logging as it was."""
+    before = logging.getLogger().handlers[:]
+    with pytest.raises(ValueError, match="expected|at least") as info:
+        mplog.setup_logging(tmp_path / "a.log", **kwargs)
+    assert fragment in str(info.value)
+    assert logging.getLogger().handlers == before
+
+
+def test_filename_or_config_is_required() -> None:
+    """Without a filename or a config there is nothing to set up."""
+    with pytest.raises(ValueError, match="filename"):
+        mplog.setup_logging()
+
+
+def test_compress_is_refused_until_it_lands(tmp_path: Path) -> None:
+    """compress= is not silently ignored."""
+    with pytest.raises(NotImplementedError, match="compress='gzip'"):
+        mplog.setup_logging(tmp_path / "a.log", compress="gzip")
+
+
+_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "formatters": {"plain": {"format": "%(name)s %(message)s"}},
+    "handlers": {
+        "file": {
+            "class": "mplog.ConcurrentRotatingFileHandler",
+            "filename": "logs/app.log",
+            "maxBytes": "1 KB",
+            "backupCount": 2,
+            "when": "midnight",
+            "atTime": "00:00",
+            "chmod": "0640",
+            "lock_timeout": 5,
+            "formatter": "plain",
+        }
+    },
+    "root": {"level": "INFO", "handlers": ["file"]},
+}
+
+
+def _write_config(directory: Path, kind: str) -> Path:
+    if kind == "json":
+        path = directory / "logging.json"
+        path.write_text(json.dumps(_CONFIG), encoding="utf-8")
+    elif kind == "yaml":
+        import yaml
+
+        path = directory / "logging.yaml"
+        path.write_text(yaml.safe_dump(_CONFIG), encoding="utf-8")
+    else:
+        path = directory / "logging.toml"
+        handler = _CONFIG["handlers"]["file"]
+        items = "\n".join(f"{key} = {json.dumps(value)}" for key, value in handler.items())
+        path.write_text(
+            "version = 1\n"
+            '[formatters.plain]\nformat = "%(name)s %(message)s"\n'
+            f"[handlers.file]\n{items}\n"
+            '[root]\nlevel = "INFO"\nhandlers = ["file"]\n',
+            encoding="utf-8",
+        )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["yaml", "json", "toml"])
+def test_config_files_are_applied_with_relative_paths_resolved(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A YAML/JSON/TOML file configures every handler option; relative paths follow the file."""
+    if kind == "toml" and sys.version_info < (3, 11):
+        pytest.importorskip("tomli")
+    config_dir = tmp_path / "conf"
+    config_dir.mkdir()
+    config = _write_config(config_dir, kind)
+    monkeypatch.chdir(tmp_path)  # somewhere else: paths must resolve against the file
+    handler = mplog.setup_logging(config=config)
+    assert isinstance(handler, mplog.ConcurrentRotatingFileHandler)
+    assert handler.baseFilename == str(config_dir / "logs" / "app.log")
+    assert (handler.maxBytes, handler.backupCount) == (1000, 2)
+    assert handler.schedule is not None
+    assert handler.schedule.when == "MIDNIGHT"
+    logging.getLogger("cfg").info("from %s", kind)
+    log = config_dir / "logs" / "app.log"
+    assert _lines(log) == [f"cfg from {kind}"]
+    assert log.stat().st_mode & 0o777 == 0o640
+
+
+def test_loggers_created_before_setup_keep_working(tmp_path: Path) -> None:
+    """Module-level loggers made before a config is applied are not disabled."""
+    early = logging.getLogger("created.at.import.time")
+    config = dict(_CONFIG, handlers={"file": dict(_CONFIG["handlers"]["file"])})
+    config["handlers"]["file"]["filename"] = str(tmp_path / "app.log")
+    mplog.setup_logging(config=config)
+    early.info("still here")
+    assert _lines(tmp_path / "app.log") == ["created.at.import.time still here"]
+
+
+def test_config_dict_is_not_modified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dict config is copied; relative filenames resolve against the working directory."""
+    monkeypatch.chdir(tmp_path)
+    before = json.dumps(_CONFIG, sort_keys=True)
+    mplog.setup_logging(config=_CONFIG)
+    assert json.dumps(_CONFIG, sort_keys=True) == before
+    assert (tmp_path / "logs" / "app.log").exists()
+
+
+def test_bad_config_names_the_file_and_the_key(tmp_path: Path) -> None:
+    """A config whose handler option is invalid fails naming the file, handler and value."""
+    config = dict(_CONFIG, handlers={"file": dict(_CONFIG["handlers"]["file"], when="often")})
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.json") as info:
+        mplog.setup_logging(config=path)
+    message = str(info.value)
+    assert "'file'" in message
+    assert "when='often'" in message
+
+
+def test_unreadable_or_malformed_config_files(tmp_path: Path) -> None:
+    """Missing files, syntax errors and unknown formats give errors naming the file."""
+    with pytest.raises(OSError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="broken.json"):
+        load_config(broken)
+    odd = tmp_path / "logging.ini"
+    odd.write_text("[loggers]", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"logging.ini.*\.yaml, \.json or \.toml"):
+        load_config(odd)
+    listy = tmp_path / "list.json"
+    listy.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(listy)
+
+
+def test_missing_pyyaml_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PyYAML a YAML config raises ImportError naming pip install 'mplog[yaml]'."""
+    path = _write_config(tmp_path, "yaml")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(ImportError, match=r"pip install 'mplog\[yaml\]'"):
+        load_config(path)
+
+
+def test_worker_initializer_needs_a_setup_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for an initializer before setup_logging() is a clear error."""
+    monkeypatch.setattr(mplog.config, "_last_setup", None)
+    with pytest.raises(RuntimeError, match="setup_logging"):
+        mplog.worker_initializer()
+
+
+def _pool_task(n: int) -> int:
+    logging.getLogger("worker").info("task %d from %d", n, os.getpid())
+    return os.getpid()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("use_config", [False, True])
+def test_pool_workers_log_to_the_same_file(
+    tmp_path: Path, method: str, use_config: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With any start method, one initializer line makes pool workers log to the same file."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{method} is not available on this platform")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "logs" / "app.log"
+    if use_config:
+        keep_all = dict(_CONFIG["handlers"]["file"], backupCount=100)
+        mplog.setup_logging(config=dict(_CONFIG, handlers={"file": keep_all}))
+    else:
+        mplog.setup_logging(path, max_bytes="1 KB", backup_count=100, format="%(message)s")
+    logging.getLogger("parent").info("parent before pool")
+    ctx = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(
+        2, mp_context=ctx, initializer=mplog.worker_initializer()
+    ) as pool:
+        pids = set(pool.map(_pool_task, range(40)))
+    logging.getLogger().handlers[0].close()
+    lines = [
+        line
+        for file in sorted(tmp_path.glob("logs/app.log*"))
+        for line in file.read_text(encoding="utf-8").splitlines()
+    ]
+    tasks = sorted(int(line.split("task ")[1].split()[0]) for line in lines if "task " in line)
+    assert tasks == list(range(40)), "every task logged exactly once"
+    assert sum("parent before pool" in line for line in lines) == 1
+    assert pids - {os.getpid()}, "the tasks ran in worker processes"
