@@ -114,7 +114,9 @@ def test_console_adds_a_stderr_handler(tmp_path: Path, capsys: pytest.CaptureFix
         ({"backup_count": -1, "max_bytes": 10}, "backupCount=-1"),
     ],
 )
-def test_bad_arguments_name_the_value(tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
+def test_bad_arguments_name_the_value(
+    tmp_path: Path, kwargs: dict[str, Any], fragment: str
+) -> None:
     """Bad values raise ValueError naming the value, and leave logging as it was."""
     before = logging.getLogger().handlers[:]
     with pytest.raises(ValueError, match="expected|at least") as info:
