@@ -119,7 +119,7 @@ def test_bad_arguments_name_the_value(
 ) -> None:
     """Bad values raise ValueError naming the value, and leave logging as it was."""
     before = logging.getLogger().handlers[:]
-    with pytest.raises(ValueError, match="expected|at least") as info:
+    with pytest.raises(ValueError, match=r"expected|at least") as info:
         mplog.setup_logging(tmp_path / "a.log", **kwargs)
     assert fragment in str(info.value)
     assert logging.getLogger().handlers == before
@@ -227,7 +227,7 @@ def test_bad_config_names_the_file_and_the_key(tmp_path: Path) -> None:
     config = dict(_CONFIG, handlers={"file": dict(_CONFIG["handlers"]["file"], when="often")})
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(config), encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.json") as info:
+    with pytest.raises(ValueError, match=r"bad\.json") as info:
         mplog.setup_logging(config=path)
     message = str(info.value)
     assert "'file'" in message
@@ -236,11 +236,11 @@ def test_bad_config_names_the_file_and_the_key(tmp_path: Path) -> None:
 
 def test_unreadable_or_malformed_config_files(tmp_path: Path) -> None:
     """Missing files, syntax errors and unknown formats give errors naming the file."""
-    with pytest.raises(OSError, match="missing.yaml"):
+    with pytest.raises(OSError, match=r"missing\.yaml"):
         load_config(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="broken.json"):
+    with pytest.raises(ValueError, match=r"broken\.json"):
         load_config(broken)
     odd = tmp_path / "logging.ini"
     odd.write_text("[loggers]", encoding="utf-8")

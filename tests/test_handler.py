@@ -233,7 +233,7 @@ def test_bad_configuration_fails_at_construction_naming_the_value(
     tmp_path: Path, kwargs: dict[str, Any], fragment: str
 ) -> None:
     """Bad arguments raise ValueError at construction, and the message names the value."""
-    with pytest.raises(ValueError, match="expected|disagree|give only one|no such") as info:
+    with pytest.raises(ValueError, match=r"expected|disagree|give only one|no such") as info:
         mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", **kwargs)
     assert fragment in str(info.value)
     assert not (tmp_path / "app.log").exists()

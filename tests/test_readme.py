@@ -24,7 +24,12 @@ def _run(code: str, cwd: Path) -> None:
     script = cwd / "snippet.py"
     script.write_text(code, encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
