@@ -40,11 +40,17 @@ def _name(base: str, period: str, counter: int) -> str:
 
 
 def unique_backup_name(base: str, period: str, namer: Namer) -> str:
-    """Return the first free name for a backup of *base* for *period*.
+    """Return a free name for a backup of *base* for *period*, after every existing one.
 
-    Never returns an existing path, so a rotation never overwrites a backup.
+    The counter continues after the highest one in use for *period* rather than
+    filling a gap: retention deletes the oldest backups (``.<period>``,
+    ``.<period>.1``), and reusing their names would make the newest backup sort
+    as the oldest and be pruned next.  Never returns an existing path, so a
+    rotation never overwrites a backup.
     """
-    counter = 0
+    this_period = re.compile(rf"(?<!\d){re.escape(period)}(?!\d)")
+    counters = [backup.counter for backup in find_backups(base, this_period, namer)]
+    counter = max(counters) + 1 if counters else 0
     while True:
         candidate = namer(_name(base, period, counter))
         if not os.path.lexists(candidate):
