@@ -17,6 +17,7 @@ import logging.handlers
 import os
 import stat
 import sys
+import tempfile
 import time
 import weakref
 from typing import Any, Union
@@ -213,15 +214,19 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             return False
         if self.schedule is not None and time.time() >= self.rolloverAt and st.st_size:
             return True
-        if not self._size_rotation or not st.st_size:
+        if not self.maxBytes or not st.st_size:  # gh-116263: never roll over an empty file
             return False
+        # Like the stdlib, report a full file even when backupCount=0 makes the
+        # rollover a no-op (emit then keeps appending, see _size_rotation).
         return st.st_size + len(self._encode(record)) > self.maxBytes
 
     def doRollover(self) -> None:
-        """Rotate the file now, holding the inter-process lock."""
+        """Rotate the file now, holding the inter-process lock (never a device or pipe)."""
         with self._lock:
             if self._fd is not None:
                 self._reopen_if_moved()
+            if _is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
+                return
             self._rotate(time_due=False)
 
     def getFilesToDelete(self) -> list[str]:
@@ -238,8 +243,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.acquire()
         try:
             self._close_stream()
+            # Stay registered for the fork hook: gunicorn's reopen_files() reopens a
+            # closed handler (close(); _open()), and a worker forked after that must
+            # still get its own lock descriptor.
             self._lock.close()
-            _live_handlers.discard(self)
             logging.Handler.close(self)
         finally:
             self.release()
@@ -445,4 +452,16 @@ def _lock_path(log_path: str, directory: PathLike | None) -> str:
     if directory is not None:
         folder = os.path.abspath(os.fspath(directory))
         os.makedirs(folder, exist_ok=True)
+    elif _is_special_file(log_path):
+        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
+        # directory is usually not writable by us: keep the lock in the temp dir.
+        folder = tempfile.gettempdir()
     return os.path.join(folder, f".__{name}.lock")
+
+
+def _is_special_file(path: str) -> bool:
+    """True if *path* exists and is not a regular file (a device, FIFO or socket)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
