@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,6 @@ class RecordingHandler(mplog.ConcurrentRotatingFileHandler):
         self.errors_seen: list[BaseException] = []
 
     def handleError(self, record: logging.LogRecord) -> None:
-        import sys
-
         exc = sys.exc_info()[1]
         assert exc is not None
         self.errors_seen.append(exc)
@@ -274,3 +273,23 @@ def test_debug_reports_rotations_on_stderr(
     finally:
         handler.close()
     assert "rotating" in capsys.readouterr().err
+
+
+def test_handler_reopened_after_close_still_gets_its_own_lock_after_fork(tmp_path: Path) -> None:
+    """gunicorn's reopen_files() (close(), then _open()) must not leave forked workers
+    sharing the parent's lock descriptor, which would exclude nothing."""
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", lock_timeout=0.2)
+    handler.close()
+    handler.stream = handler._open()
+    handler.emit(_record("parent"))  # reopens the lock file in the parent
+    with handler._lock:  # the parent holds the inter-process lock during the fork
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            errors: list[BaseException] = []
+            handler.handleError = lambda record: errors.append(sys.exc_info()[1])  # type: ignore[method-assign,assignment,arg-type]
+            handler.emit(_record("child"))
+            os._exit(0 if errors and isinstance(errors[0], mplog.LockTimeout) else 1)
+        _, status = os.waitpid(pid, 0)
+    handler.close()
+    assert os.waitstatus_to_exitcode(status) == 0, "the child got the lock the parent held"
+    assert (tmp_path / "app.log").read_text() == "parent\n"
