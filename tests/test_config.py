@@ -213,6 +213,30 @@ def test_loggers_created_before_setup_keep_working(tmp_path: Path) -> None:
     assert _lines(tmp_path / "app.log") == ["created.at.import.time still here"]
 
 
+def test_filenames_expand_variables_and_leave_ext_references_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$VARS in filenames are expanded; ext:// and cfg:// values are left to dictConfig."""
+    monkeypatch.setenv("MPLOG_TEST_LOG_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setattr(sys.modules[__name__], "LOG_FILE", str(tmp_path / "ext.log"), raising=False)
+    entry = _CONFIG["handlers"]["file"]
+    config = dict(
+        _CONFIG,
+        handlers={
+            "file": dict(entry, filename="$MPLOG_TEST_LOG_DIR/app.log"),
+            "other": dict(entry, filename=f"ext://{__name__}.LOG_FILE"),
+        },
+        root={"level": "INFO", "handlers": ["file", "other"]},
+    )
+    settings = load_config(config)
+    assert settings["handlers"]["file"]["filename"] == str(tmp_path / "from-env" / "app.log")
+    assert settings["handlers"]["other"]["filename"] == f"ext://{__name__}.LOG_FILE"
+    mplog.setup_logging(config=config)
+    logging.getLogger("both").info("twice")
+    assert _lines(tmp_path / "from-env" / "app.log") == ["both twice"]
+    assert _lines(tmp_path / "ext.log") == ["both twice"]
+
+
 def test_config_dict_is_not_modified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dict config is copied; relative filenames resolve against the working directory."""
     monkeypatch.chdir(tmp_path)

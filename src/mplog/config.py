@@ -74,7 +74,8 @@ def setup_logging(
     :param console: also log to standard error.
     :param config: instead of the arguments above, a dictConfig dict or the path
         of a ``.yaml``/``.yml`` (needs ``mplog[yaml]``), ``.json`` or ``.toml``
-        file.  Relative ``filename`` entries resolve against the file's directory;
+        file.  ``$VARS`` in ``filename`` entries are expanded and relative ones
+        resolve against the file's directory;
         ``disable_existing_loggers`` defaults to False.
     :param force: replace (and close) the root logger's existing handlers, so
         calling this twice never duplicates records or leaks files.
@@ -159,8 +160,9 @@ def _parse_when(when: str | DurationLike | None, interval: int) -> dict[str, Any
 def load_config(config: ConfigLike) -> dict[str, Any]:
     """Return the dictConfig dict for *config* (a dict, or a YAML/JSON/TOML path).
 
-    Relative handler ``filename``\\ s are made absolute against the file's directory
-    (the current directory for a dict), and their directories are created.
+    In handler ``filename``\\ s, ``$VARS`` and ``~`` are expanded, relative paths are
+    made absolute against the file's directory (the current directory for a dict),
+    and missing directories are created.
     ``disable_existing_loggers`` defaults to False: loggers created before the
     call (module-level ``getLogger(__name__)``) keep working.
     """
@@ -176,15 +178,19 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     if not isinstance(handlers, dict):
         raise ValueError(f"{config}: 'handlers' must be a mapping, got {handlers!r}")
     for name, entry in handlers.items():
-        if isinstance(entry, dict) and isinstance(entry.get("filename"), (str, os.PathLike)):
-            filename = os.path.join(base, os.path.expanduser(os.fspath(entry["filename"])))
-            entry["filename"] = filename
-            try:
-                os.makedirs(os.path.dirname(filename), exist_ok=True)
-            except OSError as err:
-                raise OSError(
-                    err.errno, f"{config}: handlers.{name}.filename: {err.strerror}", filename
-                ) from err
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), (str, os.PathLike)):
+            continue
+        filename = os.fspath(entry["filename"])
+        if filename.startswith(("ext://", "cfg://")):  # dictConfig resolves those itself
+            continue
+        filename = os.path.join(base, os.path.expanduser(os.path.expandvars(filename)))
+        entry["filename"] = filename
+        try:
+            os.makedirs(os.path.dirname(filename), exist_ok=True)
+        except OSError as err:
+            raise OSError(
+                err.errno, f"{config}: handlers.{name}.filename: {err.strerror}", filename
+            ) from err
     return settings
 
 
