@@ -3,8 +3,9 @@
 The hierarchy is short on purpose::
 
     MplogError                 base class for everything mplog raises itself
-    └── LockTimeout            the inter-process lock was not acquired in time
-                               (also a TimeoutError)
+    ├── LockTimeout            the inter-process lock was not acquired in time
+    │                          (also a TimeoutError)
+    └── QueueFull              batched mode dropped records (overflow="drop")
 
 Configuration mistakes raise the stdlib's ``ValueError`` / ``TypeError`` with a
 message that quotes the offending value; errors of the operating system stay
@@ -14,7 +15,7 @@ cross a process boundary (a ``multiprocessing`` result, a pool error).
 
 from __future__ import annotations
 
-__all__ = ["LockTimeout", "MplogError"]
+__all__ = ["LockTimeout", "MplogError", "QueueFull"]
 
 
 class MplogError(Exception):
@@ -40,3 +41,13 @@ class LockTimeout(MplogError, TimeoutError):
 
     def __str__(self) -> str:
         return f"could not lock {self.path!r} within {self.timeout:g} s (lock_timeout)"
+
+
+class QueueFull(MplogError):
+    """Batched mode's queue was full and records were dropped (``overflow="drop"``).
+
+    Reported through ``Handler.handleError`` once per episode, never raised
+    into the application.
+
+    .. versionadded:: 0.1
+    """

@@ -17,12 +17,13 @@ import logging.handlers
 import os
 import stat
 import sys
-import tempfile
 import time
 import weakref
 from typing import Any, Union
 
-from .lock import FileLock
+from .batch import BatchWriter
+from .exceptions import QueueFull
+from .lock import FileLock, is_special_file, lock_path_for
 from .permissions import FilePermissions, Owner
 from .rotation import find_backups, unique_backup_name
 from .triggers import TimeSchedule
@@ -39,6 +40,14 @@ _live_handlers: weakref.WeakSet[ConcurrentRotatingFileHandler] = weakref.WeakSet
 _fork_hook_installed = False
 
 
+def _before_fork() -> None:
+    # Batched handlers write out their queue first, so the child starts empty
+    # and nothing queued before the fork is written twice.
+    for handler in list(_live_handlers):
+        if handler._batch is not None:
+            handler._batch.flush()
+
+
 def _after_fork_in_child() -> None:
     for handler in list(_live_handlers):
         handler._after_fork()
@@ -48,7 +57,7 @@ def _track(handler: ConcurrentRotatingFileHandler) -> None:
     global _fork_hook_installed  # noqa: PLW0603 - one process-wide fork hook, installed lazily
     _live_handlers.add(handler)
     if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
         _fork_hook_installed = True
 
 
@@ -93,6 +102,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param keep_file_open: ``False`` closes the log file after every record.
     :param debug: report rotations on standard error.
     :param use_gzip: not available yet; raises :class:`NotImplementedError`.
+    :param batched: format in the calling thread, write from a background thread
+        many records per lock acquisition.  :meth:`flush`, :meth:`close`,
+        interpreter exit and ``os.fork()`` write out the queue; a SIGKILL loses
+        at most what is queued.
+    :param queue_size: batched mode's queue bound, in records.
+    :param overflow: what a full queue does in batched mode: ``"block"`` the
+        caller (default) or ``"drop"`` the record (counted in :attr:`dropped`,
+        reported once per episode through :meth:`handleError`).
 
     .. versionadded:: 0.1
     """
@@ -124,6 +141,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         keep_file_open: bool = True,
         debug: bool = False,
         use_gzip: bool = False,
+        batched: bool = False,
+        queue_size: int = 10_000,
+        overflow: str = "block",
     ) -> None:
         if use_gzip:
             raise NotImplementedError(
@@ -137,33 +157,24 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise ValueError(f"backupCount={backupCount!r}: expected a whole number >= 0")
         self.backupCount = backupCount
         self.schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
-        encoding = encoding or "utf-8"
-        codecs.lookup(encoding)  # an unknown encoding fails now, not at the first record
-        if errors and unicode_error_policy and errors != unicode_error_policy:
-            raise ValueError(
-                f"errors={errors!r} and unicode_error_policy={unicode_error_policy!r} disagree; "
-                "give only one"
-            )
-        errors = errors or unicode_error_policy or "strict"
-        codecs.lookup_error(errors)
-        if lock_timeout is not None and not lock_timeout >= 0:
-            raise ValueError(f"lock_timeout={lock_timeout!r}: expected seconds >= 0 or None")
-        if newline not in (None, "", "\n", "\r", "\r\n"):
-            raise ValueError(f"newline={newline!r}: expected None, '', '\\n', '\\r' or '\\r\\n'")
-        if not isinstance(terminator, str):
-            raise TypeError(f"terminator={terminator!r}: expected a str")
+        encoding, errors, self._newline = _text_options(
+            encoding, errors, unicode_error_policy, newline, terminator
+        )
         self.permissions = FilePermissions.parse(chmod, umask, owner)
         self.terminator = terminator
-        self._newline = os.linesep if newline is None else (newline or "\n")
         self.keep_file_open = keep_file_open
         self.debug = debug
+        self._dropping = False
+        self._batch = BatchWriter.create(
+            self._write_batch, self._report_batch_error, queue_size, overflow, batched
+        )
         self._fd: int | None = None
         self._file_id: tuple[int, int] = (-1, -1)
         self._truncate_on_open = mode.startswith("w")
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
-        self._lock_path = _lock_path(os.path.abspath(os.fspath(filename)), lock_file_directory)
+        self._lock_path = lock_path_for(os.path.abspath(os.fspath(filename)), lock_file_directory)
         self._lock = FileLock(self._lock_path, lock_timeout, self.permissions)
         super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
         self.mode = mode
@@ -222,10 +233,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     def doRollover(self) -> None:
         """Rotate the file now, holding the inter-process lock (never a device or pipe)."""
+        self.flush()
         with self._lock:
             if self._fd is not None:
                 self._reopen_if_moved()
-            if _is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
+            if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
                 return
             self._rotate(time_due=False)
 
@@ -239,7 +251,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return [backup.path for backup in backups[: max(0, len(backups) - self.backupCount)]]
 
     def close(self) -> None:
-        """Close the log and lock files."""
+        """Write out the batched queue, then close the log and lock files."""
+        if self._batch is not None:
+            self._batch.close()
         self.acquire()
         try:
             self._close_stream()
@@ -252,7 +266,18 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self.release()
 
     def flush(self) -> None:
-        """Nothing to do: records reach the kernel before :meth:`emit` returns."""
+        """In batched mode, return once every queued record is in the file.
+
+        In sync mode there is nothing to do: records reach the kernel before
+        :meth:`emit` returns.
+        """
+        if self._batch is not None:
+            self._batch.flush()
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the batched queue was full (``overflow="drop"``)."""
+        return self._batch.dropped if self._batch is not None else 0
 
     # -- the write path -------------------------------------------------------------
 
@@ -263,6 +288,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         try:
             data = self._encode(record)
+            if self._batch is not None:
+                self._enqueue(data)
+                return
             lock = self._lock
             lock.acquire()
             try:
@@ -276,6 +304,50 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _enqueue(self, data: bytes) -> None:
+        assert self._batch is not None
+        if self._batch.put(data):
+            self._dropping = False
+        elif not self._dropping:  # report the first drop of an episode, not every one
+            self._dropping = True
+            raise QueueFull(
+                f"mplog batched queue for {self.baseFilename} is full "
+                f"(queue_size={self._batch.max_records}): dropping records "
+                f"({self._batch.dropped} so far; see handler.dropped)"
+            )
+
+    def _write_batch(self, batch: list[bytes]) -> None:
+        """Write queued records under one lock acquisition, rotating between them as due."""
+        with self._lock:
+            size = self._prepare(len(batch[0]))
+            if size < 0 or not self._size_rotation:
+                self._write(b"".join(batch), size)
+            else:
+                start = 0
+                end_size = size
+                for i, data in enumerate(batch):
+                    if i > start and end_size + len(data) > self.maxBytes:
+                        self._write(b"".join(batch[start:i]), size)
+                        self._rotate(time_due=False)
+                        start, size, end_size = i, 0, 0
+                    end_size += len(data)
+                self._write(b"".join(batch[start:]), size)
+        if not self.keep_file_open:
+            self._close_stream()
+
+    def _report_batch_error(self, error: BaseException, count: int) -> None:
+        """Called by the writer thread inside its ``except``: one report per failed batch."""
+        record = logging.makeLogRecord(
+            {
+                "name": "mplog",
+                "levelno": logging.ERROR,
+                "levelname": "ERROR",
+                "msg": "%d queued records could not be written to %s: %s",
+                "args": (count, self.baseFilename, error),
+            }
+        )
+        self.handleError(record)
 
     def _encode(self, record: logging.LogRecord) -> bytes:
         text = self.format(record) + self.terminator
@@ -389,8 +461,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             stream.close()
 
     def _after_fork(self) -> None:
-        """In a forked child: take our own lock descriptor (see lock.py)."""
+        """In a forked child: take our own lock descriptor (see lock.py), start empty."""
         self._lock.forget()
+        if self._batch is not None:
+            self._batch.after_fork_in_child()
 
     def _debug(self, message: str, *args: object) -> None:
         if self.debug:
@@ -444,24 +518,26 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
         return self.schedule.next_rollover(currentTime)
 
 
-def _lock_path(log_path: str, directory: PathLike | None) -> str:
-    """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``."""
-    folder, name = os.path.split(log_path)
-    if name.endswith(".log"):
-        name = name[:-4]
-    if directory is not None:
-        folder = os.path.abspath(os.fspath(directory))
-        os.makedirs(folder, exist_ok=True)
-    elif _is_special_file(log_path):
-        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
-        # directory is usually not writable by us: keep the lock in the temp dir.
-        folder = tempfile.gettempdir()
-    return os.path.join(folder, f".__{name}.lock")
-
-
-def _is_special_file(path: str) -> bool:
-    """True if *path* exists and is not a regular file (a device, FIFO or socket)."""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+def _text_options(
+    encoding: str | None,
+    errors: str | None,
+    unicode_error_policy: str | None,
+    newline: str | None,
+    terminator: str,
+) -> tuple[str, str, str]:
+    """Validate the text options now, not at the first record; return
+    (encoding, errors, newline to write)."""
+    encoding = encoding or "utf-8"
+    codecs.lookup(encoding)
+    if errors and unicode_error_policy and errors != unicode_error_policy:
+        raise ValueError(
+            f"errors={errors!r} and unicode_error_policy={unicode_error_policy!r} disagree; "
+            "give only one"
+        )
+    errors = errors or unicode_error_policy or "strict"
+    codecs.lookup_error(errors)
+    if newline not in (None, "", "\n", "\r", "\r\n"):
+        raise ValueError(f"newline={newline!r}: expected None, '', '\\n', '\\r' or '\\r\\n'")
+    if not isinstance(terminator, str):
+        raise TypeError(f"terminator={terminator!r}: expected a str")
+    return encoding, errors, os.linesep if newline is None else (newline or "\n")

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
+import tempfile
+import threading
 import time
 
 from .exceptions import LockTimeout
 from .permissions import FilePermissions
 
-__all__ = ["FileLock"]
+__all__ = ["FileLock", "is_special_file", "lock_path_for"]
 
 _STATE_SIZE = 64
 _OPEN_FLAGS = (
@@ -67,7 +70,11 @@ else:  # pragma: no cover - exercised on Windows only
 
 
 class FileLock:
-    """An exclusive, non-reentrant lock on *path*, shared by every process.
+    """An exclusive, non-reentrant lock on *path*, shared by every process and thread.
+
+    flock does not exclude threads that share the descriptor, so a thread lock
+    is taken first: a handler's writer thread, ``doRollover()`` and direct
+    ``emit()`` calls from several threads exclude each other too.
 
     :param path: the sidecar lock file; created (with *mode*) if missing.
     :param timeout: seconds to wait before raising :class:`LockTimeout`;
@@ -83,10 +90,13 @@ class FileLock:
         timeout: float | None = None,
         permissions: FilePermissions | None = None,
     ) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
         self.path = path
         self.timeout = timeout
         self.permissions = permissions or FilePermissions()
         self._fd: int | None = None
+        self._thread_lock = threading.Lock()
 
     def _open(self) -> int:
         fd = self.permissions.open(self.path, _OPEN_FLAGS)
@@ -94,18 +104,24 @@ class FileLock:
         return fd
 
     def acquire(self) -> None:
-        """Block until this process holds the lock, or raise :class:`LockTimeout`."""
-        fd = self._fd if self._fd is not None else self._open()
-        if _try_lock(fd):
-            return
-        if self.timeout is None:
-            _lock(fd)
-        else:
-            self._wait(fd, self.timeout)
+        """Block until this thread holds the lock, or raise :class:`LockTimeout`."""
+        timeout = self.timeout
+        if not self._thread_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise LockTimeout(self.path, timeout or 0)
+        try:
+            fd = self._fd if self._fd is not None else self._open()
+            if _try_lock(fd):
+                return
+            if timeout is None:
+                _lock(fd)
+            else:
+                self._wait(fd, time.monotonic() + timeout, timeout)
+        except BaseException:
+            self._thread_lock.release()
+            raise
 
-    def _wait(self, fd: int, timeout: float) -> None:
-        """Poll with a growing back-off until *timeout*: flock itself has no timeout."""
-        deadline = time.monotonic() + timeout
+    def _wait(self, fd: int, deadline: float, timeout: float) -> None:
+        """Poll with a growing back-off until *deadline*: flock itself has no timeout."""
         delay = 0.0001
         while not _try_lock(fd):
             remaining = deadline - time.monotonic()
@@ -116,8 +132,11 @@ class FileLock:
 
     def release(self) -> None:
         """Release the lock (the caller must hold it)."""
-        if self._fd is not None:
-            _unlock(self._fd)
+        try:
+            if self._fd is not None:
+                _unlock(self._fd)
+        finally:
+            self._thread_lock.release()
 
     def __enter__(self) -> FileLock:
         self.acquire()
@@ -146,6 +165,7 @@ class FileLock:
         the same open file description.
         """
         fd, self._fd = self._fd, None
+        self._thread_lock = threading.Lock()  # another thread may have held it at the fork
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -153,3 +173,27 @@ class FileLock:
     def close(self) -> None:
         """Close the lock file (it stays on disk for the other processes)."""
         self.forget()
+
+
+def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
+    """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``, next to the log
+    or in *directory* (created if missing)."""
+    folder, name = os.path.split(log_path)
+    if name.endswith(".log"):
+        name = name[:-4]
+    if directory is not None:
+        folder = os.path.abspath(os.fspath(directory))
+        os.makedirs(folder, exist_ok=True)
+    elif is_special_file(log_path):
+        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
+        # directory is usually not writable by us: keep the lock in the temp dir.
+        folder = tempfile.gettempdir()
+    return os.path.join(folder, f".__{name}.lock")
+
+
+def is_special_file(path: str) -> bool:
+    """True if *path* exists and is not a regular file (a device, FIFO or socket)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False

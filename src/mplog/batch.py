@@ -1,0 +1,132 @@
+"""Batched mode: a per-process writer thread that drains a bounded queue.
+
+The calling thread formats and encodes the record and appends the bytes to
+the queue; one background thread takes everything queued so far and hands it to
+the handler, which writes it under ONE lock acquisition.  ``flush()`` returns
+once everything queued before it is in the file; a full queue blocks the caller
+(or, with ``overflow="drop"``, drops and counts).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+__all__ = ["BatchWriter"]
+
+WriteBatch = Callable[[list[bytes]], None]
+OnError = Callable[[BaseException, int], None]
+
+
+class BatchWriter:
+    """A bounded queue of encoded records and the thread that writes them.
+
+    :param write_batch: writes a list of records; called from the writer thread.
+    :param on_error: called (from the writer thread, inside the ``except``) with the
+        exception and the number of records that could not be written.
+    :param max_records: queue bound, in records.
+    :param drop: drop records when the queue is full instead of blocking.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self, write_batch: WriteBatch, on_error: OnError, max_records: int, drop: bool
+    ) -> None:
+        self._write_batch = write_batch
+        self._on_error = on_error
+        self.max_records = max_records
+        self.drop = drop
+        self.dropped = 0
+        self._reset()
+
+    @classmethod
+    def create(
+        cls, write_batch: WriteBatch, on_error: OnError, queue_size: int, overflow: str, on: bool
+    ) -> BatchWriter | None:
+        """Validate the handler's batched-mode options; return a writer if *on*."""
+        if overflow not in ("block", "drop"):
+            raise ValueError(f"overflow={overflow!r}: expected 'block' or 'drop'")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue_size={queue_size!r}: expected a whole number >= 1")
+        return cls(write_batch, on_error, queue_size, overflow == "drop") if on else None
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[bytes] = []
+        self._queued = 0  # records ever queued
+        self._written = 0  # records ever taken care of (written or reported)
+        self._idle = True
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, data: bytes) -> bool:
+        """Queue *data*; return False if it was dropped because the queue is full."""
+        with self._cond:
+            while len(self._pending) >= self.max_records:
+                if self.drop:
+                    self.dropped += 1
+                    return False
+                self._cond.wait()
+            self._pending.append(data)
+            self._queued += 1
+            if self._thread is None:
+                self._start()
+            elif self._idle:
+                self._cond.notify_all()
+        return True
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mplog-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending and not self._closing:
+                    self._idle = True
+                    cond.wait()
+                self._idle = False
+                batch, self._pending = self._pending, []
+                upto = self._queued
+                cond.notify_all()  # room in the queue for blocked producers
+            if batch:
+                try:
+                    self._write_batch(batch)
+                except Exception as err:
+                    self._on_error(err, len(batch))
+            with cond:
+                self._written = upto
+                cond.notify_all()  # wake flush()
+                if self._closing and not self._pending:
+                    return
+
+    def flush(self) -> None:
+        """Return once every record queued before this call is written (or reported)."""
+        with self._cond:
+            target = self._queued
+            while self._written < target and self._thread is not None:
+                if not self._thread.is_alive():  # pragma: no cover - the thread never dies
+                    break
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread."""
+        with self._cond:
+            thread = self._thread
+            self._closing = True
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._cond:
+            self._thread = None
+            self._closing = False
+
+    def after_fork_in_child(self) -> None:
+        """Start empty in a forked child: the parent writes what it had queued.
+
+        Threads do not survive fork and the condition's lock may have been held
+        by the parent's writer at the moment of the fork, so everything is new.
+        """
+        self._reset()

@@ -1,0 +1,191 @@
+"""Batched mode: a background writer, many records per lock acquisition."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mplog
+from mplog.lock import FileLock
+
+
+def _record(msg: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": msg})
+
+
+class Recording(mplog.ConcurrentRotatingFileHandler):
+    """Keeps what goes to handleError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reported: list[BaseException] = []
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        assert error is not None
+        self.reported.append(error)
+
+
+def test_flush_returns_once_everything_is_in_the_file(tmp_path: Path) -> None:
+    """After flush() every record emitted before it is in the file, in order."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    try:
+        for i in range(1000):
+            handler.emit(_record(f"r{i}"))
+        handler.flush()
+        assert path.read_text().splitlines() == [f"r{i}" for i in range(1000)]
+    finally:
+        handler.close()
+
+
+def test_batches_split_exactly_at_size_boundaries(tmp_path: Path) -> None:
+    """Size rotation stays exact in batched mode: backups hold whole records up to maxBytes."""
+    path = tmp_path / "app.log"
+    record_size = len("r0000\n")
+    handler = mplog.ConcurrentRotatingFileHandler(
+        path, maxBytes=100, backupCount=1000, batched=True
+    )
+    try:
+        for i in range(2000):
+            handler.emit(_record(f"r{i:04d}"))
+    finally:
+        handler.close()
+    backups = sorted(tmp_path.glob("app.log.*"), key=lambda p: -int(p.suffix[1:]))
+    assert backups, "rotation happened"
+    for backup in backups:
+        assert backup.stat().st_size == (100 // record_size) * record_size
+    lines = [line for f in [*backups, path] for line in f.read_text().splitlines()]
+    assert lines == [f"r{i:04d}" for i in range(2000)]
+
+
+def test_close_writes_out_the_queue_and_emit_after_close_still_works(tmp_path: Path) -> None:
+    """close() flushes; a record emitted after close is still written, like the stdlib."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    for i in range(500):
+        handler.emit(_record(f"r{i}"))
+    handler.close()
+    assert len(path.read_text().splitlines()) == 500
+    handler.emit(_record("late"))
+    handler.close()
+    assert path.read_text().splitlines()[-1] == "late"
+
+
+def test_interpreter_exit_flushes(tmp_path: Path) -> None:
+    """A process that exits without closing its handler still writes its queue."""
+    path = tmp_path / "app.log"
+    code = (
+        "import logging, mplog\n"
+        f"mplog.setup_logging({str(path)!r}, format='%(message)s', batched=True)\n"
+        "for i in range(5000): logging.getLogger('x').info('r%d', i)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert path.read_text().splitlines() == [f"r{i}" for i in range(5000)]
+
+
+@pytest.mark.timeout(30)
+def test_full_queue_blocks_the_caller_by_default(tmp_path: Path) -> None:
+    """With overflow='block' nothing is dropped: the caller waits for room in the queue."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True, queue_size=10)
+    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder.acquire()  # another process holds the log: the writer cannot write
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(50):
+            handler.emit(_record(f"r{i}"))
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    try:
+        producer.start()
+        assert not done.wait(0.5), "the producer should be blocked on the full queue"
+    finally:
+        holder.release()
+        holder.close()
+        producer.join()
+    handler.close()
+    assert handler.dropped == 0
+    assert path.read_text().splitlines() == [f"r{i}" for i in range(50)]
+
+
+def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
+    """overflow='drop' drops when full, counts the drops and reports each episode once."""
+    path = tmp_path / "app.log"
+    handler = Recording(path, batched=True, queue_size=10, overflow="drop")
+    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder.acquire()
+    try:
+        for i in range(100):
+            handler.emit(_record(f"r{i}"))
+    finally:
+        holder.release()
+        holder.close()
+    handler.flush()
+    written = path.read_text().splitlines()
+    assert handler.dropped == 100 - len(written)
+    assert handler.dropped >= 100 - 10 - 1  # the queue plus at most the batch being written
+    assert [type(e) for e in handler.reported] == [mplog.QueueFull]
+    assert "queue_size=10" in str(handler.reported[0])
+    handler.emit(_record("after"))  # the episode ended: logging goes on
+    handler.close()
+    assert path.read_text().splitlines()[-1] == "after"
+
+
+def test_write_failures_are_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that cannot be written goes to handleError from the writer thread, once."""
+    path = tmp_path / "app.log"
+    handler = Recording(path, batched=True)
+
+    def disk_full(fd: int, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    handler.emit(_record("lost"))
+    handler.flush()
+    monkeypatch.undo()
+    handler.emit(_record("after"))
+    handler.close()
+    assert [type(e) for e in handler.reported] == [OSError]
+    assert path.read_text() == "after\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_flushes_first_and_the_child_starts_empty(tmp_path: Path) -> None:
+    """Records queued before os.fork() are written once, by the parent, never by the child."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    for i in range(2000):
+        handler.emit(_record(f"parent {i}"))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        handler.emit(_record("child"))
+        handler.close()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    handler.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    lines = path.read_text().splitlines()
+    assert sorted(lines) == sorted([f"parent {i}" for i in range(2000)] + ["child"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"overflow": "spill"}, "overflow='spill'"), ({"queue_size": 0}, "queue_size=0")],
+)
+def test_bad_batched_options(tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
+    """Bad batched-mode options fail at construction naming the value."""
+    with pytest.raises(ValueError, match="expected") as info:
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", batched=True, **kwargs)
+    assert fragment in str(info.value)
