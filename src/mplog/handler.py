@@ -26,7 +26,7 @@ from .exceptions import QueueFull
 from .lock import FileLock, is_special_file, lock_path_for
 from .permissions import FilePermissions, Owner
 from .rotation import find_backups, unique_backup_name
-from .triggers import TimeSchedule
+from .triggers import TimeSchedule, TimeTrigger
 from .units import SizeLike, parse_size
 
 __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
@@ -179,21 +179,31 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
         self.mode = mode
         self.delay = delay
-        self.rolloverAt = 0.0
+        self._time: TimeTrigger | None = None
         if self.schedule is not None:
-            # Like the stdlib: a file last written in an earlier period rolls over
-            # at the first record (catch-up after a restart).
             try:
-                start = int(os.stat(self.baseFilename).st_mtime)
+                start = os.stat(self.baseFilename).st_mtime
             except OSError:
-                start = int(time.time())
-            self.rolloverAt = self.schedule.next_rollover(start)
+                start = time.time()
+            self._time = TimeTrigger(
+                self.schedule, start, self._lock.read_state, self._lock.write_state
+            )
         if not delay:
             with self._lock:
                 self.stream = self._open()
         _track(self)
 
     # -- stdlib-compatible surface ------------------------------------------------
+
+    @property
+    def rolloverAt(self) -> float:
+        """The next time-rotation instant this process knows of (stdlib name)."""
+        return self._time.rollover_at if self._time is not None else 0.0
+
+    @rolloverAt.setter
+    def rolloverAt(self, value: float) -> None:
+        if self._time is not None:
+            self._time.rollover_at = value
 
     def _open(self) -> io.FileIO:  # type: ignore[override]
         """Open the log file for appending (bytes, unbuffered) and return it."""
@@ -223,7 +233,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             return False
         if not stat.S_ISREG(st.st_mode):  # bpo-45401: never roll over a device or pipe
             return False
-        if self.schedule is not None and time.time() >= self.rolloverAt and st.st_size:
+        if self._time is not None and time.time() >= self._time.rollover_at and st.st_size:
             return True
         if not self.maxBytes or not st.st_size:  # gh-116263: never roll over an empty file
             return False
@@ -362,9 +372,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         st = self._reopen_if_moved()
         if not stat.S_ISREG(st.st_mode):
             return -1
-        time_due = self.schedule is not None and time.time() >= self.rolloverAt
-        if time_due:
-            time_due = self._time_rotation_due(st.st_size)
+        trigger = self._time
+        time_due = False
+        if trigger is not None:
+            now = time.time()
+            if trigger.needs_check(now):
+                time_due = trigger.due(now, st.st_size == 0)
         size_due = self._size_rotation and st.st_size > 0 and st.st_size + nbytes > self.maxBytes
         if time_due or size_due:
             self._rotate(time_due)
@@ -402,40 +415,20 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # unless time naming is on (time-named backups are kept by default).
         return self.maxBytes > 0 and (self.backupCount > 0 or self.schedule is not None)
 
-    def _time_rotation_due(self, size: int) -> bool:
-        """Decide a due time rotation against the shared state (lock held).
-
-        The first process to pass the boundary rotates and stores the next
-        boundary in the lock file; the others find it there and only adopt it.
-        """
-        schedule = self.schedule
-        assert schedule is not None
-        now = time.time()
-        try:
-            shared = float(self._lock.read_state() or "nan")
-        except ValueError:
-            shared = float("nan")
-        # A stored boundary in (now, next boundary from now] means a process
-        # already rotated in this period; anything else is stale or foreign.
-        if now < shared <= schedule.next_rollover(now):
-            self.rolloverAt = shared
-            return False
-        if size == 0:  # nothing to rotate: just move on to the next period
-            self.rolloverAt = schedule.next_rollover(now)
-            return False
-        return True
-
     def _rotate(self, time_due: bool) -> None:
         """Rename the current file away and open a fresh one (lock held)."""
         self._close_stream()
-        if self.schedule is not None:
-            period = self.schedule.period_label(self.rolloverAt)
-            dest = unique_backup_name(self.baseFilename, period, self.rotation_filename)
+        trigger = self._time
+        if trigger is not None:
+            now = time.time()
+            trigger.sync(now)  # name the file like every other process would
+            dest = unique_backup_name(self.baseFilename, trigger.label(), self.rotation_filename)
             self._debug("rotating %s -> %s", self.baseFilename, dest)
             self.rotate(self.baseFilename, dest)
-            if time_due or time.time() >= self.rolloverAt:
-                self.rolloverAt = self.schedule.next_rollover(time.time())
-                self._lock.write_state(repr(self.rolloverAt))
+            if time_due or now >= trigger.rollover_at:
+                trigger.advance(now)
+            else:
+                trigger.share(now)
             for path in self.getFilesToDelete():
                 os.remove(path)
         elif self.backupCount > 0:

@@ -12,8 +12,9 @@ import datetime
 import re
 import time
 from dataclasses import dataclass
+from typing import Callable
 
-__all__ = ["TimeSchedule"]
+__all__ = ["TimeSchedule", "TimeTrigger"]
 
 _DAY = 24 * 60 * 60
 
@@ -163,3 +164,82 @@ def _parse_at_time(value: datetime.time | str | None) -> datetime.time | None:
         except ValueError:
             pass
     raise ValueError(f"atTime={value!r}: expected a datetime.time or a string such as '23:30'")
+
+
+class TimeTrigger:
+    """Decides time rotations for one handler, agreeing with every other process.
+
+    The shared state is the *boundary*: the instant at which the active file's
+    period ends, kept in the lock file.  It is the authority both for "rotate
+    now?" and for naming the rotated file, so a process that was idle, or that
+    started mid-period, names backups exactly like the others.  The local
+    :attr:`rollover_at` is a cache that says when to look at the shared state
+    again; every method is called with the lock held.
+
+    :param schedule: the parsed schedule.
+    :param start: the log file's mtime (or now): a file last written in an
+        earlier period rolls over at the first record, as in the stdlib.
+    :param read: returns the shared state text.
+    :param write: stores the shared state text.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        schedule: TimeSchedule,
+        start: float,
+        read: Callable[[], str],
+        write: Callable[[str], None],
+    ) -> None:
+        self.schedule = schedule
+        self.rollover_at = schedule.next_rollover(int(start))
+        self.synced = False
+        self._read = read
+        self._write = write
+
+    def needs_check(self, now: float) -> bool:
+        """Cheap local test: must :meth:`due` look at the shared state?"""
+        return now >= self.rollover_at or not self.synced
+
+    def due(self, now: float, empty: bool) -> bool:
+        """Return True if the active file must be rotated now (by time)."""
+        self.sync(now)
+        if now < self.rollover_at:
+            return False
+        if empty:  # nothing to rotate: only move everyone on to the next period
+            self.advance(now)
+            return False
+        return True
+
+    def sync(self, now: float) -> None:
+        """Adopt the shared boundary: the period another process already started,
+        or a passed boundary newer than ours (we were idle)."""
+        shared = self._shared()
+        if shared is not None:
+            if now < shared <= self.schedule.next_rollover(int(now)):
+                self.rollover_at = shared
+            elif shared <= now:
+                self.rollover_at = max(self.rollover_at, shared)
+        self.synced = True
+
+    def label(self) -> str:
+        """The file-name suffix for the active file: the start of its period."""
+        return self.schedule.period_label(self.rollover_at)
+
+    def advance(self, now: float) -> None:
+        """The active file's period is over: share the next boundary."""
+        self.rollover_at = self.schedule.next_rollover(int(now))
+        self._write(repr(self.rollover_at))
+
+    def share(self, now: float) -> None:
+        """After a size rotation: make sure the others use our (current) boundary."""
+        if self.rollover_at > now:
+            self._write(repr(self.rollover_at))
+
+    def _shared(self) -> float | None:
+        try:
+            value = float(self._read())
+        except ValueError:  # empty (never written) or damaged: no shared state
+            return None
+        return value if value == value else None  # noqa: PLR0124 - NaN check
