@@ -244,11 +244,26 @@ def parent_logger(path: Path, handler_kwargs: dict[str, Any], name: str) -> Iter
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("start", ["fork-inherited", "fork", "spawn", "forkserver"])
-def test_workers_share_one_rotating_file_without_loss(tmp_path: Path, start: str) -> None:
-    """Records of 4 processes (any start method) all arrive once, whole and in per-worker order."""
+@pytest.mark.parametrize(
+    ("start", "batched"),
+    [
+        ("fork-inherited", False),
+        ("fork", False),
+        ("spawn", False),
+        ("forkserver", False),
+        # batched: inherited children never close their handler; their queue is
+        # written when the multiprocessing child exits (it skips atexit)
+        ("fork-inherited", True),
+        ("spawn", True),
+    ],
+)
+def test_workers_share_one_rotating_file_without_loss(
+    tmp_path: Path, start: str, batched: bool
+) -> None:
+    """Records of 4 processes (any start method, sync or batched) all arrive once, whole and
+    in per-worker order."""
     path, count, max_bytes = tmp_path / BASE, 2500, 64 * 1024
-    kwargs = {"maxBytes": max_bytes, "backupCount": 1000}
+    kwargs = {"maxBytes": max_bytes, "backupCount": 1000, "batched": batched}
     method, _, mode = start.partition("-")
     ctx = multiprocessing.get_context(method)
     with contextlib.ExitStack() as stack:
