@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,9 @@ def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_deleted_or_renamed_file_is_recreated_at_the_configured_path(tmp_path: Path) -> None:
-    """After another program renames or deletes the log, the next record goes to the path."""
+    """With watch_interval=0, the record after an outside rename or delete goes to the path."""
     path = tmp_path / "app.log"
-    handler = mplog.ConcurrentRotatingFileHandler(path)
+    handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=0)
     try:
         handler.emit(_record("one"))
         path.rename(tmp_path / "app.log.old")
@@ -135,6 +136,32 @@ def test_deleted_or_renamed_file_is_recreated_at_the_configured_path(tmp_path: P
         assert (tmp_path / "app.log.old").read_text(encoding="utf-8") == "one\n"
     finally:
         handler.close()
+
+
+def test_outside_rename_is_noticed_within_the_watch_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between path checks records follow the renamed file (not lost); after watch_interval
+    they go to the configured path, and the other processes are told to reopen too."""
+    path = tmp_path / "app.log"
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
+    other = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
+    try:
+        handler.emit(_record("one"))
+        other.emit(_record("other one"))
+        path.rename(tmp_path / "app.log.old")
+        now[0] += 1
+        handler.emit(_record("two"))
+        now[0] += 5
+        handler.emit(_record("three"))
+        other.emit(_record("other two"))  # told through the shared generation, no stat needed
+    finally:
+        handler.close()
+        other.close()
+    assert (tmp_path / "app.log.old").read_text() == "one\nother one\ntwo\n"
+    assert path.read_text() == "three\nother two\n"
 
 
 def test_truncated_file_is_appended_at_its_new_end(tmp_path: Path) -> None:

@@ -479,7 +479,11 @@ def test_forked_children_log_through_the_inherited_handler(tmp_path: Path) -> No
 
 @pytest.mark.timeout(120)
 def test_log_renamed_then_deleted_by_another_program(tmp_path: Path) -> None:
-    """After an outside rename and an unlink, records go to a new file at the path; none lost."""
+    """After an outside rename and an unlink, records go to a new file at the path; none lost.
+
+    watch_interval=0 makes every record check the path, so each record's file is known;
+    with the default interval the same happens up to a second later.
+    """
     path, count = tmp_path / BASE, 3000
     renamed = f"{BASE}-20240101"  # logrotate's dateext
     ctx = multiprocessing.get_context("fork")
@@ -490,7 +494,7 @@ def test_log_renamed_then_deleted_by_another_program(tmp_path: Path) -> None:
     processes = [
         ctx.Process(
             target=mp_workers.paced_worker,
-            args=(str(path), {}, w, count, pauses if w == 0 else {}, barrier),
+            args=(str(path), {"watch_interval": 0}, w, count, pauses if w == 0 else {}, barrier),
             daemon=True,
         )
         for w in range(WORKERS)

@@ -23,7 +23,7 @@ from typing import Any, Union
 
 from .batch import BatchWriter
 from .exceptions import QueueFull
-from .lock import FileLock, is_special_file, lock_path_for
+from .lock import FileLock, SharedState, is_special_file, lock_path_for
 from .permissions import FilePermissions, Owner
 from .rotation import find_backups, unique_backup_name
 from .triggers import TimeSchedule, TimeTrigger
@@ -101,6 +101,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param terminator: appended to every record (default ``"\\n"``).
     :param keep_file_open: ``False`` closes the log file after every record.
     :param debug: report rotations on standard error.
+    :param watch_interval: how often (seconds) each process stats the path to
+        notice a file renamed, deleted or truncated by another program
+        (logrotate); ``0`` checks before every record.  Rotations by mplog
+        processes are noticed at the next record, whatever this is.
     :param use_gzip: not available yet; raises :class:`NotImplementedError`.
     :param batched: format in the calling thread, write from a background thread
         many records per lock acquisition.  :meth:`flush`, :meth:`close`,
@@ -144,6 +148,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         batched: bool = False,
         queue_size: int = 10_000,
         overflow: str = "block",
+        watch_interval: float = 1.0,
     ) -> None:
         if use_gzip:
             raise NotImplementedError(
@@ -168,8 +173,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._batch = BatchWriter.create(
             self._write_batch, self._report_batch_error, queue_size, overflow, batched
         )
+        self.watch_interval = _watch_interval(watch_interval)
         self._fd: int | None = None
         self._file_id: tuple[int, int] = (-1, -1)
+        self._generation = -1  # the shared generation of the file we hold
+        self._next_watch = 0.0  # when to stat the path again
+        self._regular = True
         self._truncate_on_open = mode.startswith("w")
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
@@ -186,7 +195,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             except OSError:
                 start = time.time()
             self._time = TimeTrigger(
-                self.schedule, start, self._lock.read_state, self._lock.write_state
+                self.schedule, start, self._read_boundary, self._write_boundary
             )
         if not delay:
             with self._lock:
@@ -245,8 +254,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """Rotate the file now, holding the inter-process lock (never a device or pipe)."""
         self.flush()
         with self._lock:
-            if self._fd is not None:
-                self._reopen_if_moved()
+            shared = self._lock.shared
+            self._check_file(shared, shared.load()[0], time.time())
             if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
                 return
             self._rotate(time_due=False)
@@ -366,48 +375,66 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return text.encode(self.encoding or "utf-8", self.errors or "strict")
 
     def _prepare(self, nbytes: int) -> int:
-        """Make sure we append to the right file, rotate if due; return the file size."""
-        if self._fd is None:
-            self.stream = self._open()
-        st = self._reopen_if_moved()
-        if not stat.S_ISREG(st.st_mode):
+        """Make sure we append to the active file, rotate if due; return its size (lock held).
+
+        Another process's rotation bumps the shared generation, so the common case
+        needs no system call; the path itself is stat'ed every *watch_interval*
+        seconds, and before any size rotation, to notice other programs (logrotate).
+        """
+        shared = self._lock.shared
+        generation, size = shared.load()
+        now = time.time()
+        checked = self._fd is None or generation != self._generation or now >= self._next_watch
+        if checked:
+            size = self._check_file(shared, generation, now)
+        if not self._regular:  # bpo-45401: a device or pipe is never rotated
             return -1
         trigger = self._time
-        time_due = False
-        if trigger is not None:
-            now = time.time()
-            if trigger.needs_check(now):
-                time_due = trigger.due(now, st.st_size == 0)
-        size_due = self._size_rotation and st.st_size > 0 and st.st_size + nbytes > self.maxBytes
+        time_due = trigger is not None and trigger.needs_check(now) and trigger.due(now, not size)
+        size_due = self._size_rotation and size > 0 and size + nbytes > self.maxBytes
+        if size_due and not checked:  # confirm: another program may have truncated the file
+            size = self._check_file(shared, shared.load()[0], now)
+            size_due = size > 0 and size + nbytes > self.maxBytes
         if time_due or size_due:
-            self._rotate(time_due)
-            return os.fstat(self._fd).st_size  # type: ignore[arg-type]
-        return st.st_size
+            return self._rotate(time_due)
+        return size
 
-    def _reopen_if_moved(self) -> os.stat_result:
-        """Reopen the path if the file we hold was renamed, deleted or replaced."""
+    def _check_file(self, shared: SharedState, generation: int, now: float) -> int:
+        """Stat the path; reopen if the file we hold was renamed, deleted or replaced;
+        publish the real size (lock held)."""
         try:
             st = os.stat(self.baseFilename)
         except FileNotFoundError:
             st = None
-        if st is None or (st.st_dev, st.st_ino) != self._file_id:
+        if self._fd is None or st is None or (st.st_dev, st.st_ino) != self._file_id:
             self._close_stream()
             self.stream = self._open()
             st = os.fstat(self._fd)  # type: ignore[arg-type]
-        return st
+            if generation == self._generation:  # unannounced: another program moved it
+                generation = shared.new_file(st.st_size)
+        self._generation = generation
+        self._next_watch = now + self.watch_interval
+        self._regular = stat.S_ISREG(st.st_mode)
+        if self._regular:
+            shared.store_size(st.st_size)
+        return st.st_size
 
     def _write(self, data: bytes, size: int) -> None:
-        """Append *data* whole; on failure, cut off the partial record."""
+        """Append *data* whole and publish the new size; on failure, cut off the partial
+        record (we hold the lock: nobody appended since)."""
         fd = self._fd
         assert fd is not None
-        view = memoryview(data)
+        written = 0
         try:
-            while view:
-                view = view[os.write(fd, view) :]
+            written = os.write(fd, data)
+            while written < len(data):  # a short write: rare, but legal
+                written += os.write(fd, memoryview(data)[written:])
         except OSError:
-            if len(view) != len(data) and size >= 0:
-                os.ftruncate(fd, size)  # we hold the lock: nobody appended since
+            if written and size >= 0:
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise
+        if size >= 0:
+            self._lock.shared.store_size(size + len(data))
 
     @property
     def _size_rotation(self) -> bool:
@@ -415,8 +442,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # unless time naming is on (time-named backups are kept by default).
         return self.maxBytes > 0 and (self.backupCount > 0 or self.schedule is not None)
 
-    def _rotate(self, time_due: bool) -> None:
-        """Rename the current file away and open a fresh one (lock held)."""
+    def _rotate(self, time_due: bool) -> int:
+        """Rename the active file away, open a fresh one, tell the others (lock held);
+        return the new file's size."""
         self._close_stream()
         trigger = self._time
         if trigger is not None:
@@ -434,6 +462,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         elif self.backupCount > 0:
             self._shift_backups()
         self.stream = self._open()
+        size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
+        self._generation = self._lock.shared.new_file(size)
+        return size
 
     def _shift_backups(self) -> None:
         """The stdlib's scheme: .1 becomes .2 ..., the file becomes .1, the oldest goes."""
@@ -450,8 +481,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     def _close_stream(self) -> None:
         stream, self.stream, self._fd = self.stream, None, None
+        self._generation = -1  # whoever opens next checks the path first
         if stream is not None:
             stream.close()
+
+    def _read_boundary(self) -> float | None:
+        return self._lock.shared.boundary
+
+    def _write_boundary(self, value: float) -> None:
+        self._lock.shared.boundary = value
 
     def _after_fork(self) -> None:
         """In a forked child: take our own lock descriptor (see lock.py), start empty."""
@@ -534,3 +572,9 @@ def _text_options(
     if not isinstance(terminator, str):
         raise TypeError(f"terminator={terminator!r}: expected a str")
     return encoding, errors, os.linesep if newline is None else (newline or "\n")
+
+
+def _watch_interval(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"watch_interval={value!r}: expected seconds >= 0")
+    return float(value)

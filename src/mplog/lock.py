@@ -8,15 +8,21 @@ file description*: a descriptor inherited over ``fork`` shares the parent's lock
 and excludes nothing, so a forked child must call :meth:`FileLock.forget` and
 open its own (the handler arranges that with ``os.register_at_fork``).
 
-The first bytes of the sidecar also hold a little shared state (the instant of
-the next time rotation), read and written only while the lock is held.
+The first 64 bytes of the sidecar hold the state the writers share, mapped
+into memory (:class:`SharedState`) and read or written only while the lock is
+held: a generation number bumped at every rotation (so a writer notices another
+process's rotation without a ``stat`` per record), the active file's size, and
+the time-rotation boundary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import mmap
 import os
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -25,9 +31,14 @@ import time
 from .exceptions import LockTimeout
 from .permissions import FilePermissions
 
-__all__ = ["FileLock", "is_special_file", "lock_path_for"]
+__all__ = ["FileLock", "SharedState", "is_special_file", "lock_path_for"]
 
-_STATE_SIZE = 64
+_HEADER_SIZE = 64
+_MAGIC = b"mplog\x00\x00\x01"  # format version 1
+_MAGIC_AT = struct.Struct("<8s")
+_GENERATION_SIZE = struct.Struct("<QQ")  # at offset 8
+_SIZE = struct.Struct("<Q")  # at offset 16
+_BOUNDARY = struct.Struct("<d")  # at offset 24
 _OPEN_FLAGS = (
     os.O_RDWR
     | os.O_CREAT
@@ -69,6 +80,45 @@ else:  # pragma: no cover - exercised on Windows only
         portalocker.unlock(fd)
 
 
+class SharedState:
+    """The writers' shared state in the lock file; use it only with the lock held.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self, mapping: mmap.mmap) -> None:
+        self._map = mapping
+        if _MAGIC_AT.unpack_from(mapping, 0)[0] != _MAGIC:  # a new (or foreign) lock file
+            mapping[:_HEADER_SIZE] = bytes(_HEADER_SIZE)
+            _MAGIC_AT.pack_into(mapping, 0, _MAGIC)
+            self.boundary = None
+
+    def load(self) -> tuple[int, int]:
+        """Return (generation, active file size)."""
+        return _GENERATION_SIZE.unpack_from(self._map, 8)
+
+    def store_size(self, size: int) -> None:
+        _SIZE.pack_into(self._map, 16, size)
+
+    def new_file(self, size: int) -> int:
+        """Announce a new active file (rotated or replaced); return the new generation."""
+        generation = (self.load()[0] + 1) & 0xFFFFFFFFFFFFFFFF
+        _GENERATION_SIZE.pack_into(self._map, 8, generation, size)
+        return generation
+
+    @property
+    def boundary(self) -> float | None:
+        """The end of the active file's time period, if a time rotation set one."""
+        value: float = _BOUNDARY.unpack_from(self._map, 24)[0]
+        return None if math.isnan(value) else value
+
+    @boundary.setter
+    def boundary(self, value: float | None) -> None:
+        _BOUNDARY.pack_into(self._map, 24, math.nan if value is None else value)
+
+
 class FileLock:
     """An exclusive, non-reentrant lock on *path*, shared by every process and thread.
 
@@ -96,12 +146,29 @@ class FileLock:
         self.timeout = timeout
         self.permissions = permissions or FilePermissions()
         self._fd: int | None = None
+        self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
 
     def _open(self) -> int:
         fd = self.permissions.open(self.path, _OPEN_FLAGS)
+        try:
+            if os.fstat(fd).st_size < _HEADER_SIZE:
+                # Growing is safe without the lock: it never shortens a header
+                # another process may have written meanwhile.
+                os.ftruncate(fd, _HEADER_SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return fd
+
+    @property
+    def shared(self) -> SharedState:
+        """The shared state; only while the lock is held."""
+        if self._shared is None:
+            assert self._fd is not None, "acquire the lock first"
+            self._shared = SharedState(mmap.mmap(self._fd, _HEADER_SIZE))
+        return self._shared
 
     def acquire(self) -> None:
         """Block until this thread holds the lock, or raise :class:`LockTimeout`."""
@@ -145,19 +212,6 @@ class FileLock:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    def read_state(self) -> str:
-        """Return the shared state text (empty if none); call with the lock held."""
-        assert self._fd is not None
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        return os.read(self._fd, _STATE_SIZE).decode("ascii", "replace").strip()
-
-    def write_state(self, text: str) -> None:
-        """Replace the shared state text; call with the lock held."""
-        assert self._fd is not None
-        data = text.encode("ascii")[:_STATE_SIZE]
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, data.ljust(_STATE_SIZE))
-
     def forget(self) -> None:
         """Drop the descriptor inherited over fork without touching the parent's lock.
 
@@ -165,6 +219,7 @@ class FileLock:
         the same open file description.
         """
         fd, self._fd = self._fd, None
+        self._shared = None  # the mapping itself stays valid; drop it with the descriptor
         self._thread_lock = threading.Lock()  # another thread may have held it at the fork
         if fd is not None:
             with contextlib.suppress(OSError):

@@ -179,8 +179,8 @@ class TimeTrigger:
     :param schedule: the parsed schedule.
     :param start: the log file's mtime (or now): a file last written in an
         earlier period rolls over at the first record, as in the stdlib.
-    :param read: returns the shared state text.
-    :param write: stores the shared state text.
+    :param read: returns the shared boundary (None if never set).
+    :param write: stores the shared boundary.
 
     .. versionadded:: 0.1
     """
@@ -189,8 +189,8 @@ class TimeTrigger:
         self,
         schedule: TimeSchedule,
         start: float,
-        read: Callable[[], str],
-        write: Callable[[str], None],
+        read: Callable[[], float | None],
+        write: Callable[[float], None],
     ) -> None:
         self.schedule = schedule
         self.rollover_at = schedule.next_rollover(int(start))
@@ -215,7 +215,7 @@ class TimeTrigger:
     def sync(self, now: float) -> None:
         """Adopt the shared boundary: the period another process already started,
         or a passed boundary newer than ours (we were idle)."""
-        shared = self._shared()
+        shared = self._read()
         if shared is not None:
             if now < shared <= self.schedule.next_rollover(int(now)):
                 self.rollover_at = shared
@@ -230,16 +230,9 @@ class TimeTrigger:
     def advance(self, now: float) -> None:
         """The active file's period is over: share the next boundary."""
         self.rollover_at = self.schedule.next_rollover(int(now))
-        self._write(repr(self.rollover_at))
+        self._write(self.rollover_at)
 
     def share(self, now: float) -> None:
         """After a size rotation: make sure the others use our (current) boundary."""
         if self.rollover_at > now:
-            self._write(repr(self.rollover_at))
-
-    def _shared(self) -> float | None:
-        try:
-            value = float(self._read())
-        except ValueError:  # empty (never written) or damaged: no shared state
-            return None
-        return value if value == value else None  # noqa: PLR0124 - NaN check
+            self._write(self.rollover_at)
