@@ -157,11 +157,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             )
         if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
             raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
-        self.maxBytes = parse_size(maxBytes, "maxBytes")
-        if isinstance(backupCount, bool) or not isinstance(backupCount, int) or backupCount < 0:
-            raise ValueError(f"backupCount={backupCount!r}: expected a whole number >= 0")
-        self.backupCount = backupCount
+        self._max_bytes = self._backup_count = 0
         self.schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
+        self.maxBytes = maxBytes  # the setter parses "10 MB"
+        self.backupCount = backupCount
         encoding, errors, self._newline = _text_options(
             encoding, errors, unicode_error_policy, newline, terminator
         )
@@ -247,18 +246,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if not self.maxBytes or not st.st_size:  # gh-116263: never roll over an empty file
             return False
         # Like the stdlib, report a full file even when backupCount=0 makes the
-        # rollover a no-op (emit then keeps appending, see _size_rotation).
+        # rollover a no-op (emit then keeps appending, see _update_size_limit).
         return st.st_size + len(self._encode(record)) > self.maxBytes
 
     def doRollover(self) -> None:
         """Rotate the file now, holding the inter-process lock (never a device or pipe)."""
         self.flush()
-        with self._lock:
-            shared = self._lock.shared
+        with self._lock as shared:
             self._check_file(shared, shared.load()[0], time.time())
             if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
                 return
-            self._rotate(time_due=False)
+            self._rotate(shared, time_due=False)
 
     def getFilesToDelete(self) -> list[str]:
         """Return the time-named backups beyond *backupCount*, oldest first."""
@@ -311,10 +309,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._enqueue(data)
                 return
             lock = self._lock
-            lock.acquire()
+            shared = lock.acquire()
             try:
-                size = self._prepare(len(data))
-                self._write(data, size)
+                self._write(shared, data, self._prepare(shared, len(data)))
             finally:
                 lock.release()
             if not self.keep_file_open:
@@ -338,20 +335,20 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     def _write_batch(self, batch: list[bytes]) -> None:
         """Write queued records under one lock acquisition, rotating between them as due."""
-        with self._lock:
-            size = self._prepare(len(batch[0]))
-            if size < 0 or not self._size_rotation:
-                self._write(b"".join(batch), size)
+        with self._lock as shared:
+            size = self._prepare(shared, len(batch[0]))
+            if size < 0 or not self._size_limit:
+                self._write(shared, b"".join(batch), size)
             else:
                 start = 0
                 end_size = size
                 for i, data in enumerate(batch):
-                    if i > start and end_size + len(data) > self.maxBytes:
-                        self._write(b"".join(batch[start:i]), size)
-                        self._rotate(time_due=False)
+                    if i > start and end_size + len(data) > self._size_limit:
+                        self._write(shared, b"".join(batch[start:i]), size)
+                        self._rotate(shared, time_due=False)
                         start, size, end_size = i, 0, 0
                     end_size += len(data)
-                self._write(b"".join(batch[start:]), size)
+                self._write(shared, b"".join(batch[start:]), size)
         if not self.keep_file_open:
             self._close_stream()
 
@@ -374,14 +371,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             text = text.replace("\n", self._newline)
         return text.encode(self.encoding or "utf-8", self.errors or "strict")
 
-    def _prepare(self, nbytes: int) -> int:
+    def _prepare(self, shared: SharedState, nbytes: int) -> int:
         """Make sure we append to the active file, rotate if due; return its size (lock held).
 
         Another process's rotation bumps the shared generation, so the common case
         needs no system call; the path itself is stat'ed every *watch_interval*
         seconds, and before any size rotation, to notice other programs (logrotate).
         """
-        shared = self._lock.shared
         generation, size = shared.load()
         now = time.time()
         checked = self._fd is None or generation != self._generation or now >= self._next_watch
@@ -391,12 +387,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             return -1
         trigger = self._time
         time_due = trigger is not None and trigger.needs_check(now) and trigger.due(now, not size)
-        size_due = self._size_rotation and size > 0 and size + nbytes > self.maxBytes
+        limit = self._size_limit
+        size_due = limit and size > 0 and size + nbytes > limit
         if size_due and not checked:  # confirm: another program may have truncated the file
             size = self._check_file(shared, shared.load()[0], now)
-            size_due = size > 0 and size + nbytes > self.maxBytes
+            size_due = size > 0 and size + nbytes > limit
         if time_due or size_due:
-            return self._rotate(time_due)
+            return self._rotate(shared, time_due)
         return size
 
     def _check_file(self, shared: SharedState, generation: int, now: float) -> int:
@@ -419,7 +416,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             shared.store_size(st.st_size)
         return st.st_size
 
-    def _write(self, data: bytes, size: int) -> None:
+    def _write(self, shared: SharedState, data: bytes, size: int) -> None:
         """Append *data* whole and publish the new size; on failure, cut off the partial
         record (we hold the lock: nobody appended since)."""
         fd = self._fd
@@ -434,15 +431,37 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise
         if size >= 0:
-            self._lock.shared.store_size(size + len(data))
+            shared.store_size(size + len(data))
 
     @property
-    def _size_rotation(self) -> bool:
+    def maxBytes(self) -> int:
+        """Rotate before a record would make the file larger than this; 0: never by size."""
+        return self._max_bytes
+
+    @maxBytes.setter
+    def maxBytes(self, value: SizeLike) -> None:
+        self._max_bytes = parse_size(value, "maxBytes")
+        self._update_size_limit()
+
+    @property
+    def backupCount(self) -> int:
+        """How many rotated files to keep."""
+        return self._backup_count
+
+    @backupCount.setter
+    def backupCount(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"backupCount={value!r}: expected a whole number >= 0")
+        self._backup_count = value
+        self._update_size_limit()
+
+    def _update_size_limit(self) -> None:
         # As in the stdlib, size rotation without a backup to rotate into is off,
         # unless time naming is on (time-named backups are kept by default).
-        return self.maxBytes > 0 and (self.backupCount > 0 or self.schedule is not None)
+        has_room = self._backup_count > 0 or getattr(self, "schedule", None) is not None
+        self._size_limit = self._max_bytes if has_room else 0
 
-    def _rotate(self, time_due: bool) -> int:
+    def _rotate(self, shared: SharedState, time_due: bool) -> int:
         """Rename the active file away, open a fresh one, tell the others (lock held);
         return the new file's size."""
         self._close_stream()
@@ -463,7 +482,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._shift_backups()
         self.stream = self._open()
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
-        self._generation = self._lock.shared.new_file(size)
+        self._generation = shared.new_file(size)
         return size
 
     def _shift_backups(self) -> None:

@@ -164,28 +164,32 @@ class FileLock:
 
     @property
     def shared(self) -> SharedState:
-        """The shared state; only while the lock is held."""
-        if self._shared is None:
-            assert self._fd is not None, "acquire the lock first"
-            self._shared = SharedState(mmap.mmap(self._fd, _HEADER_SIZE))
+        """The shared state returned by :meth:`acquire`; only while the lock is held."""
+        assert self._shared is not None, "acquire the lock first"
         return self._shared
 
-    def acquire(self) -> None:
-        """Block until this thread holds the lock, or raise :class:`LockTimeout`."""
+    def acquire(self) -> SharedState:
+        """Block until this thread holds the lock, or raise :class:`LockTimeout`;
+        return the shared state, valid until :meth:`release`."""
         timeout = self.timeout
         if not self._thread_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise LockTimeout(self.path, timeout or 0)
         try:
-            fd = self._fd if self._fd is not None else self._open()
-            if _try_lock(fd):
-                return
-            if timeout is None:
-                _lock(fd)
-            else:
-                self._wait(fd, time.monotonic() + timeout, timeout)
+            fd = self._fd
+            if fd is None:
+                fd = self._open()
+            if not _try_lock(fd):
+                if timeout is None:
+                    _lock(fd)
+                else:
+                    self._wait(fd, time.monotonic() + timeout, timeout)
+            shared = self._shared
+            if shared is None:
+                shared = self._shared = SharedState(mmap.mmap(fd, _HEADER_SIZE))
         except BaseException:
             self._thread_lock.release()
             raise
+        return shared
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
         """Poll with a growing back-off until *deadline*: flock itself has no timeout."""
@@ -205,9 +209,8 @@ class FileLock:
         finally:
             self._thread_lock.release()
 
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
+    def __enter__(self) -> SharedState:
+        return self.acquire()
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
