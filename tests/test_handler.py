@@ -164,6 +164,24 @@ def test_outside_rename_is_noticed_within_the_watch_interval(
     assert path.read_text() == "three\nother two\n"
 
 
+def test_a_clock_set_back_does_not_postpone_the_path_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the wall clock goes back by more than watch_interval, the path is checked at once."""
+    path = tmp_path / "app.log"
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
+    try:
+        handler.emit(_record("one"))
+        path.rename(tmp_path / "app.log.old")
+        now[0] -= 3600
+        handler.emit(_record("two"))
+    finally:
+        handler.close()
+    assert path.read_text() == "two\n"
+
+
 def test_truncated_file_is_appended_at_its_new_end(tmp_path: Path) -> None:
     """copytruncate-style truncation leaves no hole: O_APPEND writes at the new end."""
     path = tmp_path / "app.log"

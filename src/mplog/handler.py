@@ -345,8 +345,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 for i, data in enumerate(batch):
                     if i > start and end_size + len(data) > self._size_limit:
                         self._write(shared, b"".join(batch[start:i]), size)
-                        self._rotate(shared, time_due=False)
-                        start, size, end_size = i, 0, 0
+                        size = end_size = self._rotate(shared, time_due=False)
+                        start = i
                     end_size += len(data)
                 self._write(shared, b"".join(batch[start:]), size)
         if not self.keep_file_open:
@@ -380,7 +380,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         generation, size = shared.load()
         now = time.time()
-        checked = self._fd is None or generation != self._generation or now >= self._next_watch
+        checked = (
+            self._fd is None
+            or generation != self._generation
+            # the watch is due, or the clock went back by more than the interval
+            or not self._next_watch - self.watch_interval <= now < self._next_watch
+        )
         if checked:
             size = self._check_file(shared, generation, now)
         if not self._regular:  # bpo-45401: a device or pipe is never rotated

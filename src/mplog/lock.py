@@ -221,16 +221,16 @@ class FileLock:
         Closing our copy does not release the lock: the parent still refers to
         the same open file description.
         """
-        fd, self._fd = self._fd, None
-        self._shared = None  # the mapping itself stays valid; drop it with the descriptor
+        self.close()
         self._thread_lock = threading.Lock()  # another thread may have held it at the fork
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     def close(self) -> None:
         """Close the lock file (it stays on disk for the other processes)."""
-        self.forget()
+        fd, self._fd = self._fd, None
+        self._shared = None  # unmapped once unreferenced
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
