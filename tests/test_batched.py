@@ -151,7 +151,7 @@ def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
 def test_write_failures_are_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch that cannot be written goes to handleError from the writer thread, once."""
+    """Failed batches go to handleError from the writer thread, once per episode."""
     path = tmp_path / "app.log"
     handler = Recording(path, batched=True)
 
@@ -161,10 +161,14 @@ def test_write_failures_are_reported_not_raised(
     monkeypatch.setattr(os, "write", disk_full)
     handler.emit(_record("lost"))
     handler.flush()
+    handler.emit(_record("lost too"))  # a second failed batch: the same episode
+    handler.flush()
+    assert [type(e) for e in handler.reported] == [OSError]
     monkeypatch.undo()
     handler.emit(_record("after"))
     handler.close()
-    assert [type(e) for e in handler.reported] == [OSError]
+    assert [type(e) for e in handler.reported] == [OSError, mplog.MplogError]
+    assert "1 more records" in str(handler.reported[1])
     assert path.read_text() == "after\n"
 
 

@@ -338,3 +338,61 @@ def test_handler_reopened_after_close_still_gets_its_own_lock_after_fork(tmp_pat
     handler.close()
     assert os.waitstatus_to_exitcode(status) == 0, "the child got the lock the parent held"
     assert (tmp_path / "app.log").read_text() == "parent\n"
+
+
+def test_a_failure_episode_is_reported_once_not_per_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk is reported at its first record and summed up when writing works again."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path)
+    real_write = os.write
+
+    def disk_full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    try:
+        handler.emit(_record("before"))
+        monkeypatch.setattr(os, "write", disk_full)
+        for i in range(5):
+            handler.emit(_record(f"lost {i}"))
+        assert [type(e) for e in handler.errors_seen] == [OSError]
+        monkeypatch.setattr(os, "write", real_write)
+        handler.emit(_record("after"))
+        handler.emit(_record("again"))
+    finally:
+        monkeypatch.setattr(os, "write", real_write)
+        handler.close()
+    assert [type(e) for e in handler.errors_seen] == [OSError, mplog.MplogError]
+    assert "4 more records" in str(handler.errors_seen[1])
+    assert path.read_text() == "before\nafter\nagain\n"
+
+
+def test_different_failures_are_each_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new kind of failure starts a new episode; bad records are always reported."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path, encoding="ascii")
+    calls = iter([errno.ENOSPC, errno.EIO])
+
+    def failing(fd: int, data: Any) -> int:
+        raise OSError(next(calls), "failure")
+
+    try:
+        monkeypatch.setattr(os, "write", failing)
+        handler.emit(_record("one"))
+        handler.emit(_record("two"))
+        monkeypatch.undo()
+        handler.emit(_record("caf\u00e9"))
+        handler.emit(_record("caf\u00e9"))
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    kinds = [(type(e), getattr(e, "errno", None)) for e in handler.errors_seen]
+    assert kinds == [
+        (OSError, errno.ENOSPC),
+        (OSError, errno.EIO),
+        (UnicodeEncodeError, None),
+        (UnicodeEncodeError, None),
+    ]

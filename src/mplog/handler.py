@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Union
 
 from .batch import BatchWriter
-from .exceptions import QueueFull
+from .exceptions import MplogError, QueueFull
 from .lock import FileLock, SharedState, is_special_file, lock_path_for
 from .permissions import FilePermissions, Owner
 from .rotation import find_backups, unique_backup_name
@@ -169,6 +169,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.keep_file_open = keep_file_open
         self.debug = debug
         self._dropping = False
+        self._episode: tuple[type, int | None] | None = None  # the failure being suppressed
+        self._episode_lost = 0
         self._batch = BatchWriter.create(
             self._write_batch, self._report_batch_error, queue_size, overflow, batched
         )
@@ -316,10 +318,37 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 lock.release()
             if not self.keep_file_open:
                 self._close_stream()
+            if self._episode is not None:
+                self._end_episode()
         except RecursionError:  # as the stdlib does: see bpo-36272
             raise
-        except Exception:
-            self.handleError(record)
+        except Exception as error:
+            if not self._in_episode(error, 1):
+                self.handleError(record)
+
+    def _in_episode(self, error: BaseException, count: int) -> bool:
+        """True if *error* repeats the failure already reported (disk full, lock
+        timeout...): such failures are reported once per episode, not per record."""
+        if not isinstance(error, OSError):  # bad records are reported one by one
+            return False
+        key = (type(error), error.errno)
+        if key == self._episode:
+            self._episode_lost += count
+            return True
+        self._episode, self._episode_lost = key, 0
+        return False
+
+    def _end_episode(self) -> None:
+        """A write succeeded again: report how many records the episode cost."""
+        lost, self._episode, self._episode_lost = self._episode_lost, None, 0
+        if lost:
+            try:
+                raise MplogError(
+                    f"logging to {self.baseFilename} recovered; {lost} more records could "
+                    "not be written after the error reported before"
+                )
+            except MplogError:
+                self.handleError(_mplog_record("%s", "recovered from a write failure"))
 
     def _enqueue(self, data: bytes) -> None:
         assert self._batch is not None
@@ -351,19 +380,20 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._write(shared, b"".join(batch[start:]), size)
         if not self.keep_file_open:
             self._close_stream()
+        if self._episode is not None:
+            self._end_episode()
 
     def _report_batch_error(self, error: BaseException, count: int) -> None:
-        """Called by the writer thread inside its ``except``: one report per failed batch."""
-        record = logging.makeLogRecord(
-            {
-                "name": "mplog",
-                "levelno": logging.ERROR,
-                "levelname": "ERROR",
-                "msg": "%d queued records could not be written to %s: %s",
-                "args": (count, self.baseFilename, error),
-            }
-        )
-        self.handleError(record)
+        """Called by the writer thread inside its ``except``: once per failure episode."""
+        if not self._in_episode(error, count):
+            self.handleError(
+                _mplog_record(
+                    "%d queued records could not be written to %s: %s",
+                    count,
+                    self.baseFilename,
+                    error,
+                )
+            )
 
     def _encode(self, record: logging.LogRecord) -> bytes:
         text = self.format(record) + self.terminator
@@ -602,3 +632,10 @@ def _watch_interval(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"watch_interval={value!r}: expected seconds >= 0")
     return float(value)
+
+
+def _mplog_record(msg: str, *args: object) -> logging.LogRecord:
+    """A record describing mplog's own trouble, for :meth:`Handler.handleError`."""
+    return logging.makeLogRecord(
+        {"name": "mplog", "levelno": logging.ERROR, "levelname": "ERROR", "msg": msg, "args": args}
+    )
