@@ -15,23 +15,11 @@ import pytest
 
 import mplog
 from mplog.lock import FileLock
+from recording import RecordingHandler
 
 
 def _record(msg: str) -> logging.LogRecord:
     return logging.makeLogRecord({"msg": msg})
-
-
-class Recording(mplog.ConcurrentRotatingFileHandler):
-    """Keeps what goes to handleError."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.reported: list[BaseException] = []
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        error = sys.exc_info()[1]
-        assert error is not None
-        self.reported.append(error)
 
 
 def test_flush_returns_once_everything_is_in_the_file(tmp_path: Path) -> None:
@@ -122,7 +110,7 @@ def test_full_queue_blocks_the_caller_by_default(tmp_path: Path) -> None:
 def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
     """overflow='drop' drops when full, counts the drops and reports each episode once."""
     path = tmp_path / "app.log"
-    handler = Recording(path, batched=True, queue_size=10, overflow="drop")
+    handler = RecordingHandler(path, batched=True, queue_size=10, overflow="drop")
     holder = FileLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
     try:
@@ -141,8 +129,8 @@ def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
     written = path.read_text().splitlines()
     assert written == [f"r{i}" for i in range(11)]  # r0, then the 10 the queue holds
     assert handler.dropped == 89
-    assert [type(e) for e in handler.reported] == [mplog.QueueFull]
-    assert "queue_size=10" in str(handler.reported[0])
+    assert [type(e) for e in handler.errors_seen] == [mplog.QueueFull]
+    assert "queue_size=10" in str(handler.errors_seen[0])
     handler.emit(_record("after"))  # the episode ended: logging goes on
     handler.close()
     assert path.read_text().splitlines()[-1] == "after"
@@ -153,7 +141,7 @@ def test_write_failures_are_reported_not_raised(
 ) -> None:
     """Failed batches go to handleError from the writer thread, once per episode."""
     path = tmp_path / "app.log"
-    handler = Recording(path, batched=True)
+    handler = RecordingHandler(path, batched=True)
 
     def disk_full(fd: int, data: Any) -> int:
         raise OSError(28, "No space left on device")
@@ -163,12 +151,12 @@ def test_write_failures_are_reported_not_raised(
     handler.flush()
     handler.emit(_record("lost too"))  # a second failed batch: the same episode
     handler.flush()
-    assert [type(e) for e in handler.reported] == [OSError]
+    assert [type(e) for e in handler.errors_seen] == [OSError]
     monkeypatch.undo()
     handler.emit(_record("after"))
     handler.close()
-    assert [type(e) for e in handler.reported] == [OSError, mplog.MplogError]
-    assert "1 more records" in str(handler.reported[1])
+    assert [type(e) for e in handler.errors_seen] == [OSError, mplog.MplogError]
+    assert "1 more records" in str(handler.errors_seen[1])
     assert path.read_text() == "after\n"
 
 

@@ -14,19 +14,7 @@ import pytest
 
 import mplog
 from mplog.lock import FileLock
-
-
-class RecordingHandler(mplog.ConcurrentRotatingFileHandler):
-    """Collects what goes to handleError instead of printing it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.errors_seen: list[BaseException] = []
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        exc = sys.exc_info()[1]
-        assert exc is not None
-        self.errors_seen.append(exc)
+from recording import RecordingHandler
 
 
 def _record(msg: str) -> logging.LogRecord:
@@ -303,21 +291,6 @@ def test_lock_timeout_pickles() -> None:
     assert isinstance(error, mplog.LockTimeout)
     assert (error.path, error.timeout) == ("/x/.__a.lock", 2.5)
     assert "2.5" in str(error)
-
-
-def test_debug_reports_rotations_on_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """debug=True prints one line per rotation to standard error."""
-    handler = mplog.ConcurrentRotatingFileHandler(
-        tmp_path / "app.log", maxBytes=10, backupCount=1, debug=True
-    )
-    try:
-        handler.emit(_record("0123456789"))
-        handler.emit(_record("0123456789"))
-    finally:
-        handler.close()
-    assert "rotating" in capsys.readouterr().err
 
 
 def test_handler_reopened_after_close_still_gets_its_own_lock_after_fork(tmp_path: Path) -> None:
