@@ -1,0 +1,280 @@
+"""The contenders of ``mplog bench`` and the code that runs in their child processes.
+
+Each contender is a way for N processes to log into one file.  Every worker
+process builds its own handler (:func:`make_handler`), logs its records and
+reports a :class:`ProcessReport` on a results queue.  The ``queuelistener``
+contender also runs one listener process (:func:`listener_main`) that owns
+the only ``FileHandler``; it reports too, as worker ``LISTENER``.
+:func:`verify` then reads the files back and finds each record by the worker
+id and sequence number it carries.
+
+These functions are module-level so that spawn and forkserver children can
+import them by name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import logging.handlers
+import math
+import os
+import re
+import sys
+import time
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CONTENDERS",
+    "FORMAT",
+    "LISTENER",
+    "LOG_NAME",
+    "REFERENCE",
+    "Contender",
+    "ProcessReport",
+    "Verification",
+    "contender_available",
+    "installed",
+    "listener_main",
+    "make_handler",
+    "verify",
+    "worker_main",
+]
+
+FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+LOG_NAME = "bench.log"
+LISTENER = -1  # the worker id of the queue listener's report
+MESSAGE_SIZE = 100  # bytes of %(message)s; the whole line is ~150 bytes
+_RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")  # what worker_main logs
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of logging from many processes into one file."""
+
+    name: str
+    description: str
+    listener: bool = False  # needs a queue and a listener process
+
+
+_ALL = (
+    Contender("filehandler", "stdlib FileHandler; never rotates; the unsafe reference"),
+    Contender("mplog", "mplog.ConcurrentRotatingFileHandler, rotating at --max-bytes"),
+    Contender("mplog-batched", "the same with batched=True (one lock per batch)"),
+    Contender("rotating", "stdlib RotatingFileHandler, same rotation; not multi-process safe"),
+    Contender(
+        "queuelistener",
+        "stdlib QueueHandler -> multiprocessing queue -> one listener process writing with "
+        "a FileHandler; only for processes that share the queue; its p99 emit covers "
+        "formatting and the put, not the write",
+        listener=True,
+    ),
+    Contender("clh", "concurrent-log-handler's ConcurrentRotatingFileHandler, same rotation"),
+)
+CONTENDERS: dict[str, Contender] = {c.name: c for c in _ALL}
+REFERENCE = "filehandler"
+
+
+def installed(module: str) -> bool:
+    """Whether *module* can be imported, found without importing it.
+
+    Importing in the parent would swell the memory that forked workers start
+    with, and so every contender's peak RSS.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken parent package; a module without a spec
+        return False
+
+
+def contender_available(name: str) -> str | None:
+    """Return None if contender *name* can run here, else the reason why not."""
+    if name not in CONTENDERS:
+        return f"unknown contender {name!r} (choose from {', '.join(CONTENDERS)})"
+    if name == "clh" and not installed("concurrent_log_handler"):
+        return "concurrent-log-handler is not installed (pip install 'mplog[bench]')"
+    return None
+
+
+def make_handler(
+    name: str, path: str, max_bytes: int, backup_count: int, log_queue: Any = None
+) -> logging.Handler:
+    """Build, in a worker, the handler of contender *name* writing to *path*.
+
+    ``queuelistener`` workers get a ``QueueHandler`` putting on *log_queue*.
+    """
+    if name in ("mplog", "mplog-batched"):
+        from .handler import ConcurrentRotatingFileHandler
+
+        return ConcurrentRotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, batched=name == "mplog-batched"
+        )
+    if name == "filehandler":
+        return logging.FileHandler(path, encoding="utf-8")
+    if name == "rotating":
+        return logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
+    if name == "queuelistener":
+        # The producers format (QueueHandler.prepare applies this handler's
+        # formatter), as every other contender does: the listener only writes.
+        return logging.handlers.QueueHandler(log_queue)
+    if name == "clh":
+        import concurrent_log_handler
+
+        handler: logging.Handler = concurrent_log_handler.ConcurrentRotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
+        return handler
+    raise ValueError(f"unknown contender {name!r}")
+
+
+@dataclass
+class ProcessReport:
+    """What one child process measured; crosses the results queue pickled."""
+
+    worker: int  # LISTENER for the queue listener
+    start: float  # perf_counter() when the first record was logged
+    end: float  # perf_counter() when the last record was in the file (after flush)
+    errors: int  # records that went to Handler.handleError
+    p99_ns: int | None  # 99th percentile of one logger.info call; None for the listener
+    peak_rss: int | None  # bytes, ru_maxrss at the end; None where unavailable
+
+
+class _ErrorCounter:
+    """Replaces ``Handler.handleError``: counts failures instead of printing them."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        self.count = 0
+        handler.handleError = self  # type: ignore[method-assign]
+
+    def __call__(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident set size in bytes (None where unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; others: KiB
+
+
+def percentile(values: array[int], fraction: float) -> int:
+    """Nearest-rank percentile of *values* (non-empty)."""
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)]
+
+
+def worker_main(
+    contender: str,
+    path: str,
+    worker: int,
+    records: int,
+    max_bytes: int,
+    backup_count: int,
+    log_queue: Any,
+    barrier: Any,
+    results: Any,
+) -> None:  # pragma: no cover - runs in a child process
+    """Child entry point: log *records* records once every worker is ready, then report."""
+    handler = make_handler(contender, path, max_bytes, backup_count, log_queue)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    errors = _ErrorCounter(handler)
+    logger = logging.getLogger(f"bench.worker{worker}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    filler = "x" * max(1, MESSAGE_SIZE - len(f"w={worker} seq={records} "))
+    info = logger.info
+    clock = time.perf_counter_ns
+    latencies = array("q", [0]) * records  # preallocated: nothing allocated per record
+
+    barrier.wait(timeout=120)
+    start = time.perf_counter()  # CLOCK_MONOTONIC on Linux: comparable across processes
+    for seq in range(records):
+        before = clock()
+        info("w=%d seq=%d %s", worker, seq, filler)
+        latencies[seq] = clock() - before
+    handler.flush()  # batched handlers: the records count once they are in the file
+    end = time.perf_counter()
+    handler.close()
+    p99 = percentile(latencies, 0.99) if records else 0
+    results.put(ProcessReport(worker, start, end, errors.count, p99, peak_rss()))
+
+
+class _StampedFileHandler(logging.FileHandler):
+    """A FileHandler that remembers when it wrote its last record."""
+
+    last = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        self.last = time.perf_counter()
+
+
+def listener_main(
+    log_queue: Any, path: str, stop: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """Child entry point of the queue listener: write until *stop* is set, then report.
+
+    The parent sets *stop* once every producer has exited, so everything they
+    put is already in the queue's pipe, ahead of the sentinel ``stop()`` puts.
+    """
+    handler = _StampedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))  # formatted by the producers
+    errors = _ErrorCounter(handler)
+    listener = logging.handlers.QueueListener(log_queue, handler)
+    listener.start()
+    stop.wait()
+    listener.stop()
+    handler.close()
+    end = handler.last
+    results.put(ProcessReport(LISTENER, end, end, errors.count, None, peak_rss()))
+
+
+@dataclass
+class Verification:
+    """What reading every file back found."""
+
+    lines: int = 0
+    unique: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    torn: int = 0  # lines that do not carry a well-formed (worker, seq) pair
+    files: int = 0
+
+
+def verify(directory: str, procs: int, records: int) -> Verification:
+    """Read back every log file in *directory* and count what arrived.
+
+    Line by line: memory the parent allocates here stays in its resident set,
+    and the workers forked for the next measurement would start with it.
+    """
+    seen = [bytearray(records) for _ in range(procs)]
+    result = Verification()
+    matched = 0
+    for name in os.listdir(directory):
+        if not name.startswith(LOG_NAME):
+            continue  # lock files
+        result.files += 1
+        with open(os.path.join(directory, name), "rb") as f:
+            for line in f:
+                result.lines += 1
+                for wid, seq in _RECORD_RE.findall(line):
+                    w, s = int(wid), int(seq)
+                    if w >= procs or s >= records:
+                        continue
+                    matched += 1
+                    if seen[w][s]:
+                        result.duplicated += 1
+                    else:
+                        seen[w][s] = 1
+    result.unique = sum(flags.count(1) for flags in seen)
+    result.lost = procs * records - result.unique
+    result.torn = result.lines - matched
+    return result

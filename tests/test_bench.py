@@ -1,0 +1,218 @@
+"""``mplog bench``: what it runs, prints, writes and refuses; never how fast anything is."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mplog import bench
+from mplog.cli import main
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark forks")
+
+EVERY_CONTENDER = ["filehandler", "mplog", "mplog-batched", "rotating", "queuelistener", "clh"]
+SAFE = ["mplog", "mplog-batched", "queuelistener"]  # must lose nothing
+LOST = 3  # a row's cells after the name: records/s, vs FH, spread, lost, ...
+
+
+@dataclasses.dataclass
+class TinyRun:
+    status: int
+    stdout: str
+    stderr: str
+    data: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """One small run of every contender, shared by the tests that only read its output."""
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = ["bench", "--procs", "1,2", "--records", "300", "--repeat", "1", "--json", str(out)]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = main(argv)
+    return TinyRun(status, stdout.getvalue(), stderr.getvalue(), json.loads(out.read_text()))
+
+
+def _tables(stdout: str) -> dict[int, dict[str, list[str]]]:
+    """Process count -> contender -> the cells of its row, from the printed tables."""
+    tables: dict[int, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for line in stdout.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0].isdigit() and words[1].startswith("process"):
+            current = tables.setdefault(int(words[0]), {})
+        elif not words:
+            current = None
+        elif current is not None and words[0] in EVERY_CONTENDER:
+            current[words[0]] = words[1:]
+    return tables
+
+
+@pytest.mark.timeout(120)
+def test_a_tiny_run_prints_one_table_per_process_count_with_every_contender(
+    tiny_run: TinyRun,
+) -> None:
+    """The run succeeds and each process count's table has a row for every contender."""
+    assert tiny_run.status == 0
+    tables = _tables(tiny_run.stdout)
+    assert sorted(tables) == [1, 2]
+    for rows in tables.values():
+        assert list(rows) == EVERY_CONTENDER  # clh included: the test extra installs it
+    assert "note:" not in tiny_run.stdout  # nothing skipped
+
+
+@pytest.mark.timeout(120)
+def test_the_safe_contenders_lose_nothing(tiny_run: TinyRun) -> None:
+    """mplog, mplog batched and the queue listener show 0 lost, in the table and the JSON."""
+    assert tiny_run.stdout.splitlines()[1].split()[:6] == [
+        *("contender", "records/s", "vs", "FH", "spread", "lost")
+    ]
+    for procs, rows in _tables(tiny_run.stdout).items():
+        for name in SAFE:
+            assert rows[name][LOST] == "0", (procs, name, rows[name])
+    for summary in tiny_run.data["summaries"]:
+        if summary["contender"] in SAFE:
+            assert (summary["lost"], summary["duplicated"], summary["torn"]) == (0, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_the_json_output_has_the_documented_keys(tiny_run: TinyRun) -> None:
+    """The JSON file holds the environment, notes, summaries and every measurement."""
+    data = tiny_run.data
+    assert set(data) == {"environment", "notes", "summaries", "measurements"}
+    assert set(data["environment"]) == {
+        "python",
+        "platform",
+        "cpus",
+        "start_method",
+        "max_bytes",
+        "backup_count",
+        "records_per_process",
+        "repeat",
+        "procs",
+        "contenders",
+    }
+    assert data["environment"]["procs"] == [1, 2]
+    assert data["notes"] == []
+    summary_keys = {f.name for f in dataclasses.fields(bench.Summary)}
+    assert summary_keys >= {"contender", "procs", "rate", "ratio", "lost", "p99_emit_ns"}
+    assert all(set(s) == summary_keys for s in data["summaries"])
+    assert len(data["summaries"]) == 2 * len(EVERY_CONTENDER)
+    measurement_keys = {f.name for f in dataclasses.fields(bench.Measurement)}
+    assert all(set(m) == measurement_keys for m in data["measurements"])
+    assert len(data["measurements"]) == 2 * len(EVERY_CONTENDER)
+    for s in data["summaries"]:
+        assert s["rate"] > 0
+        assert s["p99_emit_ns"] > 0
+        assert s["peak_rss"] > 0
+        if s["contender"] == "filehandler":
+            assert s["ratio"] == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_progress_goes_to_stderr_and_quiet_silences_it(
+    tiny_run: TinyRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One progress line per measurement on stderr; none with --quiet."""
+    assert len(tiny_run.stderr.splitlines()) == 2 * len(EVERY_CONTENDER)
+    assert "[ 12/12]" in tiny_run.stderr
+    argv = ["bench", "--procs", "1", "--records", "50", "--repeat", "1", "--quiet"]
+    assert main([*argv, "--contenders", "filehandler,mplog"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.timeout(120)
+def test_spawned_workers_work_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """With the spawn start method the workers and the queue listener still deliver everything."""
+    argv = ["bench", "--procs", "2", "--records", "100", "--repeat", "1", "-q"]
+    argv += ["--start-method", "spawn", "--contenders", "mplog,queuelistener"]
+    assert main(argv) == 0
+    rows = _tables(capsys.readouterr().out)[2]
+    assert list(rows) == ["mplog", "queuelistener"]
+    assert all(cells[LOST] == "0" for cells in rows.values())
+
+
+@pytest.mark.timeout(120)
+def test_a_missing_concurrent_log_handler_is_skipped_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without concurrent-log-handler the other contenders run and a note says why clh did not."""
+    monkeypatch.setitem(sys.modules, "concurrent_log_handler", None)
+    argv = ["bench", "--procs", "1", "--records", "50", "--repeat", "1", "-q"]
+    assert main([*argv, "--contenders", "filehandler,clh"]) == 0
+    out = capsys.readouterr().out
+    assert list(_tables(out)[1]) == ["filehandler"]
+    assert "note: clh skipped: concurrent-log-handler is not installed" in out
+    assert "pip install 'mplog[bench]'" in out
+
+
+@pytest.mark.timeout(120)
+def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--plot saves a PNG of records/s against the process count."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the plot extra)")
+    png = tmp_path / "bench.png"
+    argv = ["bench", "--procs", "1,2", "--records", "50", "--repeat", "1", "-q"]
+    assert main([*argv, "--contenders", "filehandler,mplog", "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.timeout(30)
+def test_a_missing_matplotlib_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without matplotlib, plotting raises an ImportError naming the extra, and the CLI
+    refuses --plot before running anything."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    extra = "pip install 'mplog[plot]'"
+    with pytest.raises(ImportError, match=r"pip install 'mplog\[plot\]'"):
+        bench.require_matplotlib()
+    result = bench.BenchResult(measurements=[], summaries=[])
+    with pytest.raises(ImportError, match=r"pip install 'mplog\[plot\]'"):
+        bench.plot(result, str(tmp_path / "never.png"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--records", "50", "--plot", str(tmp_path / "never.png")])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert extra in captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "never.png").exists()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--procs", "0,x", "'0'"),
+        ("--procs", "1,x", "'x'"),
+        ("--procs", "", "''"),
+        ("--records", "0", "'0'"),
+        ("--records", "many", "'many'"),
+        ("--repeat", "-1", "'-1'"),
+        ("--contenders", "mplog,nope", "'nope'"),
+        ("--max-bytes", "lots", "lots"),
+        ("--start-method", "teleport", "'teleport'"),
+        ("--json", "/nonexistent-mplog-dir/out.json", "/nonexistent-mplog-dir"),
+        ("--plot", "/nonexistent-mplog-dir/bench.png", "/nonexistent-mplog-dir"),
+        ("--plot", "/", "'/' is a directory"),
+        ("--dir", "/nonexistent-mplog-dir", "'/nonexistent-mplog-dir'"),
+    ],
+)
+def test_bad_options_exit_with_status_2_and_name_the_value(
+    option: str, value: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad option value stops the command before anything runs, quoting the value."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", option, value])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument {option}" in captured.err
+    assert named in captured.err
+    assert captured.out == ""
