@@ -57,6 +57,19 @@ def test_calling_setup_twice_never_duplicates_or_leaks(tmp_path: Path) -> None:
     assert logging.getLogger().handlers == [second]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_repeated_setup_does_not_leak_file_descriptors(tmp_path: Path) -> None:
+    """Calling setup_logging again and again keeps the number of open descriptors flat."""
+    path = tmp_path / "app.log"
+    mplog.setup_logging(path)
+    logging.getLogger("x").info("warm up")  # opens the lock file too
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(20):
+        mplog.setup_logging(path, batched=i % 2 == 0)
+        logging.getLogger("x").info("call %d", i)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_human_sizes_and_durations(tmp_path: Path) -> None:
     """max_bytes and when accept '10 MB' and '1 day'; rotation defaults to 5 backups."""
     handler = mplog.setup_logging(tmp_path / "a.log", max_bytes="10 MB", when="1 day")

@@ -1,0 +1,112 @@
+"""The ``mplog demo`` command: a verified multi-process run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mplog.cli import main
+from mplog.demo import LOG_NAME, _line, verify_log
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_demo_verifies_every_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    """The demo logs from several processes with rotation and finds every record once."""
+    status = main(
+        [
+            "demo",
+            "-p",
+            "3",
+            "-n",
+            "400",
+            "--max-bytes",
+            "4KiB",
+            "--start-method",
+            method,
+            "--dir",
+            str(tmp_path),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0, out
+    assert "written       : 1,200 of 1,200" in out
+    assert "lost          : 0" in out
+    assert "OK, every record exactly once" in out
+    assert "1,200/1,200 records" in err  # the progress display
+    backups = [p for p in tmp_path.iterdir() if p.name.startswith(f"{LOG_NAME}.")]
+    assert backups, "the small --max-bytes made it rotate"
+    assert all(p.stat().st_size <= 4096 for p in backups)
+
+
+def _write(directory: Path, lines: list[str]) -> None:
+    (directory / LOG_NAME).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_verify_counts_lost_duplicated_torn_and_reordered(tmp_path: Path) -> None:
+    """The checker notices every kind of damage it reports."""
+    good = [_line(0, seq, "payload") for seq in range(5)]
+    torn = good[3][: len(good[3]) // 2]
+    _write(tmp_path, [good[0], good[2], good[1], good[1], torn, "garbage"])
+    report = verify_log(str(tmp_path), processes=1, records=5)
+    assert (report.found, report.lost, report.duplicated) == (3, 2, 1)
+    assert report.torn == 2
+    assert report.out_of_order == 1
+    assert not report.ok
+
+
+def test_demo_exits_1_when_records_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose files miss records makes the command fail."""
+    import mplog.demo
+
+    real = mplog.demo.verify_log
+
+    def lose_one(directory: str, processes: int, records: int, max_bytes: int = 0):  # type: ignore[no-untyped-def]
+        _write(Path(directory), [_line(0, seq, "p") for seq in range(records - 1)])
+        return real(directory, 1, records, 0)
+
+    monkeypatch.setattr(mplog.demo, "verify_log", lose_one)
+    status = main(["demo", "-p", "1", "-n", "10", "-q", "--dir", str(tmp_path)])
+    assert status == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["demo", "-p", "0"], "'0' must be at least 1"),
+        (["demo", "-n", "many"], "'many' is not a whole number"),
+        (["demo", "--max-bytes", "10XB"], "--max-bytes='10XB'"),
+        (["demo", "--when", "sometimes"], "when='sometimes'"),
+        (["demo", "--start-method", "teleport"], "invalid choice: 'teleport'"),
+        ([], "required: COMMAND"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_value(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse errors name the bad value and exit with status 2."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_python_dash_m_and_help() -> None:
+    """python -m mplog --help describes the commands."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mplog", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "--processes" in result.stdout
+    assert "--start-method" in result.stdout
