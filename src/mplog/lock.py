@@ -172,17 +172,18 @@ class FileLock:
         """Block until this thread holds the lock, or raise :class:`LockTimeout`;
         return the shared state, valid until :meth:`release`."""
         timeout = self.timeout
-        if not self._thread_lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise LockTimeout(self.path, timeout or 0)
+        if timeout is None:
+            self._thread_lock.acquire()
+        elif not self._thread_lock.acquire(True, timeout):
+            raise LockTimeout(self.path, timeout)
         try:
             fd = self._fd
             if fd is None:
                 fd = self._open()
-            if not _try_lock(fd):
-                if timeout is None:
-                    _lock(fd)
-                else:
-                    self._wait(fd, time.monotonic() + timeout, timeout)
+            if timeout is None:  # one system call, contended or not
+                _lock(fd)
+            elif not _try_lock(fd):
+                self._wait(fd, time.monotonic() + timeout, timeout)
             shared = self._shared
             if shared is None:
                 shared = self._shared = SharedState(mmap.mmap(fd, _HEADER_SIZE))
