@@ -70,6 +70,7 @@ class BatchWriter:
         self.max_records = max_records
         self.drop = drop
         self.dropped = 0
+        self.stopped = False  # closed: the handler writes synchronously from now on
         self._reset()
 
     @classmethod
@@ -146,9 +147,16 @@ class BatchWriter:
                 self._cond.wait()
 
     def close(self) -> None:
-        """Flush, then stop the writer thread."""
+        """Flush, then stop the writer thread for good.
+
+        A record logged after this (``logging.shutdown()`` closed the handler, but
+        an ``atexit`` function or a ``__del__`` still logs) must not start a thread
+        that nothing would flush: :attr:`stopped` tells the handler to write it
+        synchronously.
+        """
         with self._cond:
             thread = self._thread
+            self.stopped = True
             self._closing = True
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():

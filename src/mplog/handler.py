@@ -307,7 +307,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         try:
             data = self._encode(record)
-            if self._batch is not None:
+            batch = self._batch
+            if batch is not None and not batch.stopped and not sys.is_finalizing():
                 self._enqueue(data)
                 return
             lock = self._lock
@@ -408,7 +409,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         needs no system call; the path itself is stat'ed every *watch_interval*
         seconds, and before any size rotation, to notice other programs (logrotate).
         """
-        generation, size = shared.load()
+        generation, size, in_flight = shared.load()
+        if in_flight:  # the last writer died in the middle of a record
+            size = self._recover(shared)
         now = time.time()
         checked = (
             self._fd is None
@@ -425,7 +428,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         limit = self._size_limit
         size_due = limit and size > 0 and size + nbytes > limit
         if size_due and not checked:  # confirm: another program may have truncated the file
-            size = self._check_file(shared, shared.load()[0], now)
+            size = self._check_file(shared, generation, now)
             size_due = size > 0 and size + nbytes > limit
         if time_due or size_due:
             return self._rotate(shared, time_due)
@@ -442,8 +445,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._close_stream()
             self.stream = self._open()
             st = os.fstat(self._fd)  # type: ignore[arg-type]
-            if generation == self._generation:  # unannounced: another program moved it
-                generation = shared.new_file(st.st_size)
+        if shared.file_id() != self._file_id:
+            # Not the file the others were told about (another program moved it, or
+            # a rotation died half-way): announce it, so they reopen at once.
+            generation = shared.new_file(st.st_size, self._file_id)
         self._generation = generation
         self._next_watch = now + self.watch_interval
         self._regular = stat.S_ISREG(st.st_mode)
@@ -456,17 +461,42 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         record (we hold the lock: nobody appended since)."""
         fd = self._fd
         assert fd is not None
+        end = size + len(data)
+        if size >= 0:
+            shared.begin_write(size, end)
         written = 0
         try:
             written = os.write(fd, data)
             while written < len(data):  # a short write: rare, but legal
                 written += os.write(fd, memoryview(data)[written:])
         except OSError:
-            if written and size >= 0:
-                os.ftruncate(fd, os.fstat(fd).st_size - written)
+            if size >= 0:
+                real = os.fstat(fd).st_size
+                if written:
+                    real -= written
+                    os.ftruncate(fd, real)
+                shared.end_write(real)
             raise
         if size >= 0:
-            shared.store_size(size + len(data))
+            shared.end_write(end)
+
+    def _recover(self, shared: SharedState) -> int:
+        """Cut off the partial record of a writer killed mid-write (SIGKILL can end a
+        large write part-way); return the active file's size (lock held)."""
+        start, end = shared.in_flight()
+        try:
+            st = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            shared.end_write(0)
+            return 0
+        size = st.st_size
+        if (st.st_dev, st.st_ino) == shared.file_id() and start <= size < end:
+            os.truncate(self.baseFilename, start)
+            size = start
+        # else: the write completed (size == end), or another program changed the
+        # file meanwhile: keep what is there.
+        shared.end_write(size)
+        return size
 
     @property
     def maxBytes(self) -> int:
@@ -517,7 +547,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._shift_backups()
         self.stream = self._open()
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
-        self._generation = shared.new_file(size)
+        self._generation = shared.new_file(size, self._file_id)
         return size
 
     def _shift_backups(self) -> None:

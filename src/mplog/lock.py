@@ -10,9 +10,11 @@ open its own (the handler arranges that with ``os.register_at_fork``).
 
 The first 64 bytes of the sidecar hold the state the writers share, mapped
 into memory (:class:`SharedState`) and read or written only while the lock is
-held: a generation number bumped at every rotation (so a writer notices another
-process's rotation without a ``stat`` per record), the active file's size, and
-the time-rotation boundary.
+held: a generation number bumped whenever the active file changes, with that
+file's identity (so a writer notices another process's rotation without a
+``stat`` per record), the active file's size, the extent of a write in flight
+(so a record cut short by SIGKILL can be cut off by the next writer), and the
+time-rotation boundary.
 """
 
 from __future__ import annotations
@@ -34,11 +36,16 @@ from .permissions import FilePermissions
 __all__ = ["FileLock", "SharedState", "is_special_file", "lock_path_for"]
 
 _HEADER_SIZE = 64
-_MAGIC = b"mplog\x00\x00\x01"  # format version 1
+_MAGIC = b"mplog\x00\x00\x02"  # format version 2
+# offset: 0 magic | 8 generation | 16 size | 24 in-flight start + 1 (0: none) |
+#         32 in-flight end | 40 time boundary (NaN: none) | 48 active file dev | 56 ino
 _MAGIC_AT = struct.Struct("<8s")
-_GENERATION_SIZE = struct.Struct("<QQ")  # at offset 8
-_SIZE = struct.Struct("<Q")  # at offset 16
-_BOUNDARY = struct.Struct("<d")  # at offset 24
+_STATE = struct.Struct("<QQQ")  # generation, size, in-flight start + 1; at 8
+_IN_FLIGHT = struct.Struct("<QQ")  # in-flight start + 1, end; at 24
+_COMMIT = struct.Struct("<QQQ")  # size, 0, 0; at 16
+_BOUNDARY = struct.Struct("<d")  # at 40
+_FILE_ID = struct.Struct("<QQ")  # at 48
+_GENERATION_SIZE = struct.Struct("<QQ")  # at 8
 _OPEN_FLAGS = (
     os.O_RDWR
     | os.O_CREAT
@@ -95,28 +102,52 @@ class SharedState:
             _MAGIC_AT.pack_into(mapping, 0, _MAGIC)
             self.boundary = None
 
-    def load(self) -> tuple[int, int]:
-        """Return (generation, active file size)."""
-        return _GENERATION_SIZE.unpack_from(self._map, 8)
+    def load(self) -> tuple[int, int, int]:
+        """Return (generation, active file size, in-flight write start + 1 or 0)."""
+        return _STATE.unpack_from(self._map, 8)
 
     def store_size(self, size: int) -> None:
-        _SIZE.pack_into(self._map, 16, size)
+        """Publish the active file's size (after a stat: no write in flight)."""
+        _COMMIT.pack_into(self._map, 16, size, 0, 0)
 
-    def new_file(self, size: int) -> int:
+    def begin_write(self, start: int, end: int) -> None:
+        """Mark a write of the bytes [start, end) as in flight.
+
+        If its process dies before :meth:`end_write`, the next lock holder finds the
+        mark and cuts a partial record off (see the handler's ``_recover``).
+        """
+        _IN_FLIGHT.pack_into(self._map, 24, start + 1, end)
+
+    def end_write(self, size: int) -> None:
+        """The write finished: publish the new size, clear the in-flight mark."""
+        _COMMIT.pack_into(self._map, 16, size, 0, 0)
+
+    def in_flight(self) -> tuple[int, int]:
+        """The (start, end) of a write whose process died before finishing it."""
+        start, end = _IN_FLIGHT.unpack_from(self._map, 24)
+        return start - 1, end
+
+    def file_id(self) -> tuple[int, int]:
+        """(st_dev, st_ino) of the file the shared state describes."""
+        return _FILE_ID.unpack_from(self._map, 48)
+
+    def new_file(self, size: int, file_id: tuple[int, int]) -> int:
         """Announce a new active file (rotated or replaced); return the new generation."""
         generation = (self.load()[0] + 1) & 0xFFFFFFFFFFFFFFFF
+        _FILE_ID.pack_into(self._map, 48, *file_id)
         _GENERATION_SIZE.pack_into(self._map, 8, generation, size)
+        _IN_FLIGHT.pack_into(self._map, 24, 0, 0)
         return generation
 
     @property
     def boundary(self) -> float | None:
         """The end of the active file's time period, if a time rotation set one."""
-        value: float = _BOUNDARY.unpack_from(self._map, 24)[0]
+        value: float = _BOUNDARY.unpack_from(self._map, 40)[0]
         return None if math.isnan(value) else value
 
     @boundary.setter
     def boundary(self, value: float | None) -> None:
-        _BOUNDARY.pack_into(self._map, 24, math.nan if value is None else value)
+        _BOUNDARY.pack_into(self._map, 40, math.nan if value is None else value)
 
 
 class FileLock:
