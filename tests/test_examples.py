@@ -266,15 +266,30 @@ def test_yaml_config(tmp_path: Path) -> None:
     assert record["message"] == "configured from the YAML file"
 
 
+_SMALL_ROTATION = """\
+import sys
+sys.path.insert(0, {examples!r})
+from gunicorn_conf import *  # noqa: F403 - the example, with tiny rotation limits
+for handler in logconfig_dict["handlers"].values():  # noqa: F405
+    handler["maxBytes"], handler["backupCount"] = 2000, 1000
+"""
+
+
 @pytest.mark.timeout(90)
-def test_gunicorn_conf(tmp_path: Path) -> None:
-    """3 gunicorn workers: every request is in the access log once, and its app record too."""
+@pytest.mark.parametrize("rotation", ["as shipped", "2000 bytes"])
+def test_gunicorn_conf(tmp_path: Path, rotation: str) -> None:
+    """3 gunicorn workers: every request is in the access log once, and its app record too,
+    also when the logs rotate every few dozen requests."""
     log_dir = tmp_path / "example-logs"
     error_log = log_dir / "gunicorn.error.log"
     port = _free_port()
     # gunicorn >= 25 puts its control socket in $XDG_RUNTIME_DIR (else in ~/.gunicorn).
     env = _env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
-    args = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn_conf.py")]
+    config = EXAMPLES / "gunicorn_conf.py"
+    if rotation != "as shipped":
+        config = tmp_path / "gunicorn_small_rotation.py"
+        config.write_text(_SMALL_ROTATION.format(examples=str(EXAMPLES)), encoding="utf-8")
+    args = [sys.executable, "-m", "gunicorn", "-c", str(config)]
     args += ["--bind", f"127.0.0.1:{port}"]
     with _server(args, tmp_path, (error_log, "Booting worker with pid", 3), env=env):
         ids = _send_requests(port, REQUESTS)
@@ -296,6 +311,9 @@ def test_gunicorn_conf(tmp_path: Path) -> None:
     served = set(re.findall(r"^\[(\d+)\]", "\n".join(access), re.MULTILINE))
     assert served <= set(booted)
     assert text.count("Shutting down: Master") == 1
+    if rotation != "as shipped":
+        assert len(_log_files(log_dir, "gunicorn.access.log")) > 5, "expected rotations"
+        assert all(p.stat().st_size <= 2000 for p in log_dir.glob("gunicorn.access.log.*"))
 
 
 @pytest.mark.timeout(60)
