@@ -551,17 +551,24 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return size
 
     def _shift_backups(self) -> None:
-        """The stdlib's scheme: .1 becomes .2 ..., the file becomes .1, the oldest goes."""
+        """The stdlib's naming: the file becomes .1, .1 becomes .2 ..., the oldest goes.
+
+        Only the unbroken run from .1 shifts, so a hole (a rotation killed between
+        shifting and renaming) is filled instead of travelling up the numbers, and
+        a rotation stats no more paths than there are backups.
+        """
         name = self.rotation_filename
-        for i in range(self.backupCount - 1, 0, -1):
-            source, dest = name(f"{self.baseFilename}.{i}"), name(f"{self.baseFilename}.{i + 1}")
-            if os.path.exists(source):
-                os.replace(source, dest)
-        dest = name(f"{self.baseFilename}.1")
-        if os.path.exists(dest):
-            os.remove(dest)
-        self._debug("rotating %s -> %s", self.baseFilename, dest)
-        self.rotate(self.baseFilename, dest)
+        paths = [name(f"{self.baseFilename}.{i}") for i in range(1, self.backupCount + 1)]
+        run = 0
+        while run < len(paths) and os.path.exists(paths[run]):
+            run += 1
+        if run == len(paths):  # all there: the oldest goes
+            os.remove(paths[-1])
+            run -= 1
+        for i in range(run - 1, -1, -1):
+            os.replace(paths[i], paths[i + 1])
+        self._debug("rotating %s -> %s", self.baseFilename, paths[0])
+        self.rotate(self.baseFilename, paths[0])
 
     def _close_stream(self) -> None:
         stream, self.stream, self._fd = self.stream, None, None
