@@ -369,3 +369,33 @@ def test_different_failures_are_each_reported(
         (UnicodeEncodeError, None),
         (UnicodeEncodeError, None),
     ]
+
+
+def test_a_symlink_planted_as_the_lock_file_is_refused(tmp_path: Path) -> None:
+    """The lock file is opened with O_NOFOLLOW: a planted symlink fails loudly, and the
+    file it points to is left alone."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / ".__app.lock").symlink_to(victim)
+    with pytest.raises(OSError, match=r"\.__app\.lock"):
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
+    assert victim.read_bytes() == b"precious"
+
+
+def test_a_symlink_planted_as_a_rotation_target_is_replaced_not_followed(
+    tmp_path: Path,
+) -> None:
+    """Rotation renames onto the backup name, replacing a planted symlink instead of
+    writing through it."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / "app.log.1").symlink_to(victim)
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", maxBytes=10, backupCount=1)
+    try:
+        handler.emit(_record("0123456789"))
+        handler.emit(_record("0123456789"))
+    finally:
+        handler.close()
+    assert victim.read_bytes() == b"precious"
+    assert not (tmp_path / "app.log.1").is_symlink()
+    assert (tmp_path / "app.log.1").read_text() == "0123456789\n"
