@@ -100,24 +100,7 @@ def private_logger(handler: logging.Handler, name: str, fmt: str = "%(message)s"
     return logger
 
 
-@contextlib.contextmanager
-def started(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
-    """Start one process per argument tuple, release them together; reap them all on exit."""
-    barrier = ctx.Barrier(len(arglists) + 1)
-    processes = [
-        ctx.Process(target=target, args=(*args, barrier), daemon=True) for args in arglists
-    ]
-    try:
-        for process in processes:
-            process.start()
-        barrier.wait(60)
-        yield processes
-    finally:
-        for process in processes:  # a stopped process ignores everything but SIGKILL/SIGCONT
-            if process.pid is not None and process.exitcode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGCONT)
-        mp.reap(processes)
+started = mp.started  # start together, reap on every exit path
 
 
 def lock_is_held(lock_path: Path) -> bool:

@@ -213,8 +213,9 @@ def reap(processes: Sequence[Any]) -> None:
             process.join(5)
 
 
-def run_workers(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> None:
-    """Start one process per argument tuple, release them together, wait for all."""
+@contextlib.contextmanager
+def started(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
+    """Start one process per argument tuple, release them together; reap them all on exit."""
     barrier = ctx.Barrier(len(arglists) + 1)
     processes = [
         ctx.Process(target=target, args=(*args, barrier), daemon=True) for args in arglists
@@ -223,10 +224,16 @@ def run_workers(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> N
         for process in processes:
             process.start()
         barrier.wait(60)
-        for process in processes:
-            process.join(JOIN_TIMEOUT)
+        yield processes
     finally:
         reap(processes)
+
+
+def run_workers(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> None:
+    """Start one process per argument tuple, release them together, wait for all."""
+    with started(ctx, target, arglists) as processes:
+        for process in processes:
+            process.join(JOIN_TIMEOUT)
     assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
