@@ -743,10 +743,14 @@ def test_records_logged_during_interpreter_shutdown(tmp_path: Path, mode: str, s
     assert "Exception ignored" not in err, err[-3000:]
     assert err.count("Traceback") <= reported, err[-3000:]  # only inside handleError reports
     lines = path.read_text().splitlines()
-    assert lines[:1000] == [f"main {i}" for i in range(1000)]
+    assert [line for line in lines if line.startswith("main ")] == [
+        f"main {i}" for i in range(1000)
+    ]
     special = "from atexit" if source.startswith("atexit") else "from __del__"
     wanted = 2 if source == "del-at-shutdown" else 1
-    assert lines[1000:].count(special) + reported == wanted, (lines[1000:], err[-3000:])
+    # the garbage collector may run the cycle's __del__ early (it does on 3.9)
+    assert len(lines) == 1000 + lines.count(special), lines[-5:]
+    assert lines.count(special) + reported == wanted, (lines[1000:], err[-3000:])
 
 
 # -- 7. threads plus fork ------------------------------------------------------------------------
