@@ -184,8 +184,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
-        self._lock_path = lock_path_for(os.path.abspath(os.fspath(filename)), lock_file_directory)
-        self._lock = FileLock(self._lock_path, lock_timeout, self.permissions)
+        lock_path = lock_path_for(os.path.abspath(os.fspath(filename)), lock_file_directory)
+        self._lock = FileLock(lock_path, lock_timeout, self.permissions)
         super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
         self.mode = mode
         self.delay = delay
@@ -453,7 +453,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._next_watch = now + self.watch_interval
         self._regular = stat.S_ISREG(st.st_mode)
         if self._regular:
-            shared.store_size(st.st_size)
+            shared.end_write(st.st_size)
         return st.st_size
 
     def _write(self, shared: SharedState, data: bytes, size: int) -> None:

@@ -106,10 +106,6 @@ class SharedState:
         """Return (generation, active file size, in-flight write start + 1 or 0)."""
         return _STATE.unpack_from(self._map, 8)
 
-    def store_size(self, size: int) -> None:
-        """Publish the active file's size (after a stat: no write in flight)."""
-        _COMMIT.pack_into(self._map, 16, size, 0, 0)
-
     def begin_write(self, start: int, end: int) -> None:
         """Mark a write of the bytes [start, end) as in flight.
 
@@ -119,7 +115,8 @@ class SharedState:
         _IN_FLIGHT.pack_into(self._map, 24, start + 1, end)
 
     def end_write(self, size: int) -> None:
-        """The write finished: publish the new size, clear the in-flight mark."""
+        """Publish the active file's size and clear the in-flight mark (after a write,
+        a recovery, or a stat)."""
         _COMMIT.pack_into(self._map, 16, size, 0, 0)
 
     def in_flight(self) -> tuple[int, int]:
