@@ -33,7 +33,14 @@ import time
 from .exceptions import LockTimeout
 from .permissions import FilePermissions
 
-__all__ = ["FileLock", "SharedState", "is_special_file", "lock_path_for"]
+__all__ = [
+    "FileLock",
+    "SharedState",
+    "is_special_file",
+    "lock_descriptor",
+    "lock_path_for",
+    "try_lock_descriptor",
+]
 
 _HEADER_SIZE = 64
 _MAGIC = b"mplog\x00\x00\x02"  # format version 2
@@ -56,6 +63,10 @@ _OPEN_FLAGS = (
 
 if sys.platform != "win32":
     import fcntl
+
+    # The hot path calls flock itself: no Python frame between us and the system call.
+    _flock = fcntl.flock
+    _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 
     def _try_lock(fd: int) -> bool:
         try:
@@ -85,6 +96,24 @@ else:  # pragma: no cover - exercised on Windows only
 
     def _unlock(fd: int) -> None:
         portalocker.unlock(fd)
+
+    _EX, _UN = 1, 0
+
+    def _flock(fd: int, operation: int) -> None:
+        if operation == _EX:
+            _lock(fd)
+        else:
+            _unlock(fd)
+
+
+def lock_descriptor(fd: int) -> None:
+    """Block until *fd*'s file is locked exclusively by this open file description."""
+    _lock(fd)
+
+
+def try_lock_descriptor(fd: int) -> bool:
+    """Lock *fd*'s file exclusively if nobody else holds it; return whether it did."""
+    return _try_lock(fd)
 
 
 class SharedState:
@@ -202,6 +231,14 @@ class FileLock:
         timeout = self.timeout
         if timeout is None:
             self._thread_lock.acquire()
+            fd, shared = self._fd, self._shared
+            if fd is not None and shared is not None:  # the common case, kept short
+                try:
+                    _flock(fd, _EX)
+                except BaseException:
+                    self._thread_lock.release()
+                    raise
+                return shared
         elif not self._thread_lock.acquire(True, timeout):
             raise LockTimeout(self.path, timeout)
         try:
@@ -233,8 +270,9 @@ class FileLock:
     def release(self) -> None:
         """Release the lock (the caller must hold it)."""
         try:
-            if self._fd is not None:
-                _unlock(self._fd)
+            fd = self._fd
+            if fd is not None:
+                _flock(fd, _UN)
         finally:
             self._thread_lock.release()
 
