@@ -144,10 +144,10 @@ def test_filename_or_config_is_required() -> None:
         mplog.setup_logging()
 
 
-def test_compress_is_refused_until_it_lands(tmp_path: Path) -> None:
-    """compress= is not silently ignored."""
-    with pytest.raises(NotImplementedError, match="compress='gzip'"):
-        mplog.setup_logging(tmp_path / "a.log", compress="gzip")
+def test_bad_compress_fails_at_setup(tmp_path: Path) -> None:
+    """An unknown compress= value is reported by setup_logging, naming it."""
+    with pytest.raises(ValueError, match="compress='rar'"):
+        mplog.setup_logging(tmp_path / "a.log", max_bytes="1 MB", compress="rar")
 
 
 _CONFIG: dict[str, Any] = {

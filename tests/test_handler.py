@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -277,10 +278,25 @@ def test_unknown_encoding_fails_at_construction(tmp_path: Path) -> None:
         mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", encoding="no-such-codec")
 
 
-def test_use_gzip_is_refused_until_compression_lands(tmp_path: Path) -> None:
-    """use_gzip=True is never silently ignored."""
-    with pytest.raises(NotImplementedError, match="use_gzip"):
-        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", use_gzip=True)
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"compress": "zip"}, "compress='zip'"),
+        ({"compress": 3}, "compress=3"),
+        ({"use_gzip": True, "compress": "xz"}, "use_gzip=True and compress='xz'"),
+        ({"max_age": "soon", "maxBytes": 10, "backupCount": 1}, "max_age='soon'"),
+        ({"max_age": 0, "maxBytes": 10, "backupCount": 1}, "max_age=0"),
+        ({"max_total_size": "-1 MB", "maxBytes": 10, "backupCount": 1}, "max_total_size="),
+        ({"max_age": "1 day", "maxBytes": 10}, "backupCount > 0"),
+    ],
+)
+def test_bad_compression_and_retention_options_fail_at_construction(
+    tmp_path: Path, options: dict[str, object], fragment: str
+) -> None:
+    """Compression and retention options are checked when the handler is built."""
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", **options)  # type: ignore[arg-type]
+    assert not (tmp_path / "app.log").exists()
 
 
 def test_lock_timeout_pickles() -> None:

@@ -35,8 +35,9 @@ def _run(code: str, cwd: Path) -> None:
 
 
 def test_readme_has_the_blocks_this_file_checks() -> None:
-    """The README still has the quickstart, the worker example, the YAML and the imports."""
-    assert len(_blocks("python")) == 4
+    """The README still has the quickstart, the worker example, compression, the YAML and
+    the imports."""
+    assert len(_blocks("python")) == 5
     assert len(_blocks("yaml")) == 1
 
 
@@ -79,7 +80,28 @@ def test_yaml_example(tmp_path: Path) -> None:
     assert text.rstrip().endswith("INFO readme: configured")
 
 
-@pytest.mark.parametrize("index", [2, 3])
+def test_compression_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compression block builds a gzip handler with all three retention rules."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    try:
+        exec(_blocks("python")[2], namespace)
+    finally:
+        root.handlers[:] = saved
+    handler = namespace["handler"]
+    assert isinstance(handler, mplog.ConcurrentRotatingFileHandler)
+    handler.close()
+    assert handler.compressor is not None
+    assert handler.compressor.name == "gzip"
+    assert (handler.maxBytes, handler.backupCount) == (10_000_000, 20)
+    assert handler.backups.retention.max_age == 14 * 86400
+    assert handler.backups.retention.max_total_size == 500_000_000
+    assert (tmp_path / "logs" / "app.log").exists()
+
+
+@pytest.mark.parametrize("index", [3, 4])
 def test_migration_imports(tmp_path: Path, index: int) -> None:
     """The one-line migration imports work."""
     _run(_blocks("python")[index], tmp_path)

@@ -491,7 +491,7 @@ def test_backup_count_prunes_only_this_logs_backups(
     name = _basename_namer if custom_namer else (lambda name: name)
     ours = {os.path.basename(name(f"app.log.{day}")) for day in days}
     foreign = {f"app.log.b.{day}" for day in days}  # gh-93205: the log "app.log.b"
-    foreign |= {f"app.log.{day}.gz" for day in days}  # not a name this handler makes
+    foreign |= {f"app.log.{day}.bak" for day in days}  # not a name this handler makes
     if custom_namer:
         foreign |= {f"app.log.{day}" for day in days}  # default names, not the namer's
         foreign |= {f"app.b.{day}.log" for day in days}  # "app.log.b" through the same namer
@@ -817,14 +817,21 @@ def test_sizes_may_be_given_as_strings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "cls", [mplog.ConcurrentRotatingFileHandler, mplog.ConcurrentTimedRotatingFileHandler]
 )
-def test_use_gzip_is_not_implemented_yet(
+def test_use_gzip_means_gzip_compression(
     tmp_path: Path, cls: type[mplog.ConcurrentRotatingFileHandler]
 ) -> None:
-    """use_gzip=True raises NotImplementedError naming it, before creating any file."""
-    with pytest.raises(NotImplementedError, match="use_gzip"):
-        cls(tmp_path / "app.log", use_gzip=True)
-    assert list(tmp_path.iterdir()) == []
-    cls(tmp_path / "app.log", use_gzip=False).close()  # the default is accepted
+    """concurrent-log-handler's use_gzip=True compresses rotated files with gzip, as there."""
+    handler = cls(tmp_path / "app.log", maxBytes=20, backupCount=2, use_gzip=True)
+    try:
+        handler.emit(_record("first record"))
+        handler.emit(_record("second record"))
+    finally:
+        handler.close()
+    backups = [p for p in _contents(tmp_path) if p != "app.log" and not p.startswith(".__")]
+    assert len(backups) == 1
+    assert backups[0].endswith(".gz")
+    assert gzip.decompress((tmp_path / backups[0]).read_bytes()) == b"first record\n"
+    assert (tmp_path / "app.log").read_bytes() == b"second record\n"
 
 
 @pytest.mark.parametrize(

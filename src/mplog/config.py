@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
 from .units import DurationLike, SizeLike, parse_duration, parse_size
 
@@ -46,7 +47,7 @@ def setup_logging(
     when: str | DurationLike | None = None,
     interval: int = 1,
     utc: bool = False,
-    compress: str | None = None,
+    compress: CompressLike = None,
     console: bool = False,
     config: ConfigLike | None = None,
     force: bool = True,
@@ -69,8 +70,9 @@ def setup_logging(
         whole days rotate at midnight.
     :param interval: multiplier of a stdlib *when*.
     :param utc: use UTC for time rotation and file names.
-    :param compress: compression of rotated files; not available yet (raises
-        :class:`NotImplementedError` when set).
+    :param compress: compress rotated files in the background: ``"gzip"``,
+        ``"bz2"``, ``"xz"``, ``"zstd"`` or a callable (see the handler).
+        Retention: ``max_age="7 days"``, ``max_total_size="1 GB"`` (handler options).
     :param console: also log to standard error.
     :param config: instead of the arguments above, a dictConfig dict or the path
         of a ``.yaml``/``.yml`` (needs ``mplog[yaml]``), ``.json`` or ``.toml``
@@ -96,13 +98,11 @@ def setup_logging(
         return _root_mplog_handler()
     if filename is None:
         raise ValueError("setup_logging() needs a filename (or config=)")
-    if compress is not None:
-        raise NotImplementedError(
-            f"compress={compress!r}: compression is not available in this version of mplog yet"
-        )
     _check_level(level)
     path = os.path.abspath(os.fspath(filename))
     rotation: dict[str, Any] = dict(_parse_when(when, interval), **handler_options)
+    if compress is not None:
+        rotation["compress"] = compress
     if max_bytes is not None:
         rotation["maxBytes"] = parse_size(max_bytes, "max_bytes")
     if max_bytes is not None or when is not None:
@@ -128,6 +128,7 @@ def setup_logging(
         "when": when,
         "interval": interval,
         "utc": utc,
+        "compress": compress,
         **handler_options,
     }
     return handler

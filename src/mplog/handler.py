@@ -21,13 +21,16 @@ import time
 import weakref
 from typing import Any, Union
 
+from .archive import Archiver, is_claimed
 from .batch import BatchWriter
+from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .exceptions import MplogError, QueueFull
 from .lock import FileLock, SharedState, is_special_file, lock_path_for
 from .permissions import FilePermissions, Owner
-from .rotation import find_backups, unique_backup_name
+from .retention import Retention
+from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
-from .units import SizeLike, parse_size
+from .units import DurationLike, SizeLike, parse_size
 
 __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
@@ -105,7 +108,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         notice a file renamed, deleted or truncated by another program
         (logrotate); ``0`` checks before every record.  Rotations by mplog
         processes are noticed at the next record, whatever this is.
-    :param use_gzip: not available yet; raises :class:`NotImplementedError`.
+    :param compress: compress rotated files: ``"gzip"``, ``"bz2"``, ``"xz"``,
+        ``"zstd"`` (Python 3.14, or the ``zstd`` extra), or a callable that takes
+        a path, writes ``path + suffix`` and returns that path (give it a
+        ``suffix`` attribute so retention recognizes its files after a restart).
+        A background thread compresses, never holding the writers' lock;
+        :meth:`close` waits for it and compresses whatever is left.
+    :param use_gzip: concurrent-log-handler's spelling of ``compress="gzip"``.
+    :param max_age: also delete backups last written longer ago than this
+        (seconds, ``timedelta`` or ``"7 days"``), at each rotation.
+    :param max_total_size: also delete the oldest backups while all of them
+        together take more than this (bytes or ``"1 GB"``), at each rotation.
     :param batched: format in the calling thread, write from a background thread
         many records per lock acquisition.  :meth:`flush`, :meth:`close`,
         interpreter exit and ``os.fork()`` write out the queue; a SIGKILL loses
@@ -145,26 +158,33 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         keep_file_open: bool = True,
         debug: bool = False,
         use_gzip: bool = False,
+        compress: CompressLike = None,
+        max_age: DurationLike | None = None,
+        max_total_size: SizeLike | None = None,
         batched: bool = False,
         queue_size: int = 10_000,
         overflow: str = "block",
         watch_interval: float = 1.0,
     ) -> None:
-        if use_gzip:
-            raise NotImplementedError(
-                "use_gzip=True: compression of rotated files is not available in this "
-                "version of mplog yet"
-            )
         if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
             raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
         self._max_bytes = self._backup_count = 0
         self.schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
         self.maxBytes = maxBytes  # the setter parses "10 MB"
         self.backupCount = backupCount
+        self.compressor = Compressor.parse(compress, use_gzip)
+        retention = Retention.parse(0, max_age, max_total_size)
+        if retention.by_age_or_size and not self._size_limit and self.schedule is None:
+            raise ValueError(
+                f"max_age={max_age!r}, max_total_size={max_total_size!r}: size-only rotation "
+                "keeps numbered backups, which needs maxBytes and backupCount > 0 (or give when=)"
+            )
         encoding, errors, self._newline = _text_options(
             encoding, errors, unicode_error_policy, newline, terminator
         )
         self.permissions = FilePermissions.parse(chmod, umask, owner)
+        self.permissions.report = self._report_chown
+        self._chown_reported = False
         self.terminator = terminator
         self.keep_file_open = keep_file_open
         self.debug = debug
@@ -178,15 +198,36 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._fd: int | None = None
         self._file_id: tuple[int, int] = (-1, -1)
         self._generation = -1  # the shared generation of the file we hold
-        self._next_watch = 0.0  # when to stat the path again
+        self._watched_at = self._next_watch = 0.0  # when we last stat'ed the path; next time
         self._regular = True
         self._truncate_on_open = mode.startswith("w")
+        self._archive_due = False
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
         lock_path = lock_path_for(os.path.abspath(os.fspath(filename)), lock_file_directory)
         self._lock = FileLock(lock_path, lock_timeout, self.permissions)
         super().__init__(filename, "a", encoding=encoding, delay=True, errors=errors)
+        self.backups = Backups(
+            self.baseFilename,
+            self.rotation_filename,
+            lambda: self.backupCount,
+            None if self.schedule is None else self.schedule.suffix_pattern,
+            _suffixes(self.compressor),
+            retention,
+        )
+        self._archiver: Archiver | None = None
+        if self.compressor is not None:
+            self._archiver = Archiver(
+                self.baseFilename,
+                self.compressor,
+                self._lock,
+                self.backups.files,
+                self.backups.locate,
+                self.permissions,
+                self._report,
+                lambda message: self._debug("%s", message),
+            )
         self.mode = mode
         self.delay = delay
         self._time: TimeTrigger | None = None
@@ -259,20 +300,20 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
                 return
             self._rotate(shared, time_due=False)
+        self._after_rotation()
 
     def getFilesToDelete(self) -> list[str]:
-        """Return the time-named backups beyond *backupCount*, oldest first."""
-        if self.schedule is None or self.backupCount <= 0:
-            return []
-        backups = find_backups(
-            self.baseFilename, self.schedule.suffix_pattern, self.rotation_filename
-        )
-        return [backup.path for backup in backups[: max(0, len(backups) - self.backupCount)]]
+        """Return the backups that retention deletes at the next rotation, oldest first:
+        time-named ones beyond *backupCount*, and any beyond *max_age* or
+        *max_total_size* (compressed forms included)."""
+        return [path for backup in self.backups.expired() for path in backup.paths]
 
     def close(self) -> None:
-        """Write out the batched queue, then close the log and lock files."""
+        """Write out the batched queue, finish compressing, close the log and lock files."""
         if self._batch is not None:
             self._batch.close()
+        if self._archiver is not None:
+            self._archiver.close()
         self.acquire()
         try:
             self._close_stream()
@@ -321,6 +362,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._close_stream()
             if self._episode is not None:
                 self._end_episode()
+            if self._archive_due:
+                self._after_rotation()
         except RecursionError:  # as the stdlib does: see bpo-36272
             raise
         except Exception as error:
@@ -383,6 +426,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._close_stream()
         if self._episode is not None:
             self._end_episode()
+        if self._archive_due:
+            self._after_rotation()
 
     def _report_batch_error(self, error: BaseException, count: int) -> None:
         """Called by the writer thread inside its ``except``: once per failure episode."""
@@ -414,10 +459,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             size = self._recover(shared)
         now = time.time()
         checked = (
-            self._fd is None
-            or generation != self._generation
+            generation != self._generation  # -1 while we hold no file
             # the watch is due, or the clock went back by more than the interval
-            or not self._next_watch - self.watch_interval <= now < self._next_watch
+            or not self._watched_at <= now < self._next_watch
         )
         if checked:
             size = self._check_file(shared, generation, now)
@@ -450,7 +494,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             # a rotation died half-way): announce it, so they reopen at once.
             generation = shared.new_file(st.st_size, self._file_id)
         self._generation = generation
-        self._next_watch = now + self.watch_interval
+        self._watched_at, self._next_watch = now, now + self.watch_interval
         self._regular = stat.S_ISREG(st.st_mode)
         if self._regular:
             shared.end_write(st.st_size)
@@ -534,41 +578,54 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if trigger is not None:
             now = time.time()
             trigger.sync(now)  # name the file like every other process would
-            dest = unique_backup_name(self.baseFilename, trigger.label(), self.rotation_filename)
+            dest = self.backups.time_name(trigger.label())
             self._debug("rotating %s -> %s", self.baseFilename, dest)
             self.rotate(self.baseFilename, dest)
             if time_due or now >= trigger.rollover_at:
                 trigger.advance(now)
             else:
                 trigger.share(now)
-            for path in self.getFilesToDelete():
-                os.remove(path)
+            self._prune()
         elif self.backupCount > 0:
-            self._shift_backups()
+            dest = self.backups.shift(self.rotate)
+            self._debug("rotating %s -> %s", self.baseFilename, dest)
+            if self.backups.retention.by_age_or_size:
+                self._prune()
+        self._archive_due = self._archiver is not None
         self.stream = self._open()
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
         self._generation = shared.new_file(size, self._file_id)
         return size
 
-    def _shift_backups(self) -> None:
-        """The stdlib's naming: the file becomes .1, .1 becomes .2 ..., the oldest goes.
+    # -- compression and failures ------------------------------------------------------
 
-        Only the unbroken run from .1 shifts, so a hole (a rotation killed between
-        shifting and renaming) is filled instead of travelling up the numbers, and
-        a rotation stats no more paths than there are backups.
-        """
-        name = self.rotation_filename
-        paths = [name(f"{self.baseFilename}.{i}") for i in range(1, self.backupCount + 1)]
-        run = 0
-        while run < len(paths) and os.path.exists(paths[run]):
-            run += 1
-        if run == len(paths):  # all there: the oldest goes
-            os.remove(paths[-1])
-            run -= 1
-        for i in range(run - 1, -1, -1):
-            os.replace(paths[i], paths[i + 1])
-        self._debug("rotating %s -> %s", self.baseFilename, paths[0])
-        self.rotate(self.baseFilename, paths[0])
+    def _prune(self) -> None:
+        """Apply retention, sparing files being compressed (writers' lock held)."""
+        for path in self.backups.prune(is_claimed):
+            self._debug("deleted %s", path)
+
+    def _after_rotation(self) -> None:
+        """Hand the new backup to the compressor (after the writers' lock is released)."""
+        self._archive_due = False
+        if self._archiver is not None:
+            self._archiver.request()
+
+    def _report(self, message: str, error: BaseException) -> None:
+        """Report a background failure (called inside an ``except``)."""
+        self.handleError(_mplog_record("%s: %s", message, error))
+
+    def _report_chown(self, path: str, error: OSError) -> None:
+        if not self._chown_reported:
+            self._chown_reported = True
+            self.handleError(
+                _mplog_record(
+                    "cannot give %s to owner %s (uid, gid): %s; the files mplog creates keep "
+                    "this process's owner (reported once)",
+                    path,
+                    self.permissions.owner,
+                    error,
+                )
+            )
 
     def _close_stream(self) -> None:
         stream, self.stream, self._fd = self.stream, None, None
@@ -585,6 +642,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _after_fork(self) -> None:
         """In a forked child: take our own lock descriptor (see lock.py), start empty."""
         self._lock.forget()
+        if self._archiver is not None:
+            self._archiver.after_fork_in_child()
         if self._batch is not None:
             self._batch.after_fork_in_child()
 
@@ -663,6 +722,14 @@ def _text_options(
     if not isinstance(terminator, str):
         raise TypeError(f"terminator={terminator!r}: expected a str")
     return encoding, errors, os.linesep if newline is None else (newline or "\n")
+
+
+def _suffixes(compressor: Compressor | None) -> tuple[str, ...]:
+    """The suffixes of compressed backups to recognize: every built-in compressor's
+    (the option may have changed since they were made) and a custom one's."""
+    if compressor is None or compressor.suffix in ("", *BUILTIN_SUFFIXES):
+        return BUILTIN_SUFFIXES
+    return (*BUILTIN_SUFFIXES, compressor.suffix)
 
 
 def _watch_interval(value: float) -> float:

@@ -1,29 +1,41 @@
-"""Modes and ownership of the files mplog creates (log, lock, backups).
+"""Modes and ownership of the files mplog creates (log, lock, compressed backups).
 
 concurrent-log-handler's meanings: ``chmod`` is the exact mode; ``umask`` gives
 ``0o666 & ~umask``; ``owner`` is a ``(user, group)`` pair.  A file is created
 with a mode no wider than requested (the process umask can only narrow it) and
 then set to the exact mode, so it never exists, even briefly, with more access.
+Rotated files keep their mode (they are renamed); a compressed backup gets the
+requested mode, or without one, the mode of the file it compresses.
+
+A failed ``chown`` (only root may give files away) does not stop logging: the
+file is kept with the process's own ids and the failure is reported through
+:attr:`FilePermissions.report` (the handler reports it once).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Union
+import stat
+from dataclasses import dataclass, field
+from typing import Callable, Union
 
 __all__ = ["FilePermissions"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
 
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+_EXCLUSIVE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
-@dataclass(frozen=True)
+
+@dataclass
 class FilePermissions:
     """Normalized permission options; build with :meth:`parse`."""
 
     mode: int = 0o666
     exact: bool = False
     owner: tuple[int, int] | None = None
+    #: called as ``report(path, error)`` when a chown fails; the file is kept.
+    report: Callable[[str, OSError], None] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(
@@ -72,11 +84,48 @@ class FilePermissions:
             if self.exact:
                 os.fchmod(fd, self.mode)
             if self.owner is not None:
-                os.fchown(fd, *self.owner)
+                self._chown(fd, path, self.owner)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+    def create_like(self, path: str, source: os.stat_result) -> int:
+        """Create *path* (which must not exist) for writing, as a copy of the file
+        described by *source* would be: the requested mode and owner, or else
+        the source's mode (and, for root, the source's owner)."""
+        mode = self.mode if self.exact else stat.S_IMODE(source.st_mode)
+        fd = os.open(path, _EXCLUSIVE, 0o600)
+        try:
+            os.fchmod(fd, mode)
+            if self.owner is not None:
+                self._chown(fd, path, self.owner)
+            elif hasattr(os, "geteuid") and os.geteuid() == 0:
+                os.fchown(fd, source.st_uid, source.st_gid)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def apply(self, path: str) -> None:
+        """Give an existing file (a custom compressor's output) the requested mode and owner."""
+        if self.exact:
+            os.chmod(path, self.mode)
+        if self.owner is not None:
+            try:
+                os.chown(path, *self.owner)
+            except OSError as error:
+                if self.report is None:
+                    raise
+                self.report(path, error)
+
+    def _chown(self, fd: int, path: str, owner: tuple[int, int]) -> None:
+        try:
+            os.fchown(fd, *owner)
+        except OSError as error:  # EPERM unless root: keep the file, report
+            if self.report is None:
+                raise
+            self.report(path, error)
 
 
 def _octal(value: int | str | None, name: str) -> int | None:

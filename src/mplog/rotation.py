@@ -11,35 +11,58 @@ Two naming schemes, both the stdlib's:
 
 A custom ``namer`` is applied to every default name; backups are recognized by
 finding the period in a directory entry and checking that the namer maps the
-default name to exactly that entry.
+default name to exactly that entry.  A compressed backup is its uncompressed
+name plus the compressor's suffix (``app.log.1.gz``); both forms count as the
+same backup everywhere (shifting, counters, retention).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Iterable, Sequence
 from typing import Callable, NamedTuple
 
-__all__ = ["Backup", "find_backups", "unique_backup_name"]
+from .retention import Retention, Stored
+
+__all__ = [
+    "Backup",
+    "Backups",
+    "find_backups",
+    "group_backups",
+    "list_numbered",
+    "shift_numbered",
+    "unique_backup_name",
+]
 
 Namer = Callable[[str], str]
+Rotate = Callable[[str, str], None]
 
 _COUNTER = re.compile(r"\.(\d+)")
 
 
 class Backup(NamedTuple):
-    """A rotated file of a time-scheduled log, sortable oldest first."""
+    """A rotated file, sortable oldest first.
+
+    Time naming: *period* and *counter* from the name.  Size naming: *period*
+    is ``""`` and *counter* is minus the number (``.3`` is older than ``.1``).
+    *name* is the uncompressed name, *path* the file on disk: *name* plus
+    *suffix* (``""`` or a compressor's, such as ``".gz"``).
+    """
 
     period: str
     counter: int
     path: str
+    name: str = ""
+    suffix: str = ""
 
 
 def _name(base: str, period: str, counter: int) -> str:
     return f"{base}.{period}.{counter}" if counter else f"{base}.{period}"
 
 
-def unique_backup_name(base: str, period: str, namer: Namer) -> str:
+def unique_backup_name(base: str, period: str, namer: Namer, suffixes: Sequence[str] = ()) -> str:
     """Return a free name for a backup of *base* for *period*, after every existing one.
 
     The counter continues after the highest one in use for *period* rather than
@@ -49,20 +72,23 @@ def unique_backup_name(base: str, period: str, namer: Namer) -> str:
     rotation never overwrites a backup.
     """
     this_period = re.compile(rf"(?<!\d){re.escape(period)}(?!\d)")
-    counters = [backup.counter for backup in find_backups(base, this_period, namer)]
+    counters = [backup.counter for backup in find_backups(base, this_period, namer, suffixes)]
     counter = max(counters) + 1 if counters else 0
     while True:
         candidate = namer(_name(base, period, counter))
-        if not os.path.lexists(candidate):
+        if not any(os.path.lexists(candidate + suffix) for suffix in ("", *suffixes)):
             return candidate
         counter += 1
 
 
-def find_backups(base: str, period_pattern: re.Pattern[str], namer: Namer) -> list[Backup]:
-    """Return the backups of *base* in its directory, oldest first.
+def find_backups(
+    base: str, period_pattern: re.Pattern[str], namer: Namer, suffixes: Sequence[str] = ()
+) -> list[Backup]:
+    """Return the time-named backups of *base* in its directory, oldest first.
 
     Files of other logs in the same directory (``app.log.b.<period>``, or a
-    name the namer would not produce) are never included.
+    name the namer would not produce) are never included.  Compressed forms
+    (*suffixes*) are included, one :class:`Backup` per file.
     """
     directory, _base_name = os.path.split(base)
     try:
@@ -71,24 +97,195 @@ def find_backups(base: str, period_pattern: re.Pattern[str], namer: Namer) -> li
         return []
     found = []
     for entry in entries:
-        for match in period_pattern.finditer(entry):
-            backup = _match_backup(base, directory, entry, match, namer)
+        for suffix in ("", *suffixes):
+            if suffix and not entry.endswith(suffix):
+                continue
+            stem = entry[: len(entry) - len(suffix)]
+            backup = _match_backup(base, directory, stem, period_pattern, namer)
             if backup is not None:
-                found.append(backup)
+                found.append(backup._replace(path=backup.path + suffix, suffix=suffix))
                 break
     found.sort()
     return found
 
 
 def _match_backup(
-    base: str, directory: str, entry: str, match: re.Match[str], namer: Namer
+    base: str, directory: str, stem: str, period_pattern: re.Pattern[str], namer: Namer
 ) -> Backup | None:
-    period = match.group(0)
-    candidates = [0]
-    counter = _COUNTER.match(entry, match.end())
-    if counter is not None:
-        candidates.append(int(counter.group(1)))
-    for number in candidates:
-        if os.path.basename(namer(_name(base, period, number))) == entry:
-            return Backup(period, number, os.path.join(directory, entry))
+    for match in period_pattern.finditer(stem):
+        period = match.group(0)
+        candidates = [0]
+        counter = _COUNTER.match(stem, match.end())
+        if counter is not None:
+            candidates.append(int(counter.group(1)))
+        for number in candidates:
+            if os.path.basename(namer(_name(base, period, number))) == stem:
+                path = os.path.join(directory, stem)
+                return Backup(period, number, path, path)
     return None
+
+
+def _numbered_names(base: str, count: int, namer: Namer) -> list[str]:
+    return [namer(f"{base}.{i}") for i in range(1, count + 1)]
+
+
+def _existing(names: Iterable[str], suffixes: Sequence[str]) -> list[list[str]]:
+    """For each name, the suffixes ("" included) it exists with; one listdir per directory."""
+    listings: dict[str, set[str]] = {}
+    result = []
+    for name in names:
+        directory, entry = os.path.split(name)
+        if directory not in listings:
+            try:
+                listings[directory] = set(os.listdir(directory or "."))
+            except FileNotFoundError:
+                listings[directory] = set()
+        listing = listings[directory]
+        result.append([suffix for suffix in ("", *suffixes) if entry + suffix in listing])
+    return result
+
+
+def list_numbered(base: str, count: int, namer: Namer, suffixes: Sequence[str]) -> list[Backup]:
+    """Return the size-named backups ``.1`` ... ``.count`` of *base*, oldest first."""
+    names = _numbered_names(base, count, namer)
+    found = [
+        Backup("", -number, name + suffix, name, suffix)
+        for number, (name, present) in enumerate(zip(names, _existing(names, suffixes)), 1)
+        for suffix in present
+    ]
+    found.sort()
+    return found
+
+
+def shift_numbered(
+    base: str, count: int, namer: Namer, suffixes: Sequence[str], rotate: Rotate
+) -> str:
+    """The stdlib's size naming: *base* becomes ``.1``, ``.1`` becomes ``.2`` ..., and
+    the oldest (``.count``) goes; every compressed form moves with its number.
+
+    Only the unbroken run from ``.1`` shifts, so a hole (a rotation killed between
+    shifting and renaming, or retention) is filled instead of travelling up.
+    Returns the new ``.1``.  Caller holds the writers' lock.
+    """
+    names = _numbered_names(base, count, namer)
+    present = _existing(names, suffixes)
+    run = 0
+    while run < count and present[run]:
+        run += 1
+    if run == count:  # all there: the oldest goes
+        for suffix in present[-1]:
+            os.remove(names[-1] + suffix)
+        run -= 1
+    for i in range(run - 1, -1, -1):
+        for suffix in present[i]:
+            os.replace(names[i] + suffix, names[i + 1] + suffix)
+    rotate(base, names[0])
+    return names[0]
+
+
+def group_backups(backups: Iterable[Backup]) -> list[list[Backup]]:
+    """Group sorted backups by uncompressed name (a backup and its compressed form)."""
+    groups: list[list[Backup]] = []
+    for backup in backups:
+        if groups and groups[-1][0].name == backup.name:
+            groups[-1].append(backup)
+        else:
+            groups.append([backup])
+    return groups
+
+
+class Backups:
+    """The backups of one log: naming, listing, retention, and finding one by inode.
+
+    :param base: the active log file's absolute path.
+    :param namer: the handler's ``rotation_filename`` (it reads ``namer`` at each call).
+    :param count: returns the handler's current ``backupCount``.
+    :param period_pattern: the time schedule's suffix pattern; None for numbered backups.
+    :param suffixes: compressed forms to recognize (``".gz"`` ...).
+    :param retention: ``max_age`` and ``max_total_size`` (the count comes from *count*).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        base: str,
+        namer: Namer,
+        count: Callable[[], int],
+        period_pattern: re.Pattern[str] | None,
+        suffixes: Sequence[str],
+        retention: Retention,
+    ) -> None:
+        self.base = base
+        self._namer = namer
+        self._count = count
+        self._period_pattern = period_pattern
+        self.suffixes = tuple(suffixes)
+        self.retention = retention
+
+    def files(self) -> list[Backup]:
+        """Every file of every backup (compressed forms too), oldest first."""
+        if self._period_pattern is not None:
+            return find_backups(self.base, self._period_pattern, self._namer, self.suffixes)
+        return list_numbered(self.base, self._count(), self._namer, self.suffixes)
+
+    def time_name(self, period: str) -> str:
+        """A new, unused name for a backup of *period* (time naming)."""
+        return unique_backup_name(self.base, period, self._namer, self.suffixes)
+
+    def shift(self, rotate: Rotate) -> str:
+        """Rotate the active file into ``.1``, shifting the others (numbered naming)."""
+        return shift_numbered(self.base, self._count(), self._namer, self.suffixes, rotate)
+
+    def expired(self) -> list[Stored]:
+        """The backups the retention rules delete now, oldest first."""
+        rules = self.retention
+        # Numbered backups: the shift enforces the count.
+        count = self._count() if self._period_pattern is not None else 0
+        if not count and not rules.by_age_or_size:
+            return []
+        stored = []
+        for group in group_backups(self.files()):
+            size, mtime = 0, 0.0
+            if rules.by_age_or_size:
+                try:
+                    stats = [os.stat(backup.path) for backup in group]
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                size = sum(st.st_size for st in stats)
+                mtime = max(st.st_mtime for st in stats)
+            stored.append(Stored(tuple(backup.path for backup in group), size, mtime))
+        if count:
+            rules = Retention(count, rules.max_age, rules.max_total_size)
+        return rules.expired(stored, time.time())
+
+    def prune(self, busy: Callable[[str], bool]) -> list[str]:
+        """Delete what retention expires, except backups with a *busy* file (being
+        compressed: a later rotation prunes them); return the deleted paths.
+        Caller holds the writers' lock."""
+        deleted = []
+        for backup in self.expired():
+            if any(busy(path) for path in backup.paths):
+                continue
+            for path in backup.paths:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    continue
+                deleted.append(path)
+        return deleted
+
+    def locate(self, file_id: tuple[int, int], hint: str) -> str | None:
+        """The current name of the uncompressed backup *file_id*, looking at *hint* first
+        (caller holds the writers' lock, so names cannot change meanwhile)."""
+        candidates = [hint]
+        if self._period_pattern is None:  # numbered backups shift: look at every number
+            candidates += _numbered_names(self.base, self._count(), self._namer)
+        for path in candidates:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) == file_id:
+                return path
+        return None

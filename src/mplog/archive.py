@@ -1,0 +1,396 @@
+"""Compressing rotated files without holding the writers' lock.
+
+After a rotation the handler calls :meth:`Archiver.request`; a background
+thread (one per handler, started on demand, at low CPU priority on Linux)
+compresses every uncompressed backup of the log.  Writers never wait for it:
+
+1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
+   process (or thread) already compressing it holds that lock, so the backup is
+   skipped; retention skips claimed files too.  The descriptor keeps reading the
+   same file even if a later rotation renames it (``.1`` -> ``.2``).
+2. *Compress* into a hidden temporary file ``.<log>.mplog-<pid>-<token>.tmp``
+   next to it, locked the same way while in use, then ``fsync`` it.
+3. *Commit*, holding the writers' lock for two renames' time: find the backup
+   by its inode (wherever shifting moved it), rename the temporary file to
+   that name plus the suffix, remove the original.  A backup deleted by
+   retention meanwhile is not found: the temporary file is dropped.
+
+A crash at any point leaves the complete original (the compressed file gets its
+final name only when complete).  The next sweep removes temporary files whose
+lock is free, compresses originals still uncompressed, and, if a crash fell
+between the commit's rename and remove, removes the original once its
+compressed copy is read back equal.  :meth:`Archiver.close` waits for the
+thread and sweeps once more, so once every process has closed its handler no
+backup is left uncompressed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+import sys
+import threading
+from typing import Callable
+
+from .compression import Compressor, reader_for
+from .lock import FileLock, lock_descriptor, try_lock_descriptor
+from .permissions import FilePermissions
+from .rotation import Backup, group_backups
+
+__all__ = ["Archiver", "is_claimed"]
+
+ListBackups = Callable[[], list[Backup]]
+Locate = Callable[[tuple[int, int], str], "str | None"]
+Report = Callable[[str, BaseException], None]
+
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
+_CHUNK = 1 << 16
+
+
+def is_claimed(path: str) -> bool:
+    """True if a process (this one included) is compressing *path* right now."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return False
+    try:
+        return not try_lock_descriptor(fd)  # closing the descriptor releases it
+    finally:
+        os.close(fd)
+
+
+class Archiver:
+    """Compresses one log's backups in the background; see the module docstring.
+
+    :param base: the active log file's path.
+    :param compressor: what to compress with.
+    :param lock: the writers' lock, held only to commit.
+    :param backups: lists the log's backups, every form, oldest first.
+    :param locate: ``locate(file_id, hint)`` returns the current name of the
+        uncompressed backup with that ``(st_dev, st_ino)``, looking at *hint*
+        first, or None (called with the writers' lock held).
+    :param permissions: mode and owner of compressed files.
+    :param report: called (inside an ``except``) with a message and the error;
+        the same failure is reported once until a sweep succeeds.
+    :param debug: called with a message for each file compressed.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        base: str,
+        compressor: Compressor,
+        lock: FileLock,
+        backups: ListBackups,
+        locate: Locate,
+        permissions: FilePermissions,
+        report: Report,
+        debug: Callable[[str], None],
+    ) -> None:
+        self.base = base
+        self.compressor = compressor
+        self._lock = lock
+        self._backups = backups
+        self._locate = locate
+        self._permissions = permissions
+        self._report = report
+        self._debug = debug
+        self._prefix = f".{os.path.basename(base)}.mplog-"
+        self._reported: set[tuple[type, int | None]] = set()
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        self._state = threading.Lock()
+        self._pending = False
+        self._thread: threading.Thread | None = None
+        self._fds: set[int] = set()  # claims and temporary files we hold open
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: let go of the parent's claims without releasing them.
+
+        flock belongs to the open file description, which the child shares;
+        closing the child's copies leaves the parent's locks in place, and a
+        child that kept them would keep the files claimed after the parent is done.
+        """
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._after_fork()
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def request(self) -> None:
+        """Compress the log's uncompressed backups soon, in the background."""
+        with self._state:
+            self._pending = True
+            if self._thread is not None:
+                return  # the running thread sweeps again before it ends
+            thread: threading.Thread | None
+            thread = threading.Thread(target=self._run, name="mplog-compress")
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutdown, or no threads left: do it now
+                self._pending = False
+                thread = None
+            self._thread = thread
+        if thread is None:
+            self.sweep()
+
+    def _run(self) -> None:
+        if sys.platform.startswith("linux"):  # a thread's nice value is its own on Linux
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while True:
+            with self._state:
+                if not self._pending:
+                    self._thread = None
+                    return
+                self._pending = False
+            self.sweep()
+
+    def close(self) -> None:
+        """Wait for the background thread, then sweep once more in this thread.
+
+        The last sweep also picks up what a process killed mid-compression left.
+        """
+        with self._state:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.sweep()
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Clean up temporary files left by crashes, then compress every uncompressed
+        backup nobody else is compressing, newest first.  Never raises."""
+        try:
+            backups = self._backups()
+            directories = {os.path.dirname(self.base)} | {
+                os.path.dirname(backup.path) for backup in backups
+            }
+            for directory in sorted(directories):
+                self._clean(directory)
+            for group in reversed(group_backups(backups)):
+                plain = [backup for backup in group if not backup.suffix]
+                if plain:
+                    self._archive(plain[0], [b for b in group if b.suffix])
+        except Exception as error:
+            key = (type(error), getattr(error, "errno", None))
+            if key not in self._reported:
+                self._reported.add(key)
+                self._report(f"compressing the backups of {self.base} failed", error)
+        else:
+            self._reported.clear()
+
+    def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
+        try:
+            fd = os.open(backup.path, _READ_FLAGS)
+        except FileNotFoundError:  # renamed or pruned since the listing: next sweep
+            return
+        self._fds.add(fd)
+        try:
+            if not try_lock_descriptor(fd):
+                return  # another process or thread is on it
+            source = os.fstat(fd)
+            if source.st_nlink == 0 or not stat.S_ISREG(source.st_mode):
+                return  # removed (retention, or committed by someone) while we opened it
+            file_id = (source.st_dev, source.st_ino)
+            if compressed:
+                self._finish_interrupted(fd, file_id, backup, compressed[0])
+                return
+            self._debug(f"compressing {backup.path} ({self.compressor.name})")
+            if self.compressor.function is None:
+                self._compress_builtin(fd, source, file_id, backup)
+            else:
+                self._compress_with_function(fd, source, file_id, backup)
+        finally:
+            self._fds.discard(fd)
+            os.close(fd)
+
+    def _compress_builtin(
+        self, fd: int, source: os.stat_result, file_id: tuple[int, int], backup: Backup
+    ) -> None:
+        temp, temp_fd = self._temp(os.path.dirname(backup.path), source)
+        try:
+            self.compressor.compress_fd(fd, temp_fd, source.st_mtime)
+            os.fsync(temp_fd)
+            # after the last write: retention ages a compressed backup by its source's time
+            os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
+            self._commit(file_id, backup.path, temp, self.compressor.suffix)
+        finally:
+            self._fds.discard(temp_fd)
+            os.close(temp_fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temp)  # gone if committed
+
+    def _compress_with_function(
+        self, fd: int, source: os.stat_result, file_id: tuple[int, int], backup: Backup
+    ) -> None:
+        """A user callable gets a stable name: a hard link (or copy) of the claimed file,
+        named like our temporary files, so a crash leaves nothing behind for long."""
+        assert self.compressor.function is not None
+        link = os.path.join(os.path.dirname(backup.path), f"{self._token()}.tmp")
+        try:  # link the file we hold, not whatever has its name by now
+            os.link(f"/proc/self/fd/{fd}", link)
+            linked = os.lstat(link)
+            if (linked.st_dev, linked.st_ino) != file_id:
+                os.remove(link)
+                raise OSError(errno.EXDEV, "linked another file")
+        except OSError:  # no /proc, or a file system without hard links
+            self._copy(fd, source, link)
+        output = None
+        try:
+            output = self.compressor.function(link)
+            if not isinstance(output, str) or not output.startswith(link + "."):
+                raise ValueError(
+                    f"compress={self.compressor.function!r} returned {output!r}; expected the "
+                    f"path of the compressed file, {link!r} plus a suffix such as '.lz4'"
+                )
+            suffix = output[len(link) :]
+            if self._permissions.exact or self._permissions.owner is not None:
+                self._permissions.apply(output)
+            else:
+                os.chmod(output, stat.S_IMODE(source.st_mode))
+            os.utime(output, ns=(source.st_atime_ns, source.st_mtime_ns))
+            self._commit(file_id, backup.path, output, suffix)
+        finally:
+            for leftover in (output, link):
+                if isinstance(leftover, str):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(leftover)
+
+    def _copy(self, fd: int, source: os.stat_result, path: str) -> None:
+        out = self._permissions.create_like(path, source)
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            while chunk := os.read(fd, _CHUNK):
+                view = memoryview(chunk)
+                while view:  # a short write is legal
+                    view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+
+    def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
+        """Give the compressed file its name and remove the original (writers' lock held)."""
+        with self._lock:
+            path = self._locate(file_id, hint)
+            if path is None:
+                return  # pruned meanwhile: the caller removes the temporary file
+            if os.path.lexists(path + suffix):
+                raise FileExistsError(
+                    errno.EEXIST, "a compressed backup already has this name", path + suffix
+                )
+            os.rename(temp, path + suffix)
+            os.remove(path)
+
+    def _finish_interrupted(
+        self, fd: int, file_id: tuple[int, int], backup: Backup, compressed: Backup
+    ) -> None:
+        """A backup exists both plain and compressed: a crash fell between the commit's
+        rename and remove.  Remove the plain one if the archive reads back equal."""
+        if not _same_content(fd, compressed.path):
+            raise FileExistsError(
+                errno.EEXIST,
+                "both a backup and a different compressed file of the same name exist; left alone",
+                compressed.path,
+            )
+        with self._lock:
+            path = self._locate(file_id, backup.path)
+            if path is not None and os.path.lexists(path + compressed.suffix):
+                os.remove(path)
+
+    # -- temporary files -----------------------------------------------------------------
+
+    def _token(self) -> str:
+        return f"{self._prefix}{os.getpid()}-{secrets.token_hex(4)}"
+
+    def _temp(self, directory: str, source: os.stat_result) -> tuple[str, int]:
+        """Create and lock a fresh temporary file."""
+        while True:
+            path = os.path.join(directory, f"{self._token()}.tmp")
+            fd = self._permissions.create_like(path, source)
+            self._fds.add(fd)
+            lock_descriptor(fd)
+            if os.fstat(fd).st_nlink:
+                return path, fd
+            # A sweep in another process removed it between our create and lock.
+            self._fds.discard(fd)
+            os.close(fd)
+
+    def _clean(self, directory: str) -> None:
+        """Remove temporary files of crashed compressions in *directory*."""
+        try:
+            entries = [e for e in os.listdir(directory or ".") if e.startswith(self._prefix)]
+        except FileNotFoundError:
+            return
+        tokens: dict[str, list[str]] = {}
+        for entry in entries:
+            tokens.setdefault(entry[len(self._prefix) :].split(".", 1)[0], []).append(entry)
+        for token, names in tokens.items():
+            anchor = os.path.join(directory, f"{self._prefix}{token}.tmp")
+            if f"{self._prefix}{token}.tmp" in names:
+                try:
+                    fd = os.open(anchor, _READ_FLAGS)
+                except FileNotFoundError:
+                    continue
+                try:
+                    if try_lock_descriptor(fd):  # nobody is using it
+                        _remove_all(directory, names)
+                finally:
+                    os.close(fd)
+            elif not _process_alive(token):  # a callable's output without its input link
+                _remove_all(directory, names)
+
+
+def _remove_all(directory: str, names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, name))
+
+
+def _process_alive(token: str) -> bool:
+    try:
+        pid = int(token.split("-", 1)[0])
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts = []
+    while size > 0 and (part := os.read(fd, size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _same_content(fd: int, compressed: str) -> bool:
+    """True if *compressed* decompresses to exactly the file open on *fd*."""
+    try:
+        reader = reader_for(compressed)
+        if reader is None:  # a custom compressor's file: cannot tell
+            return False
+        with contextlib.closing(reader):
+            os.lseek(fd, 0, os.SEEK_SET)
+            while chunk := reader.read(_CHUNK):
+                if _read_exactly(fd, len(chunk)) != chunk:
+                    return False
+            return not os.read(fd, 1)
+    except (OSError, EOFError, ValueError, ImportError):  # damaged, or zstd unavailable
+        return False
