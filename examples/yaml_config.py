@@ -53,7 +53,9 @@ def main() -> None:
     print(
         f"{type(handler).__name__}: maxBytes={handler.maxBytes} "
         f"backupCount={handler.backupCount} when={handler.schedule.when} "
-        f"atTime={handler.schedule.at_time} mode={mode:#o}"
+        f"atTime={handler.schedule.at_time} mode={mode:#o} "
+        f"compress={handler.compressor and handler.compressor.name} "
+        f"max_age={handler.backups.retention.max_age}"
     )
     print(f"logs in {LOG_DIR}")
 
