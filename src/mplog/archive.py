@@ -172,7 +172,9 @@ class Archiver:
 
     def sweep(self) -> None:
         """Clean up temporary files left by crashes, then compress every uncompressed
-        backup nobody else is compressing, newest first.  Never raises."""
+        backup nobody else is compressing, newest first.  Never raises: a failure
+        is reported (once until a sweep succeeds) and the other backups go on."""
+        failed = False
         try:
             backups = self._backups()
             directories = {os.path.dirname(self.base)} | {
@@ -180,17 +182,27 @@ class Archiver:
             }
             for directory in sorted(directories):
                 self._clean(directory)
-            for group in reversed(group_backups(backups)):
-                plain = [backup for backup in group if not backup.suffix]
-                if plain:
-                    self._archive(plain[0], [b for b in group if b.suffix])
         except Exception as error:
-            key = (type(error), getattr(error, "errno", None))
-            if key not in self._reported:
-                self._reported.add(key)
-                self._report(f"compressing the backups of {self.base} failed", error)
-        else:
+            self._failed(error)
+            return
+        for group in reversed(group_backups(backups)):
+            plain = [backup for backup in group if not backup.suffix]
+            if not plain:
+                continue
+            try:
+                self._archive(plain[0], [b for b in group if b.suffix])
+            except Exception as error:
+                failed = True
+                self._failed(error)
+        if not failed:
             self._reported.clear()
+
+    def _failed(self, error: Exception) -> None:
+        """Report *error* (we are inside its ``except``) unless it was already."""
+        key = (type(error), getattr(error, "errno", None))
+        if key not in self._reported:
+            self._reported.add(key)
+            self._report(f"compressing the backups of {self.base} failed", error)
 
     def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
         try:

@@ -95,7 +95,7 @@ class FilePermissions:
         described by *source* would be: the requested mode and owner, or else
         the source's mode (and, for root, the source's owner)."""
         mode = self.mode if self.exact else stat.S_IMODE(source.st_mode)
-        fd = os.open(path, _EXCLUSIVE, 0o600)
+        fd = os.open(path, _EXCLUSIVE, mode & 0o600)  # no wider than asked, even briefly
         try:
             os.fchmod(fd, mode)
             if self.owner is not None:
