@@ -143,7 +143,7 @@ class ProcessReport:
     peak_rss: int | None  # bytes, ru_maxrss at the end; None where unavailable
 
 
-class _ErrorCounter:
+class ErrorCounter:
     """Replaces ``Handler.handleError``: counts failures instead of printing them."""
 
     def __init__(self, handler: logging.Handler) -> None:
@@ -184,7 +184,7 @@ def worker_main(
     """Child entry point: log *records* records once every worker is ready, then report."""
     handler = make_handler(contender, path, max_bytes, backup_count, log_queue)
     handler.setFormatter(logging.Formatter(FORMAT))
-    errors = _ErrorCounter(handler)
+    errors = ErrorCounter(handler)
     logger = logging.getLogger(f"bench.worker{worker}")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
@@ -227,7 +227,7 @@ def listener_main(
     """
     handler = _StampedFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(message)s"))  # formatted by the producers
-    errors = _ErrorCounter(handler)
+    errors = ErrorCounter(handler)
     listener = logging.handlers.QueueListener(log_queue, handler)
     listener.start()
     stop.wait()
