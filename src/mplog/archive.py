@@ -250,8 +250,11 @@ class Archiver:
     ) -> None:
         """A user callable gets a stable name: a hard link (or copy) of the claimed file,
         named like our temporary files, so a crash leaves nothing behind for long."""
-        assert self.compressor.function is not None
-        link = os.path.join(os.path.dirname(backup.path), f"{self._token()}.tmp")
+        function, suffix = self.compressor.function, self.compressor.suffix
+        assert function is not None
+        directory = os.path.dirname(backup.path)
+        token = self._token()
+        link = os.path.join(directory, f"{token}.tmp")
         try:  # link the file we hold, not whatever has its name by now
             os.link(f"/proc/self/fd/{fd}", link)
             linked = os.lstat(link)
@@ -260,15 +263,14 @@ class Archiver:
                 raise OSError(errno.EXDEV, "linked another file")
         except OSError:  # no /proc, or a file system without hard links
             self._copy(fd, source, link)
-        output = None
         try:
-            output = self.compressor.function(link)
-            if not isinstance(output, str) or not output.startswith(link + "."):
+            output = function(link)
+            if output != link + suffix:
                 raise ValueError(
-                    f"compress={self.compressor.function!r} returned {output!r}; expected the "
-                    f"path of the compressed file, {link!r} plus a suffix such as '.lz4'"
+                    f"compress={function!r} returned {output!r}; expected the path of the "
+                    f"compressed file it wrote, {link + suffix!r} (its input plus its suffix "
+                    f"attribute {suffix!r})"
                 )
-            suffix = output[len(link) :]
             if self._permissions.exact or self._permissions.owner is not None:
                 self._permissions.apply(output)
             else:
@@ -276,10 +278,9 @@ class Archiver:
             os.utime(output, ns=(source.st_atime_ns, source.st_mtime_ns))
             self._commit(file_id, backup.path, output, suffix)
         finally:
-            for leftover in (output, link):
-                if isinstance(leftover, str):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(leftover)
+            # Only names made from our token are ours to remove: never what the
+            # callable returned if it points elsewhere.
+            _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(token)])
 
     def _copy(self, fd: int, source: os.stat_result, path: str) -> None:
         out = self._permissions.create_like(path, source)

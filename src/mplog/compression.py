@@ -3,7 +3,9 @@
 A built-in compressor streams from an open descriptor into another one, so
 the source may be renamed (by a later rotation) while it is being read.  A
 callable receives a path and returns the path of the compressed copy it wrote
-next to it (``path + suffix``); it must leave its input in place.
+next to it, ``path + fn.suffix``; it must leave its input in place.  The
+``suffix`` attribute is required: every process must recognize compressed
+backups (to shift and prune them) before it has compressed one itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import bz2
 import gzip
 import lzma
 import os
+import re
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Protocol, Union
 
@@ -31,6 +34,7 @@ class Stream(Protocol):
 _CHUNK = 1 << 16  # small enough to give the GIL back often: zlib releases it per call
 
 BUILTIN_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _gzip_writer(raw: IO[bytes], mtime: float) -> Stream:
@@ -100,9 +104,14 @@ class Compressor:
         if compress is None:
             return None
         if callable(compress):
-            suffix = getattr(compress, "suffix", "")
-            if not isinstance(suffix, str) or (suffix and not suffix.startswith(".")):
-                raise ValueError(f"compress={compress!r}: its suffix attribute must be like '.lz4'")
+            suffix = getattr(compress, "suffix", None)
+            if not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix):
+                # Every process must recognize the compressed backups (to shift and
+                # prune them) before it has compressed anything itself.
+                raise ValueError(
+                    f"compress={compress!r}: a compressing function needs a suffix "
+                    f"attribute such as '.lz4' (got {suffix!r}): fn.suffix = '.lz4'"
+                )
             return cls(getattr(compress, "__name__", "custom"), suffix, function=compress)
         if not isinstance(compress, str) or compress.lower() not in _WRITERS:
             raise ValueError(

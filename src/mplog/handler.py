@@ -109,9 +109,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         (logrotate); ``0`` checks before every record.  Rotations by mplog
         processes are noticed at the next record, whatever this is.
     :param compress: compress rotated files: ``"gzip"``, ``"bz2"``, ``"xz"``,
-        ``"zstd"`` (Python 3.14, or the ``zstd`` extra), or a callable that takes
-        a path, writes ``path + suffix`` and returns that path (give it a
-        ``suffix`` attribute so retention recognizes its files after a restart).
+        ``"zstd"`` (Python 3.14, or the ``zstd`` extra), or a function with a
+        ``suffix`` attribute (``".lz4"``) that takes a path, writes
+        ``path + suffix`` next to it and returns that path.
         A background thread compresses, never holding the writers' lock;
         :meth:`close` waits for it and compresses whatever is left.
     :param use_gzip: concurrent-log-handler's spelling of ``compress="gzip"``.
