@@ -255,14 +255,9 @@ class Archiver:
         directory = os.path.dirname(backup.path)
         token = self._token()
         link = os.path.join(directory, f"{token}.tmp")
-        try:  # link the file we hold, not whatever has its name by now
-            os.link(f"/proc/self/fd/{fd}", link)
-            linked = os.lstat(link)
-            if (linked.st_dev, linked.st_ino) != file_id:
-                os.remove(link)
-                raise OSError(errno.EXDEV, "linked another file")
-        except OSError:  # no /proc, or a file system without hard links
-            self._copy(fd, source, link)
+        copy = None
+        if not _link_descriptor(fd, file_id, link):  # no /proc, or no hard links here
+            copy = self._copy(fd, source, link)  # locked, as our temporary files are
         try:
             output = function(link)
             if output != link + suffix:
@@ -281,17 +276,26 @@ class Archiver:
             # Only names made from our token are ours to remove: never what the
             # callable returned if it points elsewhere.
             _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(token)])
+            if copy is not None:
+                self._fds.discard(copy)
+                os.close(copy)
 
-    def _copy(self, fd: int, source: os.stat_result, path: str) -> None:
+    def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
+        """Copy the file open on *fd* to *path*; return its descriptor, locked."""
         out = self._permissions.create_like(path, source)
+        self._fds.add(out)
         try:
+            lock_descriptor(out)
             os.lseek(fd, 0, os.SEEK_SET)
             while chunk := os.read(fd, _CHUNK):
                 view = memoryview(chunk)
                 while view:  # a short write is legal
                     view = view[os.write(out, view) :]
-        finally:
+        except BaseException:
+            self._fds.discard(out)
             os.close(out)
+            raise
+        return out
 
     def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
         """Give the compressed file its name and remove the original (writers' lock held)."""
@@ -310,17 +314,38 @@ class Archiver:
         self, fd: int, file_id: tuple[int, int], backup: Backup, compressed: Backup
     ) -> None:
         """A backup exists both plain and compressed: a crash fell between the commit's
-        rename and remove.  Remove the plain one if the archive reads back equal."""
-        if not _same_content(fd, compressed.path):
-            raise FileExistsError(
-                errno.EEXIST,
-                "both a backup and a different compressed file of the same name exist; left alone",
-                compressed.path,
-            )
+        rename and remove.  Remove the plain one if the archive reads back equal.
+
+        Only if both are still where they were once compared: a rotation since the
+        listing may have paired files that never belonged together (the next sweep
+        sees the new state)."""
+        try:
+            archive = os.open(compressed.path, _READ_FLAGS)
+        except FileNotFoundError:
+            return
+        try:
+            archive_st = os.fstat(archive)
+            same = _same_content(fd, compressed.path, archive)
+        finally:
+            os.close(archive)
         with self._lock:
             path = self._locate(file_id, backup.path)
-            if path is not None and os.path.lexists(path + compressed.suffix):
+            if path is None:
+                return
+            try:
+                st = os.lstat(path + compressed.suffix)
+            except FileNotFoundError:
+                return
+            if (st.st_dev, st.st_ino) != (archive_st.st_dev, archive_st.st_ino):
+                return
+            if same:
                 os.remove(path)
+                return
+        raise FileExistsError(
+            errno.EEXIST,
+            "both a backup and a different compressed file of the same name exist; left alone",
+            path + compressed.suffix,
+        )
 
     # -- temporary files -----------------------------------------------------------------
 
@@ -365,6 +390,30 @@ class Archiver:
                 _remove_all(directory, names)
 
 
+def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
+    """Hard-link the file open on *fd* at *path* (Linux); False if that is not possible.
+
+    The /proc name must be followed, which only linkat() does: os.link calls it
+    (with AT_SYMLINK_FOLLOW) when given a directory descriptor.
+    """
+    directory, name = os.path.split(path)
+    try:
+        dir_fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+        linked = os.lstat(name, dir_fd=dir_fd)
+    except (OSError, NotImplementedError):
+        return False
+    finally:
+        os.close(dir_fd)
+    if (linked.st_dev, linked.st_ino) != file_id:  # cannot happen, but never compress another file
+        os.remove(path)
+        return False
+    return True
+
+
 def _remove_all(directory: str, names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(FileNotFoundError):
@@ -393,17 +442,19 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _same_content(fd: int, compressed: str) -> bool:
-    """True if *compressed* decompresses to exactly the file open on *fd*."""
+def _same_content(fd: int, name: str, archive: int) -> bool:
+    """True if the file open on *archive* (named *name*) decompresses to exactly the
+    file open on *fd*."""
     try:
-        reader = reader_for(compressed)
-        if reader is None:  # a custom compressor's file: cannot tell
-            return False
-        with contextlib.closing(reader):
-            os.lseek(fd, 0, os.SEEK_SET)
-            while chunk := reader.read(_CHUNK):
-                if _read_exactly(fd, len(chunk)) != chunk:
-                    return False
-            return not os.read(fd, 1)
+        with open(archive, "rb", closefd=False) as raw:
+            reader = reader_for(name, raw)
+            if reader is None:  # a custom compressor's file: cannot tell
+                return False
+            with contextlib.closing(reader):
+                os.lseek(fd, 0, os.SEEK_SET)
+                while chunk := reader.read(_CHUNK):
+                    if _read_exactly(fd, len(chunk)) != chunk:
+                        return False
+                return not os.read(fd, 1)
     except (OSError, EOFError, ValueError, ImportError):  # damaged, or zstd unavailable
         return False

@@ -137,18 +137,18 @@ class Compressor:
                 out.close()  # writes the trailer
 
 
-def reader_for(path: str) -> Stream | None:
-    """Open a compressed file made by a built-in compressor for reading, or None if
-    its suffix is not one of theirs."""
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    if path.endswith(".xz"):
-        return lzma.open(path, "rb")
-    if path.endswith(".zst"):
+def reader_for(name: str, raw: IO[bytes]) -> Stream | None:
+    """Decompress *raw* (a file made by a built-in compressor, named *name*) while reading;
+    None if *name* has none of their suffixes."""
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if name.endswith(".bz2"):
+        return bz2.BZ2File(raw, "rb")
+    if name.endswith(".xz"):
+        return lzma.LZMAFile(raw, "rb")
+    if name.endswith(".zst"):
         zstd = _zstd_module()
         if hasattr(zstd, "ZstdFile"):
-            return zstd.ZstdFile(path, "rb")  # type: ignore[no-any-return]
-        return zstd.ZstdDecompressor().stream_reader(open(path, "rb"))  # type: ignore[no-any-return]
+            return zstd.ZstdFile(raw, "rb")  # type: ignore[no-any-return]
+        return zstd.ZstdDecompressor().stream_reader(raw, closefd=False)  # type: ignore[no-any-return]
     return None
