@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,34 @@ def test_demo_verifies_every_record(
     backups = [p for p in tmp_path.iterdir() if p.name.startswith(f"{LOG_NAME}.")]
     assert backups, "the small --max-bytes made it rotate"
     assert all(p.stat().st_size <= 4096 for p in backups)
+
+
+@pytest.mark.timeout(120)
+def test_demo_with_compression_reads_every_record_back_from_the_archives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compress gzip: every backup ends up compressed and the check decompresses them."""
+    argv = ["demo", "-p", "3", "-n", "400", "--max-bytes", "4KiB", "--compress", "gzip"]
+    status = main([*argv, "-q", "--dir", str(tmp_path)])
+    out, _ = capsys.readouterr()
+    assert status == 0, out
+    assert "written       : 1,200 of 1,200" in out
+    backups = [p.name for p in tmp_path.iterdir() if p.name.startswith(f"{LOG_NAME}.")]
+    assert backups, "the small --max-bytes made it rotate"
+    assert all(name.endswith(".gz") for name in backups), backups
+    assert f"({len(backups)} rotations, {len(backups)} compressed)" in out
+
+
+def test_verify_finds_records_lost_inside_a_compressed_backup(tmp_path: Path) -> None:
+    """A compressed backup is read like a plain one: a record missing from it counts."""
+    lines = [_line(0, seq, "payload") for seq in range(4)]
+    (tmp_path / f"{LOG_NAME}.1.gz").write_bytes(
+        gzip.compress("".join(line + "\n" for line in lines[:1]).encode())
+    )
+    _write(tmp_path, lines[2:])
+    report = verify_log(str(tmp_path), processes=1, records=4)
+    assert (report.found, report.lost, report.compressed) == (3, 1, 1)
+    assert not report.ok
 
 
 def _write(directory: Path, lines: list[str]) -> None:

@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-bytes", type=_size, default=64 * 1024, help="rotate at this size (default: 64KiB)"
     )
     demo.add_argument("--when", type=_when, help="also rotate by time: S, M, H, midnight, W0-W6")
+    demo.add_argument(
+        "--compress",
+        choices=["gzip", "bz2", "xz", "zstd"],
+        help="compress rotated files (in the background); the check decompresses them",
+    )
     demo.add_argument("--dir", dest="directory", help="log directory (default: a new temp dir)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
@@ -169,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_bytes=args.max_bytes,
             when=args.when,
             directory=args.directory,
+            compress=args.compress,
         )
         report = run_demo(config, out=None if args.quiet else sys.stderr)
         print(format_report(config, report))

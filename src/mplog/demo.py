@@ -1,11 +1,13 @@
 """``mplog demo``: several processes log into one rotating file, then every record is checked.
 
 Each worker writes lines ``<worker> <seq> <crc32> <payload>``; the checker reads
-the active file and every backup and counts lost, duplicated and torn records.
+the active file and every backup (decompressing them with ``--compress``) and
+counts lost, duplicated and torn records.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 import os
@@ -16,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .compression import BUILTIN_SUFFIXES, reader_for
 from .handler import ConcurrentRotatingFileHandler
 
 __all__ = ["DemoConfig", "Report", "run_demo", "verify_log"]
@@ -35,6 +38,7 @@ class DemoConfig:
     when: str | None = None
     directory: str | None = None
     payload: int = 80
+    compress: str | None = None
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Report:
     out_of_order: int = 0
     files: list[str] = field(default_factory=list)
     oversized: list[str] = field(default_factory=list)
+    compressed: int = 0  # backups found compressed
     seconds: float = 0.0
 
     @property
@@ -71,6 +76,7 @@ def _worker(
         maxBytes=config.max_bytes,
         backupCount=config.backup_count,
         when=config.when,
+        compress=config.compress,
     )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger(f"mplog.demo.{worker}")
@@ -94,7 +100,7 @@ def _ordered_files(directory: str) -> list[str]:
     def key(name: str) -> tuple[int, str, int]:
         if name == LOG_NAME:
             return (2, "", 0)
-        suffix = name[len(LOG_NAME) + 1 :]
+        suffix = _strip_compression(name)[len(LOG_NAME) + 1 :]
         if suffix.isdigit():  # size-only backups: .1 is the newest
             return (0, "", -int(suffix))
         # time-named: <period> then <period>.1, <period>.2 ... in rotation order
@@ -102,6 +108,25 @@ def _ordered_files(directory: str) -> list[str]:
         return (1, period, int(counter or 0))
 
     return [os.path.join(directory, n) for n in sorted(names, key=key)]
+
+
+def _strip_compression(name: str) -> str:
+    for suffix in BUILTIN_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _read(path: str) -> bytes:
+    """The content of a log file, decompressed if it was compressed."""
+    with open(path, "rb") as raw:
+        reader = reader_for(path, raw)
+        if reader is None:
+            return raw.read()
+        try:
+            return reader.read()
+        finally:
+            reader.close()
 
 
 def verify_log(directory: str, processes: int, records: int, max_bytes: int = 0) -> Report:
@@ -112,9 +137,12 @@ def verify_log(directory: str, processes: int, records: int, max_bytes: int = 0)
     for path in _ordered_files(directory):
         report.files.append(path)
         is_backup = os.path.basename(path) != LOG_NAME
-        if max_bytes and is_backup and os.path.getsize(path) > max_bytes:
+        data = _read(path)
+        if _strip_compression(path) != path:
+            report.compressed += 1
+        if max_bytes and is_backup and len(data) > max_bytes:
             report.oversized.append(path)
-        with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        with io.StringIO(data.decode("utf-8", errors="replace"), newline="\n") as f:
             for line in f:
                 parts = line.rstrip("\n").split(" ", 3)
                 try:
@@ -195,7 +223,8 @@ def format_report(config: DemoConfig, report: Report) -> str:
         f"processes     : {config.processes} x {config.records:,} records"
         f" ({config.start_method or multiprocessing.get_start_method()})",
         f"written       : {report.found:,} of {report.expected:,}",
-        f"files         : {len(report.files)} ({rotated} rotations)",
+        f"files         : {len(report.files)} ({rotated} rotations"
+        + (f", {report.compressed} compressed)" if config.compress else ")"),
         f"lost          : {report.lost}",
         f"duplicated    : {report.duplicated}",
         f"torn          : {report.torn}",
