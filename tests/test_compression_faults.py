@@ -673,7 +673,8 @@ def test_a_backup_renamed_or_deleted_while_compressed(
 ) -> None:
     """While one process compresses app.log.1, another rotates twice: the archive lands
     on the backup's new name (app.log.3.gz holds what was app.log.1), or, when the shift
-    pushed it past backupCount and it was deleted, the archive is dropped without a trace.
+    pushed it past backupCount, it is set aside (never deleted under a compressor) and
+    goes once the compression ends; the archive is dropped without a trace.
     Nothing else is lost or doubled, and close() leaves nothing uncompressed."""
     per_file = 600  # > 64 KiB per backup: the "read" stall comes after the first chunk
     backup_count = 5 if outcome == "shifted" else 2
@@ -700,6 +701,11 @@ def test_a_backup_renamed_or_deleted_while_compressed(
             assert moved.get(inode) == f"{BASE}.3", "the claimed backup should be .3 by now"
         else:
             assert inode not in moved, "the claimed backup should have been deleted"
+            # ... but not while being compressed: set aside under a hidden name until then
+            # (besides the hard link a callable reads, which has a hidden name too)
+            hidden = [p for p in logs.iterdir() if p.name.startswith(".")]
+            set_aside = [p for p in hidden if p.stat().st_ino == inode]
+            assert len(set_aside) == (2 if stall == "callable" else 1), set_aside
         assert control.finished(pid) == [], "the compression should still be stalled"
 
         control.release()

@@ -40,7 +40,7 @@ from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup, group_backups
 
-__all__ = ["Archiver", "is_claimed"]
+__all__ = ["Archiver", "discard", "is_claimed"]
 
 ListBackups = Callable[[], list[Backup]]
 Locate = Callable[[tuple[int, int], str], "str | None"]
@@ -65,6 +65,18 @@ def is_claimed(path: str) -> bool:
         return not try_lock_descriptor(fd)  # closing the descriptor releases it
     finally:
         os.close(fd)
+
+
+def discard(path: str, base: str) -> None:
+    """Remove the backup *path* of the log *base*; if it is being compressed, rename it
+    into the compressors' temporary names instead: the first sweep after the
+    compression lets go of it removes it (and the compression, not finding its
+    backup any more, drops its result)."""
+    if not is_claimed(path):
+        os.remove(path)
+        return
+    hidden = f".{os.path.basename(base)}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    os.rename(path, os.path.join(os.path.dirname(path), hidden))
 
 
 class Archiver:

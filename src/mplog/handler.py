@@ -21,7 +21,7 @@ import time
 import weakref
 from typing import Any, Union
 
-from .archive import Archiver, is_claimed
+from .archive import Archiver, discard, is_claimed
 from .batch import BatchWriter
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .exceptions import MplogError, QueueFull
@@ -587,7 +587,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 trigger.share(now)
             self._prune()
         elif self.backupCount > 0:
-            dest = self.backups.shift(self.rotate)
+            dest = self.backups.shift(self.rotate, self._discard)
             self._debug("rotating %s -> %s", self.baseFilename, dest)
             if self.backups.retention.by_age_or_size:
                 self._prune()
@@ -598,6 +598,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return size
 
     # -- compression and failures ------------------------------------------------------
+
+    def _discard(self, path: str) -> None:
+        """Drop a numbered backup pushed past backupCount, never under a compressor."""
+        self._debug("deleting %s", path)
+        discard(path, self.baseFilename)
 
     def _prune(self) -> None:
         """Apply retention, sparing files being compressed (writers' lock held)."""

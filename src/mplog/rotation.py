@@ -158,10 +158,16 @@ def list_numbered(base: str, count: int, namer: Namer, suffixes: Sequence[str]) 
 
 
 def shift_numbered(
-    base: str, count: int, namer: Namer, suffixes: Sequence[str], rotate: Rotate
+    base: str,
+    count: int,
+    namer: Namer,
+    suffixes: Sequence[str],
+    rotate: Rotate,
+    remove: Callable[[str], None] = os.remove,
 ) -> str:
     """The stdlib's size naming: *base* becomes ``.1``, ``.1`` becomes ``.2`` ..., and
-    the oldest (``.count``) goes; every compressed form moves with its number.
+    the oldest (``.count``) goes (through *remove*); every compressed form moves
+    with its number.
 
     Only the unbroken run from ``.1`` shifts, so a hole (a rotation killed between
     shifting and renaming, or retention) is filled instead of travelling up.
@@ -174,7 +180,7 @@ def shift_numbered(
         run += 1
     if run == count:  # all there: the oldest goes
         for suffix in present[-1]:
-            os.remove(names[-1] + suffix)
+            remove(names[-1] + suffix)
         run -= 1
     for i in range(run - 1, -1, -1):
         for suffix in present[i]:
@@ -233,9 +239,10 @@ class Backups:
         """A new, unused name for a backup of *period* (time naming)."""
         return unique_backup_name(self.base, period, self._namer, self.suffixes)
 
-    def shift(self, rotate: Rotate) -> str:
-        """Rotate the active file into ``.1``, shifting the others (numbered naming)."""
-        return shift_numbered(self.base, self._count(), self._namer, self.suffixes, rotate)
+    def shift(self, rotate: Rotate, remove: Callable[[str], None] = os.remove) -> str:
+        """Rotate the active file into ``.1``, shifting the others (numbered naming);
+        the one pushed past the count goes through *remove*."""
+        return shift_numbered(self.base, self._count(), self._namer, self.suffixes, rotate, remove)
 
     def expired(self) -> list[Stored]:
         """The backups the retention rules delete now, oldest first."""
