@@ -35,8 +35,9 @@ from typing import Any, Callable
 
 import pytest
 
-import mplog
+import mplog.archive
 import mplog.compression
+import mplog.rotation
 from mplog.archive import is_claimed
 from mplog.compression import Compressor
 from mplog.retention import Retention, Stored
@@ -1211,3 +1212,168 @@ def test_setup_logging_wires_compression_and_retention(tmp_path: Path) -> None:
     old = time.time() - 8 * DAY
     os.utime(files[0], (old, old))
     assert handler.getFilesToDelete() == [str(files[0])]
+
+
+# -- review findings: signal handlers, retention failures, thread kind, modes -----------------
+
+
+_REOPEN_DURING_WRITE = """
+import faulthandler, logging, sys
+import mplog
+
+faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails, loudly
+
+
+class Interrupted(mplog.ConcurrentRotatingFileHandler):
+    reopened = 0
+
+    def _write(self, shared, data, size):
+        super()._write(shared, data, size)
+        if self.reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
+            self.reopened += 1
+            self.close()
+            self.stream = self._open()
+
+
+handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip")
+for number in range(40):
+    handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
+handler.close()
+print("done")
+"""
+
+
+def test_close_from_a_signal_handler_that_interrupted_a_write(tmp_path: Path) -> None:
+    """gunicorn's reopen_files() runs close() then _open() in a signal handler, which may
+    interrupt emit() while it holds the writers' lock: close() must neither wait for the
+    compressor (which needs that lock) nor release the lock under the write; every record
+    ends up once in the files and every backup compressed."""
+    import subprocess
+
+    script = tmp_path / "reopen.py"
+    script.write_text(_REOPEN_DURING_WRITE, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(script), str(logs / BASE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    names = _names(logs)
+    assert not [n for n in names if n != BASE and not n.endswith(".gz")], names
+    records = [line for name in names for line in _read(logs / name).decode().splitlines()]
+    numbers = sorted(int(line.split()[1]) for line in records)
+    assert numbers == list(range(40))
+
+
+def test_a_retention_failure_costs_no_record(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If pruning fails (a backup that cannot be deleted, a file system refusing the
+    claim check), the rotation still completes and the record is written; the failure
+    is reported once, not at every rotation."""
+
+    def broken_prune(self: object, busy: object) -> list[str]:
+        raise PermissionError(errno.EACCES, "Permission denied", "app.log.old")
+
+    monkeypatch.setattr(mplog.rotation.Backups, "prune", broken_prune)
+    handler = TimedHandler(tmp_path / BASE, "S", backupCount=1, delay=True)
+    try:
+        for number in range(6):
+            _write(handler, [number])
+            clock.now += 1.5  # every record in a new period: a rotation each time
+    finally:
+        handler.close()
+    found = sorted(n for name in _names(tmp_path) for n in _numbers(_read(tmp_path / name)))
+    assert found == list(range(6))
+    assert len(handler.reports) == 1
+    assert "retention" in handler.reports[0][0]
+
+
+def test_an_unlockable_backup_is_still_rotated_past_the_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock fails outright (EBADF for a read-only descriptor on NFS), the numbered
+    shift still drops the backup past backupCount and nothing is lost."""
+    real = mplog.archive.try_lock_descriptor
+
+    def refusing(fd: int) -> bool:
+        if os.fstat(fd).st_size and not os.path.samestat(os.fstat(fd), os.stat(tmp_path / BASE)):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real(fd)
+
+    monkeypatch.setattr(mplog.archive, "try_lock_descriptor", refusing)
+    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=2)
+    try:
+        _write(handler, range(6))
+    finally:
+        handler.close()
+    assert handler.reports == []
+    assert _names(tmp_path) == [BASE, f"{BASE}.1", f"{BASE}.2"]
+    assert [_numbers(_read(tmp_path / n)) for n in (f"{BASE}.2", f"{BASE}.1", BASE)] == [
+        [3],
+        [4],
+        [5],
+    ]
+
+
+def test_the_compression_thread_is_never_a_daemon(tmp_path: Path) -> None:
+    """In batched mode the rotation happens in the (daemon) writer thread; the compression
+    thread it starts must not inherit that, or a multiprocessing child's exit kills it."""
+    started = threading.Event()
+    release = threading.Event()
+    handler = mplog.ConcurrentRotatingFileHandler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", batched=True
+    )
+    assert handler._archiver is not None
+    real_sweep = handler._archiver.sweep
+
+    def slow_sweep() -> None:
+        started.set()
+        release.wait(30)
+        real_sweep()
+
+    handler._archiver.sweep = slow_sweep  # type: ignore[method-assign]
+    try:
+        _write(handler, range(3))
+        handler.flush()
+        assert started.wait(30), "no compression started"
+        threads = [t for t in threading.enumerate() if t.name == "mplog-compress"]
+        assert threads
+        assert not any(t.daemon for t in threads)
+    finally:
+        release.set()
+        handler.close()
+
+
+def test_with_owner_only_a_callables_output_gets_the_source_mode(
+    tmp_path: Path, no_umask: None
+) -> None:
+    """owner= without chmod=: the compressed file still gets its source's mode, not the
+    (wider) mode the function created it with."""
+
+    def wide_gzip2(path: str) -> str:
+        out = gzip2(path)
+        os.chmod(out, 0o666)
+        return out
+
+    wide_gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
+    handler = Handler(
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=3,
+        compress=wide_gzip2,
+        owner=(os.getuid(), os.getgid()),
+    )
+    try:
+        _write(handler, [0])
+        os.chmod(tmp_path / BASE, 0o640)
+        _write(handler, [1])
+    finally:
+        handler.close()
+    assert handler.reports == []
+    assert stat.S_IMODE((tmp_path / f"{BASE}.1.gz2").stat().st_mode) == 0o640

@@ -40,7 +40,7 @@ from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup, group_backups
 
-__all__ = ["Archiver", "discard", "is_claimed"]
+__all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
 
 ListBackups = Callable[[], list[Backup]]
 Locate = Callable[[tuple[int, int], str], "str | None"]
@@ -52,19 +52,52 @@ _READ_FLAGS = (
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_NONBLOCK", 0)
 )
+# Locks held for a moment outside any Archiver (is_claimed, discard): closed in a
+# forked child, which would otherwise keep the file claimed for its whole life.
+_transient: set[int] = set()
+
+
+def _open_to_lock(path: str) -> int:
+    """Open *path* so that it can be flock'ed exclusively: for writing where allowed,
+    since NFS grants exclusive locks only on descriptors open for writing."""
+    try:
+        return os.open(path, (_READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
+    except PermissionError:
+        return os.open(path, _READ_FLAGS)
+
+
+def after_fork_in_child() -> None:
+    """Close the descriptors of momentary locks inherited over fork (not releasing them)."""
+    for fd in list(_transient):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _transient.clear()
+
+
+def _claimed(path: str) -> bool | None:
+    """True if a process (this one included) is compressing *path*, False if not,
+    None if that cannot be told (the lock attempt failed)."""
+    try:
+        fd = _open_to_lock(path)
+    except OSError:
+        return False  # gone, or not ours to open: nobody compresses it through us
+    _transient.add(fd)
+    try:
+        return not try_lock_descriptor(fd)  # closing the descriptor releases it
+    except OSError:
+        return None
+    finally:
+        _transient.discard(fd)
+        os.close(fd)
+
+
 _CHUNK = 1 << 16
 
 
 def is_claimed(path: str) -> bool:
-    """True if a process (this one included) is compressing *path* right now."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        return False
-    try:
-        return not try_lock_descriptor(fd)  # closing the descriptor releases it
-    finally:
-        os.close(fd)
+    """True if a process (this one included) is compressing *path* right now, or if
+    that cannot be told (retention then leaves the file for a later rotation)."""
+    return _claimed(path) is not False
 
 
 def discard(path: str, base: str) -> None:
@@ -72,7 +105,7 @@ def discard(path: str, base: str) -> None:
     into the compressors' temporary names instead: the first sweep after the
     compression lets go of it removes it (and the compression, not finding its
     backup any more, drops its result)."""
-    if not is_claimed(path):
+    if _claimed(path) is not True:
         os.remove(path)
         return
     hidden = f".{os.path.basename(base)}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -147,7 +180,9 @@ class Archiver:
             if self._thread is not None:
                 return  # the running thread sweeps again before it ends
             thread: threading.Thread | None
-            thread = threading.Thread(target=self._run, name="mplog-compress")
+            # Not a daemon (whatever thread asks: the batched writer is one), so the
+            # interpreter, and a multiprocessing child, wait for it at exit.
+            thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
             try:
                 thread.start()
             except RuntimeError:  # interpreter shutdown, or no threads left: do it now
@@ -174,6 +209,12 @@ class Archiver:
 
         The last sweep also picks up what a process killed mid-compression left.
         """
+        if self._lock.owned():
+            # close() from a signal handler that interrupted this thread's emit (as
+            # gunicorn's reopen_files does): waiting, or sweeping, needs the lock this
+            # thread holds.  Let the background thread do it once emit lets go.
+            self.request()
+            return
         with self._state:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -218,7 +259,7 @@ class Archiver:
 
     def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
         try:
-            fd = os.open(backup.path, _READ_FLAGS)
+            fd = _open_to_lock(backup.path)
         except FileNotFoundError:  # renamed or pruned since the listing: next sweep
             return
         self._fds.add(fd)
@@ -278,19 +319,20 @@ class Archiver:
                     f"compressed file it wrote, {link + suffix!r} (its input plus its suffix "
                     f"attribute {suffix!r})"
                 )
-            if self._permissions.exact or self._permissions.owner is not None:
-                self._permissions.apply(output)
-            else:
+            if not self._permissions.exact:  # the source's mode, not the function's
                 os.chmod(output, stat.S_IMODE(source.st_mode))
+            self._permissions.apply(output)
+            _fsync_path(output)  # complete on disk before the original goes
             os.utime(output, ns=(source.st_atime_ns, source.st_mtime_ns))
             self._commit(file_id, backup.path, output, suffix)
         finally:
-            # Only names made from our token are ours to remove: never what the
-            # callable returned if it points elsewhere.
-            _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(token)])
             if copy is not None:
                 self._fds.discard(copy)
                 os.close(copy)
+            # Only names made from our token are ours to remove: never what the
+            # callable returned if it points elsewhere.
+            name = os.path.basename(token)
+            _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
 
     def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
         """Copy the file open on *fd* to *path*; return its descriptor, locked."""
@@ -298,6 +340,8 @@ class Archiver:
         self._fds.add(out)
         try:
             lock_descriptor(out)
+            if not os.fstat(out).st_nlink:  # a sweep elsewhere took it for a leftover
+                raise FileNotFoundError(errno.ENOENT, "temporary copy removed", path)
             os.lseek(fd, 0, os.SEEK_SET)
             while chunk := os.read(fd, _CHUNK):
                 view = memoryview(chunk)
@@ -390,13 +434,15 @@ class Archiver:
             anchor = os.path.join(directory, f"{self._prefix}{token}.tmp")
             if f"{self._prefix}{token}.tmp" in names:
                 try:
-                    fd = os.open(anchor, _READ_FLAGS)
+                    fd = _open_to_lock(anchor)
                 except FileNotFoundError:
                     continue
+                _transient.add(fd)
                 try:
                     if try_lock_descriptor(fd):  # nobody is using it
                         _remove_all(directory, names)
                 finally:
+                    _transient.discard(fd)
                     os.close(fd)
             elif not _process_alive(token):  # a callable's output without its input link
                 _remove_all(directory, names)
@@ -424,6 +470,14 @@ def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
         os.remove(path)
         return False
     return True
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_all(directory: str, names: list[str]) -> None:
@@ -468,5 +522,5 @@ def _same_content(fd: int, name: str, archive: int) -> bool:
                     if _read_exactly(fd, len(chunk)) != chunk:
                         return False
                 return not os.read(fd, 1)
-    except (OSError, EOFError, ValueError, ImportError):  # damaged, or zstd unavailable
+    except (OSError, EOFError, ValueError):  # damaged (ImportError: reported as such)
         return False

@@ -22,6 +22,7 @@ import weakref
 from typing import Any, Union
 
 from .archive import Archiver, discard, is_claimed
+from .archive import after_fork_in_child as archive_after_fork
 from .batch import BatchWriter
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .exceptions import MplogError, QueueFull
@@ -52,6 +53,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
+    archive_after_fork()
     for handler in list(_live_handlers):
         handler._after_fork()
 
@@ -202,6 +204,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._regular = True
         self._truncate_on_open = mode.startswith("w")
         self._archive_due = False
+        self._retention_failing = False
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
@@ -585,16 +588,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 trigger.advance(now)
             else:
                 trigger.share(now)
-            self._prune()
         elif self.backupCount > 0:
             dest = self.backups.shift(self.rotate, self._discard)
             self._debug("rotating %s -> %s", self.baseFilename, dest)
-            if self.backups.retention.by_age_or_size:
-                self._prune()
         self._archive_due = self._archiver is not None
         self.stream = self._open()
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
         self._generation = shared.new_file(size, self._file_id)
+        self._prune()  # once the new file is in place: a failure here costs no record
         return size
 
     # -- compression and failures ------------------------------------------------------
@@ -605,9 +606,19 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         discard(path, self.baseFilename)
 
     def _prune(self) -> None:
-        """Apply retention, sparing files being compressed (writers' lock held)."""
-        for path in self.backups.prune(is_claimed):
-            self._debug("deleted %s", path)
+        """Apply retention, sparing files being compressed (writers' lock held).
+
+        A failure is reported, once until retention succeeds again, and never
+        fails the write that triggered the rotation."""
+        try:
+            for path in self.backups.prune(is_claimed):
+                self._debug("deleted %s", path)
+        except Exception as error:
+            if not self._retention_failing:
+                self._retention_failing = True
+                self._report(f"applying retention to the backups of {self.baseFilename}", error)
+        else:
+            self._retention_failing = False
 
     def _after_rotation(self) -> None:
         """Hand the new backup to the compressor (after the writers' lock is released)."""

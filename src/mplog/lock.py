@@ -61,6 +61,8 @@ _OPEN_FLAGS = (
     | getattr(os, "O_BINARY", 0)
 )
 
+_get_ident = threading.get_ident
+
 if sys.platform != "win32":
     import fcntl
 
@@ -205,6 +207,8 @@ class FileLock:
         self._fd: int | None = None
         self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
+        self._owner: int | None = None  # the thread holding the lock
+        self._close_on_release = False
 
     def _open(self) -> int:
         fd = self.permissions.open(self.path, _OPEN_FLAGS)
@@ -238,6 +242,7 @@ class FileLock:
                 except BaseException:
                     self._thread_lock.release()
                     raise
+                self._owner = _get_ident()
                 return shared
         elif not self._thread_lock.acquire(True, timeout):
             raise LockTimeout(self.path, timeout)
@@ -255,6 +260,7 @@ class FileLock:
         except BaseException:
             self._thread_lock.release()
             raise
+        self._owner = _get_ident()
         return shared
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
@@ -269,12 +275,20 @@ class FileLock:
 
     def release(self) -> None:
         """Release the lock (the caller must hold it)."""
+        self._owner = None
         try:
             fd = self._fd
             if fd is not None:
                 _flock(fd, _UN)
+                if self._close_on_release:
+                    self._close_fd()
         finally:
             self._thread_lock.release()
+
+    def owned(self) -> bool:
+        """True if the calling thread holds the lock (a signal handler that interrupted
+        the thread's write sees it held)."""
+        return self._owner == _get_ident()
 
     def __enter__(self) -> SharedState:
         return self.acquire()
@@ -288,11 +302,26 @@ class FileLock:
         Closing our copy does not release the lock: the parent still refers to
         the same open file description.
         """
-        self.close()
+        self._close_fd()
         self._thread_lock = threading.Lock()  # another thread may have held it at the fork
+        self._owner = None
 
     def close(self) -> None:
-        """Close the lock file (it stays on disk for the other processes)."""
+        """Close the lock file (it stays on disk for the other processes).
+
+        Waits for another thread holding the lock to release it: closing the
+        descriptor would release the lock under it.  Called by the holding thread
+        itself (from a signal handler that interrupted its write), the descriptor
+        is closed when that write releases the lock.
+        """
+        if self.owned():
+            self._close_on_release = True
+            return
+        with self._thread_lock:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        self._close_on_release = False
         fd, self._fd = self._fd, None
         self._shared = None  # unmapped once unreferenced
         if fd is not None:

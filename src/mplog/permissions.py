@@ -14,6 +14,7 @@ file is kept with the process's own ids and the failure is reported through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ class FilePermissions:
             if self.owner is not None:
                 self._chown(fd, path, self.owner)
             elif hasattr(os, "geteuid") and os.geteuid() == 0:
-                os.fchown(fd, source.st_uid, source.st_gid)
+                with contextlib.suppress(OSError):  # best effort (root_squash on NFS)
+                    os.fchown(fd, source.st_uid, source.st_gid)
         except BaseException:
             os.close(fd)
             raise
