@@ -590,6 +590,22 @@ def test_a_full_disk_is_reported_once_per_episode(tmp_path: Path) -> None:
 # -- 5. logrotate ---------------------------------------------------------------------------
 
 
+def _read_copy(path: Path) -> list[Any]:
+    """The records of a file copytruncate copied: its last record may be cut short.
+
+    logrotate copies while mplog appends; a record that straddles a page boundary
+    becomes visible page by page, so the copy can end inside it (and the truncation
+    then drops the rest): the window copytruncate is documented to lose, at its edge.
+    Anything torn before the last record is still an error.
+    """
+    data = path.read_bytes()
+    try:
+        return mp.parse_records(data, path.name)
+    except AssertionError:
+        last = data.rfind(b"\n<") + 1  # where the last record starts
+        return mp.parse_records(data[:last], path.name)
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("style", ["create", "copytruncate", "nocreate"])
 @pytest.mark.parametrize("watch_interval", [None, 0], ids=["default", "watch0"])
@@ -647,7 +663,8 @@ def test_logrotate_against_a_live_log(
     # The active file last; the rotated ones (app.log.1, and any file logrotate moved
     # aside) hold older records.
     others = [logs / name for name in names if name not in (BASE, LOCK)]
-    rotated = [record for other in others for record in mp.read_records(other)]
+    read = _read_copy if style == "copytruncate" else mp.read_records
+    rotated = [record for other in others for record in read(other)]
     current = mp.read_records(path)
     totals = dict(enumerate(counts))
     late = [r for r in rotated if r.created >= done + interval]
