@@ -189,8 +189,8 @@ class Archiver:
                 self._pending = False
                 thread = None
             self._thread = thread
-        if thread is None:
-            self.sweep()
+        if thread is None and not self._lock.owned():  # (owned: close() from a signal
+            self.sweep()  # handler; the next rotation or close() sweeps instead)
 
     def _run(self) -> None:
         if sys.platform.startswith("linux"):  # a thread's nice value is its own on Linux
