@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
+
+T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC: the clock's start
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +27,21 @@ def _restore_root_logger() -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(saved_level)
+
+
+class Clock:
+    """A frozen ``time.time`` that tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """``time.time`` frozen at :data:`T0`; move it with ``clock.now += ...``."""
+    frozen = Clock(T0)
+    monkeypatch.setattr(time, "time", frozen.time)
+    return frozen

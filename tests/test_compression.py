@@ -12,7 +12,6 @@ here asserts a duration.
 from __future__ import annotations
 
 import bz2
-import calendar
 import contextlib
 import errno
 import gzip
@@ -38,6 +37,7 @@ import pytest
 import mplog.archive
 import mplog.compression
 import mplog.rotation
+from conftest import T0, Clock
 from mplog.archive import is_claimed
 from mplog.compression import Compressor
 from mplog.retention import Retention, Stored
@@ -52,7 +52,6 @@ mp_workers = importlib.import_module("mp_workers")
 BASE = "app.log"
 LOCK = ".__app.lock"
 DAY, HOUR = 24 * 60 * 60, 60 * 60
-T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC
 P0, P1 = "2024-01-10_13", "2024-01-10_14"  # hourly period names of T0 and T0 + 1 h
 RECORD = 39  # bytes of every record written by _write() (text + newline)
 
@@ -86,23 +85,6 @@ ZSTD = _zstd_available()
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-class Clock:
-    """A frozen ``time.time`` that tests move by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock(T0)
-    monkeypatch.setattr(time, "time", frozen.time)
-    return frozen
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ import mp_workers
 import mplog.archive
 import recording
 import test_multiprocess as mp  # readers and checkers of the files
+from test_faults import kill_and_reap, lock_is_held
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SIGKILL, fork, flock, /proc: Linux scenarios"
@@ -132,24 +133,6 @@ def size_kwargs(per_file: int, backup_count: int, compress: Any, **extra: Any) -
 
 def temps_of(directory: Path, pid: int) -> list[str]:
     return [name for name in os.listdir(directory) if name.startswith(f"{TEMP_PREFIX}{pid}-")]
-
-
-def is_locked(path: Path) -> bool:
-    """True if some process holds a flock on *path* (probed with our own descriptor)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing our only descriptor releases the lock if we got it
-    return False
-
-
-def kill_and_reap(process: Any) -> None:
-    os.kill(process.pid, signal.SIGKILL)
-    process.join(JOIN_TIMEOUT)
-    assert process.exitcode == -signal.SIGKILL
 
 
 def dead_pid() -> int:
@@ -294,7 +277,7 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
     assert ids(mp.read_records(logs / BASE)) == [(0, per_file)]
     assert len(after_kill.temps) == 1, after_kill.temps
     temp = logs / after_kill.temps[0]
-    assert not is_locked(temp), "a dead process's lock must be free"
+    assert not lock_is_held(temp), "a dead process's lock must be free"
     if temp.stat().st_size:  # part of a stream (or nothing yet): never passes for an archive
         with pytest.raises((EOFError, OSError, ValueError)):
             _DECOMPRESS[SUFFIXES[codec]](temp.read_bytes())
@@ -452,7 +435,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
         path, _ = control.wait_started(child.process.pid, "the callable to stall")
         files = [Path(path), Path(f"{path}.gz")]
         original = (logs / f"{BASE}.1").read_bytes()
-        claimed = is_locked(files[0])
+        claimed = lock_is_held(files[0])
 
         handler = recording.RecordingHandler(logs / BASE, **{**kwargs, "compress": "gzip"})
         handler.doRollover()  # app.log.1 (being compressed) -> .2; sweeps here, twice
@@ -487,7 +470,7 @@ def test_sigkill_between_the_commits_rename_and_remove(logs: Path, control: Cont
     with controlled(logs, control, [(kwargs, 0, "commit")]) as (child,):
         child.log(0, per_file + 1)
         control.wait_started(child.process.pid, "the commit to stall")
-        assert is_locked(logs / LOCK), "the commit runs under the writers' lock"
+        assert lock_is_held(logs / LOCK), "the commit runs under the writers' lock"
         kill_and_reap(child.process)
 
     both = listing(logs)
@@ -801,14 +784,14 @@ def test_writers_never_wait_for_a_stalled_compression(logs: Path, control: Contr
     ):
         stalled.log(0, per_file + 1)
         control.wait_started(stalled.process.pid, "the compression to stall")
-        assert not is_locked(logs / LOCK), "a stalled compressor must not hold the lock"
+        assert not lock_is_held(logs / LOCK), "a stalled compressor must not hold the lock"
 
         other.log(0, 10 * per_file)  # ten rotations; its own compressor stalls as well
         stalled.log(per_file + 1, 3 * per_file)  # three more, in the stalled process
         control.wait_started(other.process.pid, "the other process's compression")
 
         assert control.finished(stalled.process.pid) == [], "released too early"
-        assert not is_locked(logs / LOCK)
+        assert not lock_is_held(logs / LOCK)
         rotated = listing(logs)
         assert len(rotated.plain) + len(rotated.compressed) >= 13
         control.release()

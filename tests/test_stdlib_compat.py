@@ -34,6 +34,7 @@ from typing import Any, Callable
 import pytest
 
 import mplog
+from conftest import T0, Clock
 
 # -- part 1: CPython's own tests as the reference ------------------------------------------
 
@@ -143,28 +144,10 @@ def test_cpython_reference(
 # -- helpers for our own tests -------------------------------------------------------------
 
 DAY, HOUR = 24 * 60 * 60, 60 * 60
-T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC
 US_EASTERN = "EST+05EDT,M3.2.0,M11.1.0"  # DST from 2012-03-11 02:00 to 2012-11-04 02:00
 INDIA = "IST-05:30"  # a fixed offset: local names differ from UTC ones, no DST
 
 needs_tzset = pytest.mark.skipif(not hasattr(time, "tzset"), reason="time.tzset is POSIX-only")
-
-
-class Clock:
-    """A frozen ``time.time`` that tests move by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock(T0)
-    monkeypatch.setattr(time, "time", frozen.time)
-    return frozen
 
 
 @contextlib.contextmanager
