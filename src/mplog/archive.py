@@ -174,7 +174,11 @@ class Archiver:
     # -- scheduling ------------------------------------------------------------------
 
     def request(self) -> None:
-        """Compress the log's uncompressed backups soon, in the background."""
+        """Compress the log's uncompressed backups soon, in the background.
+
+        Cheap, and safe while holding the writers' lock: only if no thread can be
+        started does it sweep in the caller, and then not while the caller holds it.
+        """
         with self._state:
             self._pending = True
             if self._thread is not None:
@@ -189,8 +193,8 @@ class Archiver:
                 self._pending = False
                 thread = None
             self._thread = thread
-        if thread is None and not self._lock.owned():  # (owned: close() from a signal
-            self.sweep()  # handler; the next rotation or close() sweeps instead)
+        if thread is None and not self._lock.owned():  # else: the next rotation or close()
+            self.sweep()
 
     def _run(self) -> None:
         if sys.platform.startswith("linux"):  # a thread's nice value is its own on Linux

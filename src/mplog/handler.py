@@ -203,7 +203,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._watched_at = self._next_watch = 0.0  # when we last stat'ed the path; next time
         self._regular = True
         self._truncate_on_open = mode.startswith("w")
-        self._archive_due = False
         self._retention_failing = False
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
@@ -303,7 +302,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
                 return
             self._rotate(shared, time_due=False)
-        self._after_rotation()
 
     def getFilesToDelete(self) -> list[str]:
         """Return the backups that retention deletes at the next rotation, oldest first:
@@ -365,8 +363,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._close_stream()
             if self._episode is not None:
                 self._end_episode()
-            if self._archive_due:
-                self._after_rotation()
         except RecursionError:  # as the stdlib does: see bpo-36272
             raise
         except Exception as error:
@@ -429,8 +425,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._close_stream()
         if self._episode is not None:
             self._end_episode()
-        if self._archive_due:
-            self._after_rotation()
 
     def _report_batch_error(self, error: BaseException, count: int) -> None:
         """Called by the writer thread inside its ``except``: once per failure episode."""
@@ -591,11 +585,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         elif self.backupCount > 0:
             dest = self.backups.shift(self.rotate, self._discard)
             self._debug("rotating %s -> %s", self.baseFilename, dest)
-        self._archive_due = self._archiver is not None
         self.stream = self._open()
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
         self._generation = shared.new_file(size, self._file_id)
         self._prune()  # once the new file is in place: a failure here costs no record
+        if self._archiver is not None:
+            # After retention, so it never finds the new backup already claimed. Only
+            # starts (or wakes) the background thread: never compresses in this
+            # thread, which holds the writers' lock (see Archiver.request).
+            self._archiver.request()
         return size
 
     # -- compression and failures ------------------------------------------------------
@@ -619,12 +617,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._report(f"applying retention to the backups of {self.baseFilename}", error)
         else:
             self._retention_failing = False
-
-    def _after_rotation(self) -> None:
-        """Hand the new backup to the compressor (after the writers' lock is released)."""
-        self._archive_due = False
-        if self._archiver is not None:
-            self._archiver.request()
 
     def _report(self, message: str, error: BaseException) -> None:
         """Report a background failure (called inside an ``except``)."""
