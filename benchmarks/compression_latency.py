@@ -48,7 +48,6 @@ import math
 import multiprocessing
 import os
 import platform
-import queue
 import re
 import shutil
 import statistics
@@ -61,7 +60,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter
+from mplog._bench_contenders import ErrorCounter, collect_reports
 from mplog.units import parse_size
 
 LOG_NAME = "bench.log"
@@ -370,19 +369,6 @@ class Settings:
     start_method: str
 
 
-def _collect(results: Any, count: int, processes: list[Any]) -> list[WriterReport]:
-    """Take *count* reports off *results*, failing as soon as a writer has died."""
-    reports: list[WriterReport] = []
-    while len(reports) < count:
-        try:
-            reports.append(results.get(timeout=1))
-        except queue.Empty:
-            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"a writer exited with code {dead[0]}") from None
-    return reports
-
-
 def _start_writers(contender: str, path: str, s: Settings) -> list[WriterReport]:
     ctx: Any = multiprocessing.get_context(s.start_method)
     barrier, results = ctx.Barrier(s.procs), ctx.Queue()
@@ -393,7 +379,7 @@ def _start_writers(contender: str, path: str, s: Settings) -> list[WriterReport]
     try:
         for p in writers:
             p.start()
-        reports = _collect(results, s.procs, writers)
+        reports = collect_reports(results, s.procs, writers, contender)
         for p in writers:
             p.join()
             if p.exitcode != 0:

@@ -19,6 +19,7 @@ import logging
 import logging.handlers
 import math
 import os
+import queue
 import re
 import sys
 import time
@@ -35,6 +36,7 @@ __all__ = [
     "Contender",
     "ProcessReport",
     "Verification",
+    "collect_reports",
     "contender_available",
     "installed",
     "listener_main",
@@ -141,6 +143,20 @@ class ProcessReport:
     errors: int  # records that went to Handler.handleError
     p99_ns: int | None  # 99th percentile of one logger.info call; None for the listener
     peak_rss: int | None  # bytes, ru_maxrss at the end; None where unavailable
+
+
+def collect_reports(results: Any, count: int, processes: list[Any], what: str) -> list[Any]:
+    """Take *count* reports off the queue *results*, failing as soon as one of
+    *processes* has died (*what* names the run in the error)."""
+    reports: list[Any] = []
+    while len(reports) < count:
+        try:
+            reports.append(results.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"{what}: a child exited with code {dead[0]}") from None
+    return reports
 
 
 class ErrorCounter:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import statistics
 import sys
@@ -46,6 +45,7 @@ from ._bench_contenders import (
     REFERENCE,
     ProcessReport,
     Verification,
+    collect_reports,
     contender_available,
     installed,
     listener_main,
@@ -91,19 +91,6 @@ class Measurement:
     ratio: float | None = None  # rate / FileHandler's rate, same procs and repetition
 
 
-def _collect(results: Any, count: int, processes: list[Any], contender: str) -> list[Any]:
-    """Take *count* reports off *results*, failing as soon as a child has died."""
-    reports: list[Any] = []
-    while len(reports) < count:
-        try:
-            reports.append(results.get(timeout=1))
-        except queue.Empty:
-            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"{contender}: a child exited with code {dead[0]}") from None
-    return reports
-
-
 def measure(
     contender: str,
     procs: int,
@@ -132,12 +119,12 @@ def measure(
     try:
         for p in [*children[procs:], *workers]:  # the listener first
             p.start()
-        reports: list[ProcessReport] = _collect(results, procs, children, contender)
+        reports: list[ProcessReport] = collect_reports(results, procs, children, contender)
         for p in workers:
             p.join()
         if stop is not None:  # every producer is gone: its records are in the queue
             stop.set()
-            reports += _collect(results, 1, children, contender)
+            reports += collect_reports(results, 1, children, contender)
         for p in children:
             p.join()
             if p.exitcode != 0:
