@@ -70,19 +70,13 @@ def install_fault(
             return True
         return False
 
-    if fault == "in_lock":
-        prepare = handler._prepare
-
-        def stalling_prepare(shared: Any, nbytes: int) -> int:
-            if due():
-                _stall(reached, resume)
-            return prepare(shared, nbytes)
-
-        handler._prepare = stalling_prepare  # type: ignore[method-assign]
-    elif fault in ("torn_write", "after_write"):
+    if fault in ("in_lock", "torn_write", "after_write"):
 
         def stalling_write(fd: int, data: Any) -> int:
             if fd != handler._fd or not due():
+                return os.write(fd, data)
+            if fault == "in_lock":  # the record is about to be written
+                _stall(reached, resume)
                 return os.write(fd, data)
             if fault == "torn_write":
                 os.write(fd, bytes(data[: len(data) // 2]))

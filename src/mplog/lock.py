@@ -43,16 +43,17 @@ __all__ = [
 ]
 
 _HEADER_SIZE = 64
-_MAGIC = b"mplog\x00\x00\x02"  # format version 2
-# offset: 0 magic | 8 generation | 16 size | 24 in-flight start + 1 (0: none) |
-#         32 in-flight end | 40 time boundary (NaN: none) | 48 active file dev | 56 ino
+_MAGIC = b"mplog\x00\x00\x03"  # format version 3
+# offset: 0 magic | 8 generation | 16 size | 24 write end (> size while a write is in
+#         flight, else size) | 32 unused | 40 time boundary (NaN: none) |
+#         48 active file dev | 56 ino
 _MAGIC_AT = struct.Struct("<8s")
-_STATE = struct.Struct("<QQQ")  # generation, size, in-flight start + 1; at 8
-_IN_FLIGHT = struct.Struct("<QQ")  # in-flight start + 1, end; at 24
-_COMMIT = struct.Struct("<QQQ")  # size, 0, 0; at 16
+_STATE = struct.Struct("<QQQ")  # generation, size, write end; at 8
+_WORD = struct.Struct("<Q")
+_COMMIT = struct.Struct("<QQ")  # size, write end = size; at 16
 _BOUNDARY = struct.Struct("<d")  # at 40
 _FILE_ID = struct.Struct("<QQ")  # at 48
-_GENERATION_SIZE = struct.Struct("<QQ")  # at 8
+_GENERATION_STATE = struct.Struct("<QQQ")  # generation, size, write end = size; at 8
 _OPEN_FLAGS = (
     os.O_RDWR
     | os.O_CREAT
@@ -124,36 +125,43 @@ class SharedState:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_map",)
+    __slots__ = ("_map", "words")
 
     def __init__(self, mapping: mmap.mmap) -> None:
         self._map = mapping
+        #: The header as 64-bit words (generation, size and write end are words 1 to
+        #: 3), for the handler's fast path; None where the host's byte order is not
+        #: the header's little-endian.
+        self.words: memoryview | None = (
+            memoryview(mapping).cast("Q") if sys.byteorder == "little" else None
+        )
         if _MAGIC_AT.unpack_from(mapping, 0)[0] != _MAGIC:  # a new (or foreign) lock file
             mapping[:_HEADER_SIZE] = bytes(_HEADER_SIZE)
             _MAGIC_AT.pack_into(mapping, 0, _MAGIC)
             self.boundary = None
 
-    def load(self) -> tuple[int, int, int]:
-        """Return (generation, active file size, in-flight write start + 1 or 0)."""
-        return _STATE.unpack_from(self._map, 8)
+    def load(self) -> tuple[int, int, bool]:
+        """Return (generation, active file size, whether a write is in flight)."""
+        generation, size, end = _STATE.unpack_from(self._map, 8)
+        return generation, size, end != size
 
-    def begin_write(self, start: int, end: int) -> None:
-        """Mark a write of the bytes [start, end) as in flight.
+    def begin_write(self, end: int) -> None:
+        """Mark a write from the published size up to *end* as in flight.
 
         If its process dies before :meth:`end_write`, the next lock holder finds the
         mark and cuts a partial record off (see the handler's ``_recover``).
         """
-        _IN_FLIGHT.pack_into(self._map, 24, start + 1, end)
+        _WORD.pack_into(self._map, 24, end)
 
     def end_write(self, size: int) -> None:
         """Publish the active file's size and clear the in-flight mark (after a write,
         a recovery, or a stat)."""
-        _COMMIT.pack_into(self._map, 16, size, 0, 0)
+        _COMMIT.pack_into(self._map, 16, size, size)
 
     def in_flight(self) -> tuple[int, int]:
         """The (start, end) of a write whose process died before finishing it."""
-        start, end = _IN_FLIGHT.unpack_from(self._map, 24)
-        return start - 1, end
+        start, end = _COMMIT.unpack_from(self._map, 16)
+        return start, end
 
     def file_id(self) -> tuple[int, int]:
         """(st_dev, st_ino) of the file the shared state describes."""
@@ -163,8 +171,7 @@ class SharedState:
         """Announce a new active file (rotated or replaced); return the new generation."""
         generation = (self.load()[0] + 1) & 0xFFFFFFFFFFFFFFFF
         _FILE_ID.pack_into(self._map, 48, *file_id)
-        _GENERATION_SIZE.pack_into(self._map, 8, generation, size)
-        _IN_FLIGHT.pack_into(self._map, 24, 0, 0)
+        _GENERATION_STATE.pack_into(self._map, 8, generation, size, size)
         return generation
 
     @property
@@ -235,10 +242,10 @@ class FileLock:
         timeout = self.timeout
         if timeout is None:
             self._thread_lock.acquire()
-            fd, shared = self._fd, self._shared
-            if fd is not None and shared is not None:  # the common case, kept short
+            shared = self._shared
+            if shared is not None:  # the common case, kept short (_fd is open)
                 try:
-                    _flock(fd, _EX)
+                    _flock(self._fd, _EX)  # type: ignore[arg-type]  # open with _shared
                 except BaseException:
                     self._thread_lock.release()
                     raise
