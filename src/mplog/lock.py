@@ -69,7 +69,7 @@ if sys.platform != "win32":
 
     # The hot path calls flock itself: no Python frame between us and the system call.
     _flock = fcntl.flock
-    _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
+    _EX_NB, _UN = fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN
 
     def _try_lock(fd: int) -> bool:
         try:
@@ -100,13 +100,18 @@ else:  # pragma: no cover - exercised on Windows only
     def _unlock(fd: int) -> None:
         portalocker.unlock(fd)
 
-    _EX, _UN = 1, 0
+    _EX_NB, _UN = 1, 0
 
     def _flock(fd: int, operation: int) -> None:
-        if operation == _EX:
-            _lock(fd)
-        else:
+        if operation == _UN:
             _unlock(fd)
+        elif not _try_lock(fd):
+            raise BlockingIOError(f"lock on descriptor {fd} is held")
+
+
+# Attempts without blocking, after the first, before sleeping in flock: see
+# FileLock._contended.
+_RETRIES = 3
 
 
 def lock_descriptor(fd: int) -> None:
@@ -245,7 +250,9 @@ class FileLock:
             shared = self._shared
             if shared is not None:  # the common case, kept short (_fd is open)
                 try:
-                    _flock(self._fd, _EX)  # type: ignore[arg-type]  # open with _shared
+                    _flock(self._fd, _EX_NB)  # type: ignore[arg-type]  # open with _shared
+                except BlockingIOError:
+                    self._contended()
                 except BaseException:
                     self._thread_lock.release()
                     raise
@@ -269,6 +276,25 @@ class FileLock:
             raise
         self._owner = _get_ident()
         return shared
+
+    def _contended(self) -> None:
+        """Another process holds the lock: try again a few times before blocking.
+
+        The holder usually lets go within microseconds (one write), while
+        sleeping in flock costs two context switches and the caches that go with
+        them; with more writers than cores that made sync logging about 10%
+        slower.  A holder that does not let go (stopped, descheduled) costs only
+        these few attempts.
+        """
+        fd = self._fd
+        try:
+            for _ in range(_RETRIES):
+                if _try_lock(fd):  # type: ignore[arg-type]
+                    return
+            _lock(fd)  # type: ignore[arg-type]
+        except BaseException:
+            self._thread_lock.release()
+            raise
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
         """Poll with a growing back-off until *deadline*: flock itself has no timeout."""

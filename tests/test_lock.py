@@ -1,0 +1,86 @@
+"""FileLock and the shared state in its header."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import mplog.lock
+from mplog.lock import FileLock
+
+WAIT = 10.0  # seconds; only reached if the behaviour under test is broken
+
+
+@pytest.mark.timeout(30)
+def test_a_contended_acquire_waits_for_the_holder(tmp_path: Path) -> None:
+    """With the lock held through another descriptor, acquire() retries, then blocks,
+    and returns only once the holder lets go."""
+    path = str(tmp_path / ".__app.lock")
+    holder, waiter = FileLock(path), FileLock(path)
+    holder.acquire()
+    acquired = threading.Event()
+
+    def wait_for_lock() -> None:
+        waiter.acquire()
+        acquired.set()
+        waiter.release()
+
+    thread = threading.Thread(target=wait_for_lock)
+    try:
+        thread.start()
+        assert not acquired.wait(0.3), "acquired while another descriptor held the lock"
+        holder.release()
+        assert acquired.wait(WAIT)
+    finally:
+        thread.join(WAIT)
+        holder.close()
+        waiter.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_failed_contended_acquire_releases_the_thread_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the blocking wait itself fails (a signal handler raising, say), the error
+    propagates and the lock is usable again afterwards."""
+    path = str(tmp_path / ".__app.lock")
+    holder, waiter = FileLock(path), FileLock(path)
+    waiter.acquire()  # opens the descriptor and the mapping: the fast path from now on
+    waiter.release()
+    holder.acquire()
+    try:
+
+        def interrupted(fd: int) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(mplog.lock, "_lock", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            waiter.acquire()
+        assert not waiter.owned()
+        monkeypatch.undo()
+    finally:
+        holder.release()
+        holder.close()
+    waiter.acquire()  # would deadlock on a thread lock left held
+    assert waiter.owned()
+    waiter.release()
+    waiter.close()
+
+
+def test_the_in_flight_mark_is_the_end_of_the_write(tmp_path: Path) -> None:
+    """begin_write marks [size, end) in flight; end_write publishes the size and clears it."""
+    lock = FileLock(str(tmp_path / ".__app.lock"))
+    with lock as shared:
+        shared.end_write(100)
+        assert shared.load()[1:] == (100, False)
+        shared.begin_write(150)
+        assert shared.load()[1:] == (100, True)
+        assert shared.in_flight() == (100, 150)
+        shared.end_write(150)
+        assert shared.load()[1:] == (150, False)
+        generation = shared.new_file(0, (1, 2))
+        assert shared.load() == (generation, 0, False)
+        assert shared.file_id() == (1, 2)
+    lock.close()
