@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+import mplog
 import mplog.lock
 from mplog.lock import FileLock
 
@@ -84,3 +87,37 @@ def test_the_in_flight_mark_is_the_end_of_the_write(tmp_path: Path) -> None:
         assert shared.load() == (generation, 0, False)
         assert shared.file_id() == (1, 2)
     lock.close()
+
+
+def test_without_the_word_view_every_record_takes_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a big-endian host the header cannot be read as native words: the handler then
+    never takes its fast path, and writes and rotates exactly as it does elsewhere."""
+    monkeypatch.setattr(sys, "byteorder", "big")
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", maxBytes=60, backupCount=3)
+    prepared = []
+    prepare = handler._prepare
+
+    def counting_prepare(shared: mplog.lock.SharedState, nbytes: int) -> int:
+        prepared.append(nbytes)
+        return prepare(shared, nbytes)
+
+    handler._prepare = counting_prepare  # type: ignore[method-assign]
+    try:
+        assert handler._lock.acquire().words is None
+        handler._lock.release()
+        for i in range(10):
+            handler.emit(logging.makeLogRecord({"msg": f"record {i:02d} " + "x" * 8}))
+    finally:
+        handler.close()
+    assert len(prepared) == 10  # _prepare decided every record
+    lines = [
+        line
+        for name in ("app.log.3", "app.log.2", "app.log.1", "app.log")
+        for line in (tmp_path / name).read_text(encoding="utf-8").splitlines()
+    ]
+    # 19-byte records, 60-byte files: three per file, the tenth alone in the active file
+    assert lines == [f"record {i:02d} " + "x" * 8 for i in range(10)]
+    assert (tmp_path / "app.log").read_text(encoding="utf-8") == "record 09 xxxxxxxx\n"
+    assert not (tmp_path / "app.log.4").exists()

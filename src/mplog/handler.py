@@ -527,9 +527,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         check is due (lock held, the file checked; emit still compares the
         generation, the size and the in-flight mark at every record)."""
         until = self._next_watch
-        trigger = self._time
-        if trigger is not None:
-            until = min(until, trigger.rollover_at) if trigger.synced else 0.0
+        if self._time is not None:  # synced with the others by _prepare already
+            until = min(until, self._time.rollover_at)
         self._fast_until = until if shared.words is not None else 0.0
 
     def _check_file(self, shared: SharedState, generation: int, now: float) -> int:

@@ -1,0 +1,210 @@
+"""The sync write path's fast path: what emit may skip between checks, and what it may not.
+
+Between path checks (every watch_interval) emit appends on the lock file's header
+words without calling _prepare.  These tests pin what must still happen at the
+very next record, however long the watch interval: a time rotation that is due, a
+rolloverAt set by hand, the handler's filters, and, after a failed write, only the
+handler's own bytes cut off.  Time is frozen (the ``clock`` fixture), so every
+record of a test falls inside one watch interval.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mplog
+from conftest import Clock
+from recording import RecordingHandler
+
+WATCH = 3600.0  # seconds: longer than any rotation period below, so never the reason
+
+
+def _record(msg: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
+
+
+def _backups(path: Path) -> list[str]:
+    """The contents of the backups of *path*, in name order."""
+    return [p.read_text() for p in sorted(path.parent.glob(path.name + ".*"))]
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    """A logger of its own, its handlers closed and removed afterwards."""
+    log = logging.getLogger("test_fast_path")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    yield log
+    for handler in log.handlers[:]:
+        log.removeHandler(handler)
+        handler.close()
+
+
+@pytest.mark.parametrize("late", [0.0, 1.0], ids=["at-the-boundary", "after-it"])
+def test_a_time_rotation_due_before_the_next_path_check_is_not_postponed(
+    tmp_path: Path, clock: Clock, late: float
+) -> None:
+    """The first record at (or after) the time boundary goes to a new file, even when
+    the next path check is an hour away."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentTimedRotatingFileHandler(
+        path, when="M", utc=True, watch_interval=WATCH
+    )
+    try:
+        handler.emit(_record("one"))
+        clock.now = handler.rolloverAt + late
+        handler.emit(_record("two"))
+    finally:
+        handler.close()
+    assert _backups(path) == ["one\n"]
+    assert path.read_text() == "two\n"
+
+
+def test_setting_rollover_at_takes_effect_at_the_next_record(tmp_path: Path, clock: Clock) -> None:
+    """rolloverAt is the stdlib's attribute: moving it to now makes the next record
+    rotate, as TimedRotatingFileHandler does, not the first one after the path check."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentTimedRotatingFileHandler(
+        path, when="H", utc=True, watch_interval=WATCH
+    )
+    try:
+        handler.emit(_record("one"))
+        handler.emit(_record("two"))
+        handler.rolloverAt = clock.now
+        handler.emit(_record("three"))
+    finally:
+        handler.close()
+    assert _backups(path) == ["one\ntwo\n"]
+    assert path.read_text() == "three\n"
+
+
+def test_a_failed_write_cuts_off_no_bytes_it_did_not_write(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails outright (disk full) leaves nothing for the next record to cut
+    off: a line another program appended in between is kept."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path, watch_interval=WATCH)
+    real_write = os.write
+
+    def disk_full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    try:
+        handler.emit(_record("one"))
+        with path.open("a") as other:  # another program, without mplog's lock
+            other.write("from another program\n")
+        monkeypatch.setattr(os, "write", disk_full)
+        handler.emit(_record("x" * 1000))  # longer than the other program's line
+        monkeypatch.setattr(os, "write", real_write)
+        handler.emit(_record("after"))
+    finally:
+        monkeypatch.setattr(os, "write", real_write)
+        handler.close()
+    assert [type(e) for e in handler.errors_seen] == [OSError]
+    assert path.read_text() == "one\nfrom another program\nafter\n"
+
+
+def test_the_handlers_filters_still_decide_which_records_are_written(
+    tmp_path: Path, logger: logging.Logger
+) -> None:
+    """handle() is mplog's own (to take the handler lock cheaply): a filter added to
+    the handler still drops the records it rejects."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    handler.addFilter(lambda record: "secret" not in record.getMessage())
+    logger.addHandler(handler)
+    logger.info("one")
+    logger.info("a secret")
+    logger.info("two")
+    assert path.read_text() == "one\ntwo\n"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="filters return records since 3.12")
+def test_a_filter_may_replace_the_record_it_passes(tmp_path: Path, logger: logging.Logger) -> None:
+    """Since Python 3.12 a filter may return a replacement record: the handler writes
+    that one, and the logger's other handlers still get the original."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+
+    def redact(record: logging.LogRecord) -> logging.LogRecord:
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg, copy.args = "[redacted]", None
+        return copy
+
+    seen: list[str] = []
+
+    class Collecting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler.addFilter(redact)  # type: ignore[arg-type, unused-ignore]  # typeshed < 3.12
+    logger.addHandler(handler)
+    logger.addHandler(Collecting())
+    logger.info("password=%s", "hunter2")
+    assert path.read_text() == "[redacted]\n"
+    assert seen == ["password=hunter2"]
+
+
+# -- guards that only the multi-process SIGKILL tests caught, pinned in one process ------
+
+
+def test_another_handlers_rotation_is_followed_at_the_next_record(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A rotation by another handler (process) is seen through the shared generation: the
+    next record goes to the new file, not to the backup, without waiting for a path check."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, backupCount=1, watch_interval=WATCH)
+    theirs = mplog.ConcurrentRotatingFileHandler(path, backupCount=1, watch_interval=WATCH)
+    try:
+        ours.emit(_record("one"))
+        theirs.doRollover()
+        ours.emit(_record("two"))
+    finally:
+        ours.close()
+        theirs.close()
+    assert _backups(path) == ["one\n"]
+    assert path.read_text() == "two\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_record_torn_by_a_writer_that_died_is_cut_off_before_the_next(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A process that dies half-way through a record (SIGKILL can end a large write
+    part-way) leaves the record marked in flight: the next writer cuts it off first,
+    even with its own next path check an hour away."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, watch_interval=WATCH)
+    try:
+        ours.emit(_record("one"))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child: writes one record, dies in the next
+            try:
+                theirs = mplog.ConcurrentRotatingFileHandler(path, watch_interval=WATCH)
+                theirs.emit(_record("two"))
+                real_write = os.write
+
+                def torn(fd: int, data: Any) -> int:
+                    real_write(fd, bytes(data[: len(data) // 2]))
+                    os._exit(0)  # dies with the lock held and the record half written
+
+                os.write = torn  # this child only
+                theirs.emit(_record("three " * 20))
+            finally:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child did not die mid-write"
+        ours.emit(_record("four"))
+    finally:
+        ours.close()
+    assert path.read_text() == "one\ntwo\nfour\n"
