@@ -1,0 +1,294 @@
+"""Throughput ratios to FileHandler, measured in short interleaved slices.
+
+``mplog bench`` runs each contender in its own processes, one after the other;
+on a shared machine whose speed drifts by tens of percent within seconds, its
+per-repetition ratios move a lot.  Here the same worker processes hold one
+handler per contender and take turns in short slices, so every slice of a
+contender has a ``FileHandler`` slice next to it, a few tens of milliseconds
+away::
+
+    python benchmarks/interleaved.py --procs 1,4 --slice 2000 --rounds 30
+
+In each round, each contender (in a rotated order) gets one slice: every
+worker waits on a barrier, logs ``--slice`` records through :mod:`logging`
+into that contender's file (one file per contender, shared by all workers),
+flushes, and notes its monotonic start and end.  A slice lasts from the
+earliest start to the latest end over the workers.  A contender's ratio in a
+round is FileHandler's slice duration divided by its own, that is its
+throughput relative to FileHandler's; the table gives the median and the
+quartiles of those ratios over the rounds.
+
+Every file is read back afterwards: each record carries its worker id and
+sequence number, so lost, duplicated and torn records are counted; the exit
+status is 1 if any contender other than FileHandler lost, duplicated or tore
+one.  Peak memory and latency percentiles are ``mplog bench``'s job; this
+script only answers "how far from FileHandler".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mplog._bench_contenders import (
+    FORMAT,
+    LOG_NAME,
+    MESSAGE_SIZE,
+    REFERENCE,
+    ErrorCounter,
+    collect_reports,
+    contender_available,
+    make_handler,
+    verify,
+)
+from mplog.units import parse_size
+
+CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
+DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
+
+
+# -- the worker processes --------------------------------------------------------------------
+
+
+def worker_main(
+    worker: int,
+    directory: str,
+    contenders: Sequence[str],
+    slice_size: int,
+    rounds: int,
+    max_bytes: int,
+    backup_count: int,
+    barrier: Any,
+    results: Any,
+) -> None:  # pragma: no cover - runs in a child process
+    """Log one slice per contender and round, in the order of :func:`order`; report
+    ``(worker, {contender: [(start, end), ...]}, {contender: errors})``."""
+    loggers = []
+    counters = {}
+    for name in contenders:
+        path = os.path.join(directory, name, LOG_NAME)
+        handler = make_handler(name, path, max_bytes, backup_count)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        counters[name] = ErrorCounter(handler)
+        logger = logging.getLogger(f"interleaved.{name}.{worker}")
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        loggers.append((name, logger, handler))
+    filler = "x" * max(1, MESSAGE_SIZE - len(f"w={worker} seq={rounds * slice_size} "))
+    spans: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    clock = time.perf_counter  # CLOCK_MONOTONIC on Linux: comparable across processes
+    seq = dict.fromkeys(contenders, 0)
+    for round_ in range(rounds):
+        for index in order(len(contenders), round_):
+            name, logger, handler = loggers[index]
+            info = logger.info
+            first = seq[name]
+            barrier.wait(timeout=120)
+            start = clock()
+            for n in range(first, first + slice_size):
+                info("w=%d seq=%d %s", worker, n, filler)
+            handler.flush()
+            spans[name].append((start, clock()))
+            seq[name] = first + slice_size
+    for _, _, handler in loggers:
+        handler.close()
+    results.put((worker, spans, {name: c.count for name, c in counters.items()}))
+
+
+def order(count: int, round_: int) -> list[int]:
+    """The contenders' order in *round_*: rotated each round, so that none always
+    follows the same one."""
+    return [(round_ + i) % count for i in range(count)]
+
+
+# -- one measurement -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One contender at one process count."""
+
+    contender: str
+    procs: int
+    ratio: float  # median over the rounds of FileHandler's slice duration / this one's
+    q1: float
+    q3: float
+    rate: float  # median records/s of a slice
+    lost: int
+    duplicated: int
+    torn: int
+    errors: int
+
+
+def measure(
+    procs: int,
+    contenders: Sequence[str],
+    slice_size: int,
+    rounds: int,
+    max_bytes: int,
+    backup_count: int,
+    start_method: str,
+    parent_dir: str | None,
+) -> list[Row]:
+    """Run *procs* workers through *rounds* rounds; return one row per contender."""
+    ctx: Any = multiprocessing.get_context(start_method)
+    directory = tempfile.mkdtemp(prefix="mplog-interleaved-", dir=parent_dir)
+    try:
+        for name in contenders:
+            os.mkdir(os.path.join(directory, name))
+        barrier, results = ctx.Barrier(procs), ctx.Queue()
+        args = (directory, contenders, slice_size, rounds, max_bytes, backup_count)
+        workers = [
+            ctx.Process(target=worker_main, args=(w, *args, barrier, results)) for w in range(procs)
+        ]
+        for process in workers:
+            process.start()
+        reports = collect_reports(results, procs, workers, f"{procs} processes")
+        for process in workers:
+            process.join()
+        slices = {
+            name: [
+                (min(r[1][name][i][0] for r in reports), max(r[1][name][i][1] for r in reports))
+                for i in range(rounds)
+            ]
+            for name in contenders
+        }
+        rows = []
+        reference = [end - start for start, end in slices[REFERENCE]]
+        for name in contenders:
+            durations = [end - start for start, end in slices[name]]
+            ratios = sorted(ref / own for ref, own in zip(reference, durations))
+            check = verify(os.path.join(directory, name), procs, rounds * slice_size)
+            rows.append(
+                Row(
+                    contender=name,
+                    procs=procs,
+                    ratio=statistics.median(ratios),
+                    q1=ratios[len(ratios) // 4],
+                    q3=ratios[(3 * len(ratios)) // 4],
+                    rate=statistics.median(procs * slice_size / d for d in durations),
+                    lost=check.lost,
+                    duplicated=check.duplicated,
+                    torn=check.torn,
+                    errors=sum(r[2][name] for r in reports),
+                )
+            )
+        return rows
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
+    header = (
+        f"{'contender':<14} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
+        f"{'lost':>6} {'dup':>5} {'torn':>5} {'err':>5}"
+    )
+    lines: list[str] = []
+    for procs in sorted({r.procs for r in rows}):
+        title = f"{procs} process{'es' if procs > 1 else ''}"
+        lines += ["", f"{title}: {rounds} rounds of {slice_size:,} records per process"]
+        lines += [header, "-" * len(header)]
+        for r in (r for r in rows if r.procs == procs):
+            lines.append(
+                f"{r.contender:<14} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
+                f"{r.lost:>6} {r.duplicated:>5} {r.torn:>5} {r.errors:>5}"
+            )
+    lines += [
+        "",
+        "vs FH: median over the rounds of FileHandler's slice duration divided by the",
+        "contender's (its throughput relative to FileHandler's); q1, q3: the quartiles.",
+        "records/s: median over the slices. lost, dup, torn: after reading every file back.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Throughput ratios to FileHandler, in short interleaved slices."
+    )
+    parser.add_argument("--procs", default="1,4", help="process counts, e.g. 1,2,4 (default 1,4)")
+    parser.add_argument("--slice", type=int, default=2000, help="records per process per slice")
+    parser.add_argument("--rounds", type=int, default=30, help="slices per contender (default 30)")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(DEFAULT_CONTENDERS),
+        help=f"comma-separated, from {', '.join(CHOICES)}; filehandler is always included",
+    )
+    parser.add_argument("--max-bytes", default="1MB", help="where mplog and clh rotate")
+    parser.add_argument("--backup-count", type=int, default=1000)
+    parser.add_argument("--start-method", default="fork", choices=("fork", "spawn", "forkserver"))
+    parser.add_argument("--dir", default=None, help="where the temporary directory goes")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        args.procs = [int(p) for p in args.procs.split(",")]
+    except ValueError:
+        parser.error(f"--procs {args.procs!r}: expected comma-separated whole numbers")
+    if any(p < 1 for p in args.procs) or args.slice < 1 or args.rounds < 1:
+        parser.error("--procs, --slice and --rounds must be at least 1")
+    names = [REFERENCE] + [c for c in args.contenders.split(",") if c and c != REFERENCE]
+    unknown = [c for c in names if c not in CHOICES]
+    if unknown:
+        parser.error(f"--contenders: unknown {unknown[0]!r} (choose from {', '.join(CHOICES)})")
+    args.contenders, args.skipped = [], []
+    for name in names:
+        reason = contender_available(name)
+        (args.skipped if reason else args.contenders).append(reason or name)
+    args.max_bytes = parse_size(args.max_bytes, "--max-bytes")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for note in args.skipped:
+        print(f"skipped: {note}", file=sys.stderr)
+    rows: list[Row] = []
+    for procs in args.procs:
+        if not args.quiet:
+            print(f"{procs} processes: {args.rounds} rounds ...", file=sys.stderr, flush=True)
+        rows += measure(
+            procs,
+            args.contenders,
+            args.slice,
+            args.rounds,
+            args.max_bytes,
+            args.backup_count,
+            args.start_method,
+            args.dir,
+        )
+    print(format_table(rows, args.rounds, args.slice))
+    if args.json:
+        environment = {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "start_method": args.start_method,
+            "slice": args.slice,
+            "rounds": args.rounds,
+            "max_bytes": args.max_bytes,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"environment": environment, "rows": [asdict(r) for r in rows]}, f, indent=2)
+    bad = [r for r in rows if r.contender != REFERENCE and (r.lost or r.duplicated or r.torn)]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
