@@ -208,3 +208,30 @@ def test_a_record_torn_by_a_writer_that_died_is_cut_off_before_the_next(
     finally:
         ours.close()
     assert path.read_text() == "one\ntwo\nfour\n"
+
+
+def test_a_rotation_names_backups_only_up_to_the_first_missing_one(tmp_path: Path) -> None:
+    """With a large backupCount a rotation costs what exists, not backupCount: the
+    namer is asked for .1 ... up to the first free number, and every backup shifts."""
+    path = tmp_path / "app.log"
+    asked: list[str] = []
+    handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=8, backupCount=1000)
+
+    def namer(default: str) -> str:
+        asked.append(default.rsplit(".", 1)[1])
+        return default
+
+    handler.namer = namer
+    try:
+        for i in range(4):
+            handler.emit(_record(f"record {i}"))  # 9 bytes: each one rotates the last
+    finally:
+        handler.close()
+    assert [p.read_text() for p in (path.with_name(f"app.log.{n}") for n in (3, 2, 1))] == [
+        "record 0\n",
+        "record 1\n",
+        "record 2\n",
+    ]
+    assert path.read_text() == "record 3\n"
+    # Rotations found 0, 1 and 2 backups: names .1; .1 .2; .1 .2 .3
+    assert asked == ["1", "1", "2", "1", "2", "3"]

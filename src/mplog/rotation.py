@@ -129,20 +129,29 @@ def _numbered_names(base: str, count: int, namer: Namer) -> list[str]:
     return [namer(f"{base}.{i}") for i in range(1, count + 1)]
 
 
-def _existing(names: Iterable[str], suffixes: Sequence[str]) -> list[list[str]]:
-    """For each name, the suffixes ("" included) it exists with; one listdir per directory."""
+def _lister(suffixes: Sequence[str]) -> Callable[[str], list[str]]:
+    """Return a function giving, for a name, the suffixes ("" included) it exists with;
+    one listdir per directory."""
     listings: dict[str, set[str]] = {}
-    result = []
-    for name in names:
+
+    def present(name: str) -> list[str]:
         directory, entry = os.path.split(name)
-        if directory not in listings:
+        listing = listings.get(directory)
+        if listing is None:
             try:
-                listings[directory] = set(os.listdir(directory or "."))
+                listing = set(os.listdir(directory or "."))
             except FileNotFoundError:
-                listings[directory] = set()
-        listing = listings[directory]
-        result.append([suffix for suffix in ("", *suffixes) if entry + suffix in listing])
-    return result
+                listing = set()
+            listings[directory] = listing
+        return [suffix for suffix in ("", *suffixes) if entry + suffix in listing]
+
+    return present
+
+
+def _existing(names: Iterable[str], suffixes: Sequence[str]) -> list[list[str]]:
+    """For each name, the suffixes ("" included) it exists with."""
+    present = _lister(suffixes)
+    return [present(name) for name in names]
 
 
 def list_numbered(base: str, count: int, namer: Namer, suffixes: Sequence[str]) -> list[Backup]:
@@ -173,11 +182,18 @@ def shift_numbered(
     shifting and renaming, or retention) is filled instead of travelling up.
     Returns the new ``.1``.  Caller holds the writers' lock.
     """
-    names = _numbered_names(base, count, namer)
-    present = _existing(names, suffixes)
-    run = 0
-    while run < count and present[run]:
+    # Names are made up to the first missing one only: with backupCount=1000 and a
+    # few backups, a rotation costs a few names, not a thousand (namer calls included).
+    lister = _lister(suffixes)
+    names = [namer(f"{base}.1")]
+    present = [lister(names[0])]
+    run = 0  # the unbroken run .1 ... .run exists
+    while present[run]:
         run += 1
+        if run == count:
+            break
+        names.append(namer(f"{base}.{run + 1}"))
+        present.append(lister(names[run]))
     if run == count:  # all there: the oldest goes
         for suffix in present[-1]:
             remove(names[-1] + suffix)
