@@ -210,6 +210,25 @@ def test_a_record_torn_by_a_writer_that_died_is_cut_off_before_the_next(
     assert path.read_text() == "one\ntwo\nfour\n"
 
 
+def test_a_subclass_format_is_used(tmp_path: Path) -> None:
+    """emit formats inline with the handler's formatter only when format() is
+    Handler's own: a subclass that overrides format() is still called."""
+
+    class Shouting(mplog.ConcurrentRotatingFileHandler):
+        def format(self, record: logging.LogRecord) -> str:
+            return super().format(record).upper()
+
+    path = tmp_path / "app.log"
+    handler = Shouting(path)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(message)s"))
+    try:
+        handler.emit(_record("quiet"))
+        handler.emit(_record("still quiet"))
+    finally:
+        handler.close()
+    assert path.read_text() == "INFO:QUIET\nINFO:STILL QUIET\n"
+
+
 def test_a_rotation_names_backups_only_up_to_the_first_missing_one(tmp_path: Path) -> None:
     """With a large backupCount a rotation costs what exists, not backupCount: the
     namer is asked for .1 ... up to the first free number, and every backup shifts."""

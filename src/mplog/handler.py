@@ -184,7 +184,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._codec, self._codec_errors, self._newline = _text_options(
             encoding, errors, unicode_error_policy, newline, terminator
         )
-        self._plain_text = self._newline == "\n"  # nothing to translate: emit encodes inline
+        # Nothing to translate, and format() is Handler's: emit formats and encodes inline.
+        self._plain_text = self._newline == "\n" and type(self).format is logging.Handler.format
         self.permissions = FilePermissions.parse(chmod, umask, owner)
         self.permissions.report = self._report_chown
         self._chown_reported = False
@@ -367,8 +368,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         Failures go to :meth:`handleError`; the application never sees them.
         """
         try:
-            if self._plain_text:  # _encode's common case, without the call
-                data = (self.format(record) + self.terminator).encode(
+            formatter = self.formatter
+            if self._plain_text and formatter is not None:  # _encode, without the calls
+                data = (formatter.format(record) + self.terminator).encode(
                     self._codec, self._codec_errors
                 )
             else:
