@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import mplog
 import mplog.lock
 from mplog.lock import FileLock
+from recording import RecordingHandler
 
 WAIT = 10.0  # seconds; only reached if the behaviour under test is broken
 
@@ -121,3 +124,63 @@ def test_without_the_word_view_every_record_takes_the_general_path(
     assert lines == [f"record {i:02d} " + "x" * 8 for i in range(10)]
     assert (tmp_path / "app.log").read_text(encoding="utf-8") == "record 09 xxxxxxxx\n"
     assert not (tmp_path / "app.log.4").exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_record_logged_while_this_thread_writes_is_reported_not_a_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A __del__ run by the garbage collector, or a signal handler, can log while this
+    thread holds the lock: that record goes to handleError (waiting would deadlock),
+    and the record being written is written whole."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path)
+    real_write = os.write
+    nested = [True]
+
+    def write_logging_first(fd: int, data: Any) -> int:
+        if nested[0] and fd == handler._fd:
+            nested[0] = False
+            handler.handle(logging.makeLogRecord({"msg": "from __del__"}))
+        return real_write(fd, data)
+
+    try:
+        handler.emit(logging.makeLogRecord({"msg": "before"}))
+        monkeypatch.setattr(os, "write", write_logging_first)
+        handler.emit(logging.makeLogRecord({"msg": "outer"}))
+        monkeypatch.setattr(os, "write", real_write)
+        handler.emit(logging.makeLogRecord({"msg": "after"}))
+    finally:
+        handler.close()
+    assert path.read_text(encoding="utf-8") == "before\nouter\nafter\n"
+    assert [type(e) for e in handler.errors_seen] == [mplog.ReentrantLogging]
+    assert ".__app.lock" in str(handler.errors_seen[0])
+
+
+@pytest.mark.timeout(30)
+def test_a_record_logged_from_inside_the_batched_queue_is_queued_too(tmp_path: Path) -> None:
+    """In batched mode the same reentry (here: while a record is being queued) queues the
+    second record as well, instead of deadlocking on the queue's lock."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path, batched=True)
+    batch = handler._batch
+    assert batch is not None
+
+    class LogsOnAppend(list):  # type: ignore[type-arg]
+        armed = True
+
+        def append(self, item: Any) -> None:
+            if LogsOnAppend.armed:
+                LogsOnAppend.armed = False
+                handler.handle(logging.makeLogRecord({"msg": "from __del__"}))
+            super().append(item)
+
+    try:
+        with batch._cond:
+            batch._pending = LogsOnAppend(batch._pending)
+        handler.emit(logging.makeLogRecord({"msg": "outer"}))
+        handler.flush()
+    finally:
+        handler.close()
+    assert sorted(path.read_text(encoding="utf-8").splitlines()) == ["from __del__", "outer"]
+    assert handler.errors_seen == []

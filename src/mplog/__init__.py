@@ -6,7 +6,7 @@ Importing mplog changes nothing in :mod:`logging`.
 from __future__ import annotations
 
 from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
-from .exceptions import LockTimeout, MplogError, QueueFull
+from .exceptions import LockTimeout, MplogError, QueueFull, ReentrantLogging
 from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
 from .units import parse_duration, parse_size
 
@@ -17,6 +17,7 @@ __all__ = [
     "LockTimeout",
     "MplogError",
     "QueueFull",
+    "ReentrantLogging",
     "parse_duration",
     "parse_size",
     "setup_logging",

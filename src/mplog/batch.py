@@ -85,7 +85,9 @@ class BatchWriter:
         return cls(write_batch, on_error, queue_size, overflow == "drop") if on else None
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: a __del__ run by the garbage collector, or a signal handler, may
+        # log from inside put() in the same thread.
+        self._cond = threading.Condition(threading.RLock())
         self._pending: list[bytes] = []
         self._queued = 0  # records ever queued
         self._written = 0  # records ever taken care of (written or reported)

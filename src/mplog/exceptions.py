@@ -15,7 +15,7 @@ cross a process boundary (a ``multiprocessing`` result, a pool error).
 
 from __future__ import annotations
 
-__all__ = ["LockTimeout", "MplogError", "QueueFull"]
+__all__ = ["LockTimeout", "MplogError", "QueueFull", "ReentrantLogging"]
 
 
 class MplogError(Exception):
@@ -23,6 +23,25 @@ class MplogError(Exception):
 
     .. versionadded:: 0.1
     """
+
+
+class ReentrantLogging(MplogError, RuntimeError):
+    """A record was logged while the same thread was writing to the same log: from a
+    ``__del__`` run by the garbage collector or a signal handler that interrupted the
+    write.  That record is not written (waiting would deadlock); it goes to
+    ``handleError``.
+
+    :param path: the lock file this thread already held.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"a record was logged while this thread held {path} (from a __del__ or a "
+            "signal handler that interrupted a write); it was not written"
+        )
+        self.path = path
 
 
 class LockTimeout(MplogError, TimeoutError):

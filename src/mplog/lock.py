@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from .exceptions import LockTimeout
+from .exceptions import LockTimeout, ReentrantLogging
 from .permissions import FilePermissions
 
 __all__ = [
@@ -246,7 +246,8 @@ class FileLock:
         return the shared state, valid until :meth:`release`."""
         timeout = self.timeout
         if timeout is None:
-            self._thread_lock.acquire()
+            if not self._thread_lock.acquire(False):
+                self._wait_for_thread()
             shared = self._shared
             if shared is not None:  # the common case, kept short (_fd is open)
                 try:
@@ -258,8 +259,8 @@ class FileLock:
                     raise
                 self._owner = _get_ident()
                 return shared
-        elif not self._thread_lock.acquire(True, timeout):
-            raise LockTimeout(self.path, timeout)
+        elif not self._thread_lock.acquire(False):
+            self._wait_for_thread(timeout)
         try:
             fd = self._fd
             if fd is None:
@@ -276,6 +277,17 @@ class FileLock:
             raise
         self._owner = _get_ident()
         return shared
+
+    def _wait_for_thread(self, timeout: float | None = None) -> None:
+        """Take the thread lock that another thread holds, or raise if this thread holds
+        it: a record logged from a ``__del__`` or a signal handler while this thread
+        was writing would otherwise wait for itself for ever."""
+        if self.owned():
+            raise ReentrantLogging(self.path)
+        if timeout is None:
+            self._thread_lock.acquire()
+        elif not self._thread_lock.acquire(True, timeout):
+            raise LockTimeout(self.path, timeout)
 
     def _contended(self) -> None:
         """Another process holds the lock: try again a few times before blocking.
