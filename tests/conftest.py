@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import calendar
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC: the clock's start
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script>`` with *args* in a fresh interpreter; capture its output."""
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import run_benchmark
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark forks")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compression_latency.py"
 CONTENDERS = ["mplog-nocompress", "mplog", "clh"]
 HAVE_CLH = importlib.util.find_spec("concurrent_log_handler") is not None
 ROTATIONS = 2
@@ -29,21 +28,12 @@ class TinyRun:
     data: dict[str, Any]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     """One small run of every contender, shared by the tests that only read its output."""
     out = tmp_path_factory.mktemp("compression") / "out.json"
-    done = _run(
+    done = run_benchmark(
+        "compression_latency.py",
         *("--size", "200KB", "--rotations", str(ROTATIONS), "--procs", str(PROCS)),
         *("--repeat", "1", "--json", str(out)),
     )
@@ -108,7 +98,9 @@ def test_no_record_is_lost_and_every_backup_is_compressed(tiny_run: TinyRun) -> 
 
 @pytest.mark.timeout(60)
 def test_an_unknown_contender_is_refused_with_a_note() -> None:
-    done = _run("--contenders", "nonesuch", "--size", "50KB", "--repeat", "1")
+    done = run_benchmark(
+        "compression_latency.py", "--contenders", "nonesuch", "--size", "50KB", "--repeat", "1"
+    )
     assert done.returncode == 2
     assert "note: nonesuch skipped: unknown contender" in done.stderr
     assert done.stdout == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,21 +11,13 @@ from typing import Any
 
 import pytest
 
+from conftest import BENCHMARKS, run_benchmark
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark forks")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved.py"
+SCRIPT = BENCHMARKS / "interleaved.py"
 HAVE_CLH = importlib.util.find_spec("concurrent_log_handler") is not None
 ROUNDS, SLICE = 3, 150
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
 
 
 def _module() -> ModuleType:
@@ -43,7 +34,8 @@ def _module() -> ModuleType:
 def test_a_tiny_run_counts_every_record_and_reports_each_contender(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     contenders = ["filehandler", "mplog", "mplog-batched"] + (["clh"] if HAVE_CLH else [])
-    done = _run(
+    done = run_benchmark(
+        "interleaved.py",
         *("--procs", "1,2", "--slice", str(SLICE), "--rounds", str(ROUNDS)),
         *("--contenders", ",".join(contenders[1:]), "--json", str(out), "--quiet"),
     )
@@ -75,7 +67,7 @@ def test_a_tiny_run_counts_every_record_and_reports_each_contender(tmp_path: Pat
     ],
 )
 def test_bad_options_are_rejected_naming_the_value(args: list[str], message: str) -> None:
-    done = _run(*args)
+    done = run_benchmark("interleaved.py", *args)
     assert done.returncode == 2
     assert message in done.stderr
 
