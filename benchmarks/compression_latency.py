@@ -623,6 +623,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.rotations, args.procs, args.repeat, args.burst) < 1 or args.pause < 0:
         parser.error("--rotations, --procs, --repeat and --burst must be >= 1, --pause >= 0")
+    try:
+        parse_size(args.size, "--size")
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

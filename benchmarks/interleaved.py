@@ -53,7 +53,7 @@ from mplog._bench_contenders import (
     make_handler,
     verify,
 )
-from mplog.units import parse_size
+from mplog.cli import _positive, _process_counts, _size
 
 CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
 DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
@@ -222,27 +222,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Throughput ratios to FileHandler, in short interleaved slices."
     )
-    parser.add_argument("--procs", default="1,4", help="process counts, e.g. 1,2,4 (default 1,4)")
-    parser.add_argument("--slice", type=int, default=2000, help="records per process per slice")
-    parser.add_argument("--rounds", type=int, default=30, help="slices per contender (default 30)")
+    parser.add_argument(
+        "--procs",
+        type=_process_counts,
+        default=[1, 4],
+        help="process counts, e.g. 1,2,4 (default 1,4)",
+    )
+    parser.add_argument(
+        "--slice", type=_positive, default=2000, help="records per process per slice (2000)"
+    )
+    parser.add_argument(
+        "--rounds", type=_positive, default=30, help="slices per contender (default 30)"
+    )
     parser.add_argument(
         "--contenders",
         default=",".join(DEFAULT_CONTENDERS),
         help=f"comma-separated, from {', '.join(CHOICES)}; filehandler is always included",
     )
-    parser.add_argument("--max-bytes", default="1MB", help="where mplog and clh rotate")
-    parser.add_argument("--backup-count", type=int, default=1000)
+    parser.add_argument(
+        "--max-bytes", type=_size, default=1_000_000, help="where mplog and clh rotate (1MB)"
+    )
+    parser.add_argument("--backup-count", type=_positive, default=1000)
     parser.add_argument("--start-method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--dir", default=None, help="where the temporary directory goes")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    try:
-        args.procs = [int(p) for p in args.procs.split(",")]
-    except ValueError:
-        parser.error(f"--procs {args.procs!r}: expected comma-separated whole numbers")
-    if any(p < 1 for p in args.procs) or args.slice < 1 or args.rounds < 1:
-        parser.error("--procs, --slice and --rounds must be at least 1")
     names = [REFERENCE] + [c for c in args.contenders.split(",") if c and c != REFERENCE]
     unknown = [c for c in names if c not in CHOICES]
     if unknown:
@@ -251,7 +256,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in names:
         reason = contender_available(name)
         (args.skipped if reason else args.contenders).append(reason or name)
-    args.max_bytes = parse_size(args.max_bytes, "--max-bytes")
     return args
 
 

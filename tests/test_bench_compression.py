@@ -104,3 +104,9 @@ def test_an_unknown_contender_is_refused_with_a_note() -> None:
     assert done.returncode == 2
     assert "note: nonesuch skipped: unknown contender" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_bad_size_is_refused_naming_it() -> None:
+    done = run_benchmark("compression_latency.py", "--size", "lots")
+    assert done.returncode == 2
+    assert "--size='lots'" in done.stderr

@@ -62,6 +62,8 @@ def test_a_tiny_run_counts_every_record_and_reports_each_contender(tmp_path: Pat
     [
         (["--procs", "0"], "at least 1"),
         (["--procs", "two"], "'two'"),
+        (["--slice", "0"], "'0' must be at least 1"),
+        (["--max-bytes", "lots"], "'lots'"),
         (["--contenders", "mplog,bogus"], "'bogus'"),
         (["--contenders", "queuelistener"], "'queuelistener'"),
     ],
