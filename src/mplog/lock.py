@@ -242,8 +242,9 @@ class FileLock:
         return self._shared
 
     def acquire(self) -> SharedState:
-        """Block until this thread holds the lock, or raise :class:`LockTimeout`;
-        return the shared state, valid until :meth:`release`."""
+        """Block until this thread holds the lock, or raise :class:`LockTimeout`
+        (:class:`ReentrantLogging` if this thread holds it already); return the
+        shared state, valid until :meth:`release`."""
         timeout = self.timeout
         if timeout is None:
             if not self._thread_lock.acquire(False):
