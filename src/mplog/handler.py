@@ -637,7 +637,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _rotate(self, shared: SharedState, time_due: bool) -> int:
         """Rename the active file away, open a fresh one, tell the others (lock held);
         return the new file's size."""
-        self._close_stream()  # disarms the fast path too
+        self._close_stream()
         trigger = self._time
         if trigger is not None:
             now = time.time()
@@ -704,8 +704,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     def _close_stream(self) -> None:
         stream, self.stream, self._fd = self.stream, None, None
-        self._generation = -1  # whoever opens next checks the path first
-        self._fast_until = 0.0
+        # Whoever opens next checks the path first; no shared generation is -1, so this
+        # also keeps emit off its fast path.
+        self._generation = -1
         if stream is not None:
             stream.close()
 
