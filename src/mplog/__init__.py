@@ -6,7 +6,7 @@ Importing mplog changes nothing in :mod:`logging`.
 from __future__ import annotations
 
 from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
-from .exceptions import LockTimeout, MplogError, QueueFull, ReentrantLogging
+from .exceptions import LockFileConflict, LockTimeout, MplogError, QueueFull, ReentrantLogging
 from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
 from .units import parse_duration, parse_size
 
@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_FORMAT",
     "ConcurrentRotatingFileHandler",
     "ConcurrentTimedRotatingFileHandler",
+    "LockFileConflict",
     "LockTimeout",
     "MplogError",
     "QueueFull",

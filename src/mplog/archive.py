@@ -154,7 +154,7 @@ class Archiver:
         self._after_fork()
 
     def _after_fork(self) -> None:
-        self._state = threading.Lock()
+        self._state = threading.RLock()  # a __del__ in the thread may rotate and request
         self._pending = False
         self._thread: threading.Thread | None = None
         self._fds: set[int] = set()  # claims and temporary files we hold open
@@ -360,6 +360,7 @@ class Archiver:
     def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
         """Give the compressed file its name and remove the original (writers' lock held)."""
         with self._lock:
+            self._verify_lock()
             path = self._locate(file_id, hint)
             if path is None:
                 return  # pruned meanwhile: the caller removes the temporary file
@@ -369,6 +370,13 @@ class Archiver:
                 )
             os.rename(temp, path + suffix)
             os.remove(path)
+
+    def _verify_lock(self) -> None:
+        """Never rename or remove under a lock file that was deleted or replaced: the
+        writers that moved to the new one would not be excluded (see FileLock.verify)."""
+        problem = self._lock.verify()
+        if problem is not None:
+            self._debug(problem)
 
     def _finish_interrupted(
         self, fd: int, file_id: tuple[int, int], backup: Backup, compressed: Backup
@@ -389,6 +397,7 @@ class Archiver:
         finally:
             os.close(archive)
         with self._lock:
+            self._verify_lock()
             path = self._locate(file_id, backup.path)
             if path is None:
                 return

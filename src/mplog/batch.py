@@ -95,13 +95,20 @@ class BatchWriter:
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def put(self, data: bytes) -> bool:
-        """Queue *data*; return False if it was dropped because the queue is full."""
+    def put(self, data: bytes, block: bool = True) -> bool:
+        """Queue *data*; return False if it was dropped because the queue is full.
+
+        With *block* false (a record logged from inside the handler: a signal
+        handler, a ``__del__``, the writer thread itself) a full queue that would
+        block takes the record anyway: waiting could wait for this very thread.
+        """
         with self._cond:
             while len(self._pending) >= self.max_records:
                 if self.drop:
                     self.dropped += 1
                     return False
+                if not block:
+                    break
                 self._cond.wait()
             self._pending.append(data)
             self._queued += 1
@@ -166,6 +173,12 @@ class BatchWriter:
         with self._cond:
             self._thread = None
             self._closing = False
+
+    def reopen(self) -> None:
+        """Queue again after :meth:`close` (a server reopening its logs): the handler is
+        batched again, and the writer thread starts with the next record."""
+        with self._cond:
+            self.stopped = False
 
     def after_fork_in_child(self) -> None:
         """Start empty in a forked child: the parent writes what it had queued.

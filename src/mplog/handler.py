@@ -16,17 +16,20 @@ import logging
 import logging.handlers
 import os
 import stat
+import struct
 import sys
+import threading
 import time
-import weakref
 from typing import Any, Union
 
 from .archive import Archiver, discard, is_claimed
 from .archive import after_fork_in_child as archive_after_fork
 from .batch import BatchWriter
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
-from .exceptions import MplogError, QueueFull
-from .lock import FileLock, SharedState, is_special_file, lock_path_for
+from .exceptions import MplogError, QueueFull, ReentrantLogging
+from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
+from .lifecycle import ThreadGuard, track
+from .lock import FileLock, SharedState, lock_path_for
 from .permissions import FilePermissions, Owner
 from .retention import Retention
 from .rotation import Backups
@@ -38,32 +41,11 @@ __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"
 PathLike = Union[str, "os.PathLike[str]"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+#: Seconds between attempts to rotate after a rotation failed (the file keeps growing).
+ROTATION_RETRY = 10.0
 
-# Handlers alive in this process, reset in a forked child (see _after_fork_in_child).
-_live_handlers: weakref.WeakSet[ConcurrentRotatingFileHandler] = weakref.WeakSet()
-_fork_hook_installed = False
-
-
-def _before_fork() -> None:
-    # Batched handlers write out their queue first, so the child starts empty
-    # and nothing queued before the fork is written twice.
-    for handler in list(_live_handlers):
-        if handler._batch is not None:
-            handler._batch.flush()
-
-
-def _after_fork_in_child() -> None:
-    archive_after_fork()
-    for handler in list(_live_handlers):
-        handler._after_fork()
-
-
-def _track(handler: ConcurrentRotatingFileHandler) -> None:
-    global _fork_hook_installed  # noqa: PLW0603 - one process-wide fork hook, installed lazily
-    _live_handlers.add(handler)
-    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-        _fork_hook_installed = True
+_get_ident = threading.get_ident
+_pread, _pwrite, _fstat, _lseek, SEEK_CUR = os.pread, os.pwrite, os.fstat, os.lseek, os.SEEK_CUR
 
 
 class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
@@ -135,7 +117,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     stream: io.FileIO | None  # type: ignore[assignment]  # bytes, unbuffered: see _open
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - wires the stdlib's and concurrent-log-handler's options
         self,
         filename: PathLike,
         mode: str = "a",
@@ -208,11 +190,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._regular = True
         self._truncate_on_open = mode.startswith("w")
         self._retention_failing = False
+        self._guard = ThreadGuard()
+        # Rotation failures (an unwritable directory): when to try again, and how many
+        # rotations were skipped in the current episode (None: not failing).
+        self._retry_rotation_at = 0.0
+        self._rotations_skipped: int | None = None
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
-        lock_path = lock_path_for(os.path.abspath(os.fspath(filename)), lock_file_directory)
-        self._lock = FileLock(lock_path, lock_timeout, self.permissions)
+        log_path = os.path.abspath(os.fspath(filename))
+        lock_path = lock_path_for(log_path, lock_file_directory)
+        self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path)
         super().__init__(filename, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
         self.backups = Backups(
             self.baseFilename,
@@ -247,8 +235,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             )
         if not delay:
             with self._lock:
-                self.stream = self._open()
-        _track(self)
+                self._open_file()
+        track(self)
 
     # -- stdlib-compatible surface ------------------------------------------------
 
@@ -263,8 +251,32 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._time.rollover_at = value
             self._fast_until = 0.0
 
-    def _open(self) -> io.FileIO:  # type: ignore[override]
-        """Open the log file for appending (bytes, unbuffered) and return it."""
+    def _open(self) -> io.FileIO | None:  # type: ignore[override]
+        """Open the log file for appending (bytes, unbuffered) and return it.
+
+        Called by the stdlib's machinery and, after :meth:`close`, by servers that
+        reopen their logs (gunicorn's ``reopen_files``): the handler is then what it
+        was before, batched mode included.  Called from a signal handler that
+        interrupted this handler, it returns the current stream and reopens once
+        the interrupted call is done (see :mod:`mplog.lifecycle`).
+        """
+        if not self._guard.enter():
+            self._guard.defer(self._reopen)
+            return self.stream
+        try:
+            if self._batch is not None:
+                self._batch.reopen()
+            with self._lock:
+                self._close_stream()
+                return self._open_file()
+        finally:
+            self._guard.leave()
+
+    def _reopen(self) -> None:
+        self.stream = self._open()
+
+    def _open_file(self) -> io.FileIO:
+        """Open the log file for appending (bytes, unbuffered); make it the stream."""
         flags = _OPEN_FLAGS
         if self._truncate_on_open:
             flags |= os.O_TRUNC
@@ -278,6 +290,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise
         self._fd = fd
         self._file_id = (st.st_dev, st.st_ino)
+        self.stream = stream
         return stream
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
@@ -300,13 +313,23 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return st.st_size + len(self._encode(record)) > self.maxBytes
 
     def doRollover(self) -> None:
-        """Rotate the file now, holding the inter-process lock (never a device or pipe)."""
-        self.flush()
-        with self._lock as shared:
-            self._check_file(shared, shared.load()[0], time.time())
-            if is_special_file(self.baseFilename):  # bpo-45401: renaming /dev/null breaks hosts
-                return
-            self._rotate(shared, time_due=False)
+        """Rotate the file now, holding the inter-process lock (never a device or pipe).
+
+        Like every record, it first cuts off a record torn by a writer that died.
+        """
+        if not self._guard.enter():  # from a signal handler that interrupted this handler
+            self._guard.defer(self.doRollover)
+            return
+        try:
+            if self._batch is not None:
+                self._batch.flush()
+            with self._lock as shared:
+                self._sync(shared, time.time(), check=True)
+                if not self._regular:  # bpo-45401: renaming /dev/null breaks hosts
+                    return
+                self._rotate(shared, time_due=False)
+        finally:
+            self._guard.leave()
 
     def getFilesToDelete(self) -> list[str]:
         """Return the backups that retention deletes at the next rotation, oldest first:
@@ -315,30 +338,42 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         return [path for backup in self.backups.expired() for path in backup.paths]
 
     def close(self) -> None:
-        """Write out the batched queue, finish compressing, close the log and lock files."""
-        if self._batch is not None:
-            self._batch.close()
-        if self._archiver is not None:
-            self._archiver.close()
-        self.acquire()
+        """Write out the batched queue, finish compressing, close the log and lock files.
+
+        The handler stays usable: a later record, or :meth:`_open`, opens them again.
+        Called from a signal handler that interrupted this handler (gunicorn's log
+        reopening), it returns at once and closes when the interrupted call is done.
+        """
+        if not self._guard.enter():
+            self._guard.defer(self.close)
+            return
         try:
-            self._close_stream()
-            # Stay registered for the fork hook: gunicorn's reopen_files() reopens a
-            # closed handler (close(); _open()), and a worker forked after that must
-            # still get its own lock descriptor.
-            self._lock.close()
-            logging.Handler.close(self)
+            if self._batch is not None:
+                self._batch.close()
+            if self._archiver is not None:
+                self._archiver.close()
+            with self.lock:  # type: ignore[union-attr]
+                self._close_stream()
+                # Stay registered for the fork hook: gunicorn's reopen_files() reopens a
+                # closed handler (close(); _open()), and a worker forked after that must
+                # still get its own lock descriptor.
+                self._lock.close()
+                logging.Handler.close(self)
         finally:
-            self.release()
+            self._guard.leave()
 
     def flush(self) -> None:
         """In batched mode, return once every queued record is in the file.
 
         In sync mode there is nothing to do: records reach the kernel before
-        :meth:`emit` returns.
+        :meth:`emit` returns.  Called from inside this handler (a signal handler
+        that interrupted it), it returns at once.
         """
-        if self._batch is not None:
-            self._batch.flush()
+        if self._batch is not None and self._guard.enter():
+            try:
+                self._batch.flush()
+            finally:
+                self._guard.leave()
 
     @property
     def dropped(self) -> int:
@@ -362,11 +397,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self.emit(record)
         return rv
 
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: PLR0912 - the hot path, inlined
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: PLR0912, PLR0915 - the hot path, inlined
         """Write *record* under the inter-process lock, rotating first if due.
 
         Failures go to :meth:`handleError`; the application never sees them.
         """
+        threads = self._guard.threads
+        ident = _get_ident()
+        if ident in threads:  # a signal handler or a __del__ interrupted this handler
+            self._emit_reentrant(record)
+            return
+        threads[ident] = True  # inside, until the finally below (see mplog.lifecycle)
         try:
             formatter = self.formatter
             if self._plain_text and formatter is not None:  # _encode, without the calls
@@ -384,17 +425,26 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             try:
                 # The fast path: what _prepare and _write do when nothing is due (no
                 # watch, no rotation, no other writer's rotation or crash to handle),
-                # inlined on the header's words. Per record, Python calls cost
-                # as much as the two flock system calls.
-                words = shared.words
+                # inlined on the header's words (mplog.header). Per record, Python
+                # calls cost as much as the system calls.
                 n = len(data)
-                if (
-                    self._watched_at <= time.time() < self._fast_until  # words is not None
-                    and words[1] == self._generation  # type: ignore[index]
-                    and (size := words[2]) == words[3]  # type: ignore[index]  # no write in flight
-                    and size + n <= self._fast_limit
-                ):
-                    words[3] = end = size + n  # type: ignore[index]  # SharedState.begin_write
+                lock_fd = shared.fd
+                fast = False
+                if self._watched_at <= time.time() < self._fast_until:
+                    try:
+                        magic, generation, size, end = unpack_state(_pread(lock_fd, 32, 0))
+                    except struct.error:  # the lock file was truncated: _prepare repairs it
+                        magic = b""
+                    fast = (
+                        magic == MAGIC
+                        and generation == self._generation
+                        and size == end  # no write in flight
+                        and size + n <= self._fast_limit
+                    )
+                if fast:
+                    end = size + n
+                    word = pack_word(end)
+                    _pwrite(lock_fd, word, WRITE_END_AT)  # SharedState.begin_write
                     try:
                         written = os.write(self._fd, data)  # type: ignore[arg-type]
                     except OSError:
@@ -402,7 +452,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                         raise
                     if written != n:
                         self._write_rest(shared, data, written)
-                    words[2] = end  # type: ignore[index]  # SharedState.end_write
+                    _pwrite(lock_fd, word + word, SIZE_AT)  # SharedState.end_write
+                    if _lseek(self._fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]  # see _write
+                        shared.saw_foreign(time.time())
                 else:
                     self._write(shared, data, self._prepare(shared, n))
             finally:
@@ -416,6 +468,27 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         except Exception as error:
             if not self._in_episode(error, 1):
                 self.handleError(record)
+        finally:
+            threads.pop(ident, None)
+            if self._guard.deferred:
+                self._guard.run_deferred(ident)
+
+    def _emit_reentrant(self, record: logging.LogRecord) -> None:
+        """A record logged while this thread is inside the handler: never wait.
+
+        Batched, it is queued (past a full queue's bound if need be: the writer
+        cannot make room while this thread waits). Sync, waiting for the lock
+        could wait for this very thread: the record goes to :meth:`handleError`.
+        """
+        try:
+            batch = self._batch
+            if batch is None or batch.stopped:
+                raise ReentrantLogging(self._lock.path)
+            self._enqueue(self._encode(record), block=False)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
     def _in_episode(self, error: BaseException, count: int) -> bool:
         """True if *error* repeats the failure already reported (disk full, lock
@@ -441,9 +514,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             except MplogError:
                 self.handleError(_mplog_record("%s", "recovered from a write failure"))
 
-    def _enqueue(self, data: bytes) -> None:
+    def _enqueue(self, data: bytes, block: bool = True) -> None:
         assert self._batch is not None
-        if self._batch.put(data):
+        if self._batch.put(data, block):
             self._dropping = False
         elif not self._dropping:  # report the first drop of an episode, not every one
             self._dropping = True
@@ -454,7 +527,16 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             )
 
     def _write_batch(self, batch: list[bytes]) -> None:
-        """Write queued records under one lock acquisition, rotating between them as due."""
+        """Write queued records under one lock acquisition, rotating between them as due
+        (in the writer thread, marked inside the handler like any entry point)."""
+        entered = self._guard.enter()
+        try:
+            self._write_queued(batch)
+        finally:
+            if entered:
+                self._guard.leave()
+
+    def _write_queued(self, batch: list[bytes]) -> None:
         with self._lock as shared:
             size = self._prepare(shared, len(batch[0]))
             if size < 0 or not self._size_limit:
@@ -497,61 +579,85 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
         Another process's rotation bumps the shared generation, so the common case
         needs no system call; the path itself is stat'ed every *watch_interval*
-        seconds, and before any size rotation, to notice other programs (logrotate).
+        seconds, and before any rotation, to notice other programs (logrotate).
         """
-        generation, size, in_flight = shared.load()
-        if in_flight:  # the last writer died in the middle of a record
-            size = self._recover(shared)
         now = time.time()
-        checked = (
-            generation != self._generation  # -1 while we hold no file
-            # the watch is due, or the clock went back by more than the interval
-            or not self._watched_at <= now < self._next_watch
-        )
-        if checked:
-            size = self._check_file(shared, generation, now)
+        size, checked = self._sync(shared, now)
         if not self._regular:  # bpo-45401: a device or pipe is never rotated
             return -1
         trigger = self._time
         time_due = trigger is not None and trigger.needs_check(now) and trigger.due(now, not size)
         limit = self._size_limit
         size_due = limit and size > 0 and size + nbytes > limit
-        if size_due and not checked:  # confirm: another program may have truncated the file
-            size = self._check_file(shared, generation, now)
-            size_due = size > 0 and size + nbytes > limit
+        if (time_due or size_due) and now < self._retry_rotation_at:  # rotating fails: later
+            time_due = size_due = False
+        if (time_due or size_due) and not checked:
+            # confirm: another program may have moved or truncated the file, or the lock file
+            size = self._check_file(shared, now)
+            size_due = limit and size > 0 and size + nbytes > limit
         if time_due or size_due:
             size = self._rotate(shared, time_due)
-        self._arm_fast_path(shared)
+        self._arm_fast_path()
         return size
 
-    def _arm_fast_path(self, shared: SharedState) -> None:
+    def _sync(self, shared: SharedState, now: float, check: bool = False) -> tuple[int, bool]:
+        """Cut off a record a writer left torn when it died; check the path (and the lock
+        file) if asked, if another process changed the active file, or if the watch
+        is due.  Return the active file's size and whether it was checked (lock held)."""
+        generation, size, in_flight = shared.load()
+        if in_flight:  # the last writer died in the middle of a record
+            size = self._recover(shared)
+        check = (
+            check
+            or generation != self._generation  # -1 while we hold no file
+            # the watch is due, or the clock went back by more than the interval
+            or not self._watched_at <= now < self._next_watch
+            or not _fstat(shared.fd).st_nlink  # the lock file was deleted
+        )
+        if check:
+            size = self._check_file(shared, now)
+        return size, check
+
+    def _arm_fast_path(self) -> None:
         """Let emit skip :meth:`_prepare` until the next watch or time-rotation
         check is due (lock held, the file checked; emit still compares the
         generation, the size and the in-flight mark at every record)."""
         until = self._next_watch
         if self._time is not None:  # synced with the others by _prepare already
             until = min(until, self._time.rollover_at)
-        self._fast_until = until if shared.words is not None else 0.0
+        self._fast_until = until
 
-    def _check_file(self, shared: SharedState, generation: int, now: float) -> int:
-        """Stat the path; reopen if the file we hold was renamed, deleted or replaced;
-        publish the real size (lock held)."""
+    def _check_file(self, shared: SharedState, now: float) -> int:
+        """Check the lock file; stat the path; reopen if the file we hold was renamed,
+        deleted or replaced; publish the real size (lock held)."""
+        problem = self._lock.verify()
+        if problem is not None:
+            self._notify(problem)
+        if self._lock.foreign:  # made by concurrent-log-handler: a mixed fleet
+            self._lock.foreign = False
+            shared.saw_foreign(now)
         try:
             st = os.stat(self.baseFilename)
         except FileNotFoundError:
             st = None
         if self._fd is None or st is None or (st.st_dev, st.st_ino) != self._file_id:
             self._close_stream()
-            self.stream = self._open()
+            self._open_file()
             st = os.fstat(self._fd)  # type: ignore[arg-type]
+        regular = stat.S_ISREG(st.st_mode)
         if shared.file_id() != self._file_id:
             # Not the file the others were told about (another program moved it, or
             # a rotation died half-way): announce it, so they reopen at once.
-            generation = shared.new_file(st.st_size, self._file_id)
-        self._generation = generation
-        self._watched_at, self._next_watch = now, now + self.watch_interval
-        self._regular = stat.S_ISREG(st.st_mode)
-        if self._regular:
+            shared.new_file(st.st_size, self._file_id)
+        elif regular and st.st_size > shared.load()[1]:
+            # Grown behind the shared size: a writer that does not update the header
+            # (concurrent-log-handler during a migration, or another program).
+            shared.saw_foreign(now)
+        mixed = shared.foreign_until > now  # then check before every record
+        self._generation = shared.load()[0]
+        self._watched_at, self._next_watch = now, now + (0.0 if mixed else self.watch_interval)
+        self._regular = regular
+        if regular:
             shared.end_write(st.st_size)
         return st.st_size
 
@@ -561,9 +667,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self._write_rest(None, data, 0)
             return
-        shared.begin_write(size + len(data))
+        end = size + len(data)
+        shared.begin_write(end)
         self._write_rest(shared, data, 0)
-        shared.end_write(size + len(data))
+        shared.end_write(end)
+        if _lseek(self._fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
+            # The file grew behind the shared size: a writer that does not update it
+            # (concurrent-log-handler during a migration) appended since our last check.
+            shared.saw_foreign(time.time())
 
     def _write_rest(self, shared: SharedState | None, data: bytes, written: int) -> None:
         """Write *data* from offset *written* on: the loop of a short write (rare,
@@ -636,11 +747,39 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
     def _rotate(self, shared: SharedState, time_due: bool) -> int:
         """Rename the active file away, open a fresh one, tell the others (lock held);
-        return the new file's size."""
+        return the new file's size.
+
+        If the rename fails (a directory we may not write, a backup name taken by a
+        directory), the file we hold is still the active one: keep appending to it,
+        report the episode once, and try again after :data:`ROTATION_RETRY` seconds.
+        """
+        now = time.time()
+        try:
+            self._rename_active(now, time_due)
+        except Exception as error:
+            return self._rotation_failed(shared, now, error)
+        if self._rotations_skipped is not None:
+            skipped, self._rotations_skipped = self._rotations_skipped, None
+            self._notify(
+                f"rotating {self.baseFilename} works again ({skipped} rotations were skipped "
+                "meanwhile, so the backup just made may be larger than maxBytes)"
+            )
         self._close_stream()
+        self._open_file()
+        size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
+        self._generation = shared.new_file(size, self._file_id)
+        self._prune()  # once the new file is in place: a failure here costs no record
+        if self._archiver is not None:
+            # After retention, so it never finds the new backup already claimed. Only
+            # starts (or wakes) the background thread: never compresses in this
+            # thread, which holds the writers' lock (see Archiver.request).
+            self._archiver.request()
+        return size
+
+    def _rename_active(self, now: float, time_due: bool) -> None:
+        """Rename the active file to its backup name (shifting numbered backups)."""
         trigger = self._time
         if trigger is not None:
-            now = time.time()
             trigger.sync(now)  # name the file like every other process would
             dest = self.backups.time_name(trigger.label())
             self._debug("rotating %s -> %s", self.baseFilename, dest)
@@ -652,15 +791,20 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         elif self.backupCount > 0:
             dest = self.backups.shift(self.rotate, self._discard)
             self._debug("rotating %s -> %s", self.baseFilename, dest)
-        self.stream = self._open()
-        size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
-        self._generation = shared.new_file(size, self._file_id)
-        self._prune()  # once the new file is in place: a failure here costs no record
-        if self._archiver is not None:
-            # After retention, so it never finds the new backup already claimed. Only
-            # starts (or wakes) the background thread: never compresses in this
-            # thread, which holds the writers' lock (see Archiver.request).
-            self._archiver.request()
+
+    def _rotation_failed(self, shared: SharedState, now: float, error: Exception) -> int:
+        """Keep the file we hold (called inside the rename's ``except``); return its size."""
+        self._retry_rotation_at = now + ROTATION_RETRY
+        size = shared.load()[1]
+        if self._rotations_skipped is None:
+            self._rotations_skipped = 0
+            self._report(
+                f"cannot rotate {self.baseFilename} (now {size} bytes, maxBytes="
+                f"{self.maxBytes}); appending to it and trying again every "
+                f"{ROTATION_RETRY:g} s",
+                error,
+            )
+        self._rotations_skipped += 1
         return size
 
     # -- compression and failures ------------------------------------------------------
@@ -689,6 +833,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """Report a background failure (called inside an ``except``)."""
         self.handleError(_mplog_record("%s: %s", message, error))
 
+    def _notify(self, message: str) -> None:
+        """Report something mplog found and mended, through :meth:`handleError`."""
+        try:
+            raise MplogError(message)
+        except MplogError as error:
+            self._report("mplog", error)
+
     def _report_chown(self, path: str, error: OSError) -> None:
         if not self._chown_reported:
             self._chown_reported = True
@@ -716,8 +867,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _write_boundary(self, value: float) -> None:
         self._lock.shared.boundary = value
 
+    def _before_fork(self) -> None:
+        """Write out the batched queue, so the child starts empty and nothing queued
+        before the fork is written twice (not from inside this handler: see flush)."""
+        self.flush()
+
     def _after_fork(self) -> None:
         """In a forked child: take our own lock descriptor (see lock.py), start empty."""
+        archive_after_fork()
+        self._guard.after_fork_in_child()
         self._lock.forget()
         if self._archiver is not None:
             self._archiver.after_fork_in_child()

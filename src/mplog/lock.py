@@ -1,36 +1,32 @@
 """The inter-process lock: an exclusive lock on a sidecar file.
 
-The sidecar is never renamed or deleted, so every process that opens it, now or
-later, locks the same inode.  On POSIX the hot path calls ``fcntl.flock``
-directly (one system call; portalocker wraps the same primitive with more
-overhead per call); on Windows portalocker does the work.  flock locks belong to an *open
-file description*: a descriptor inherited over ``fork`` shares the parent's lock
-and excludes nothing, so a forked child must call :meth:`FileLock.forget` and
-open its own (the handler arranges that with ``os.register_at_fork``).
+The sidecar is never renamed or deleted by mplog, so every process that opens
+it, now or later, locks the same inode.  On POSIX the hot path calls
+``fcntl.flock`` directly (one system call; portalocker wraps the same primitive
+with more overhead per call); on Windows portalocker does the work.  flock locks
+belong to an *open file description*: a descriptor inherited over ``fork``
+shares the parent's lock and excludes nothing, so a forked child must call
+:meth:`FileLock.forget` and open its own (the handler arranges that with
+``os.register_at_fork``).
 
-The first 64 bytes of the sidecar hold the state the writers share, mapped
-into memory (:class:`SharedState`) and read or written only while the lock is
-held: a generation number bumped whenever the active file changes, with that
-file's identity (so a writer notices another process's rotation without a
-``stat`` per record), the active file's size, the extent of a write in flight
-(so a record cut short by SIGKILL can be cut off by the next writer), and the
-time-rotation boundary.
+The sidecar's header holds the state the writers share (:mod:`mplog.header`).
+Other programs may delete, replace or truncate the sidecar: :meth:`FileLock.verify`
+notices (the handler calls it at each path check and before each rotation) and
+moves this process to the file the path names now, carrying the shared state over.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import mmap
 import os
 import stat
-import struct
 import sys
 import tempfile
 import threading
 import time
 
-from .exceptions import LockTimeout, ReentrantLogging
+from .exceptions import LockFileConflict, LockTimeout, ReentrantLogging
+from .header import HEADER_SIZE, SharedState, owner_key
 from .permissions import FilePermissions
 
 __all__ = [
@@ -42,18 +38,6 @@ __all__ = [
     "try_lock_descriptor",
 ]
 
-_HEADER_SIZE = 64
-_MAGIC = b"mplog\x00\x00\x03"  # format version 3
-# offset: 0 magic | 8 generation | 16 size | 24 write end (> size while a write is in
-#         flight, else size) | 32 unused | 40 time boundary (NaN: none) |
-#         48 active file dev | 56 ino
-_MAGIC_AT = struct.Struct("<8s")
-_STATE = struct.Struct("<QQQ")  # generation, size, write end; at 8
-_WORD = struct.Struct("<Q")
-_COMMIT = struct.Struct("<QQ")  # size, write end = size; at 16
-_BOUNDARY = struct.Struct("<d")  # at 40
-_FILE_ID = struct.Struct("<QQ")  # at 48
-_GENERATION_STATE = struct.Struct("<QQQ")  # generation, size, write end = size; at 8
 _OPEN_FLAGS = (
     os.O_RDWR
     | os.O_CREAT
@@ -61,6 +45,9 @@ _OPEN_FLAGS = (
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_BINARY", 0)
 )
+# An empty lock file older than this was made by a program that does not write
+# mplog's header (concurrent-log-handler): see FileLock.foreign.
+_FOREIGN_AGE = 2.0
 
 _get_ident = threading.get_ident
 
@@ -124,72 +111,6 @@ def try_lock_descriptor(fd: int) -> bool:
     return _try_lock(fd)
 
 
-class SharedState:
-    """The writers' shared state in the lock file; use it only with the lock held.
-
-    .. versionadded:: 0.1
-    """
-
-    __slots__ = ("_map", "words")
-
-    def __init__(self, mapping: mmap.mmap) -> None:
-        self._map = mapping
-        #: The header as 64-bit words (generation, size and write end are words 1 to
-        #: 3), for the handler's fast path; None where the host's byte order is not
-        #: the header's little-endian.
-        self.words: memoryview | None = (
-            memoryview(mapping).cast("Q") if sys.byteorder == "little" else None
-        )
-        if _MAGIC_AT.unpack_from(mapping, 0)[0] != _MAGIC:  # a new (or foreign) lock file
-            mapping[:_HEADER_SIZE] = bytes(_HEADER_SIZE)
-            _MAGIC_AT.pack_into(mapping, 0, _MAGIC)
-            self.boundary = None
-
-    def load(self) -> tuple[int, int, bool]:
-        """Return (generation, active file size, whether a write is in flight)."""
-        generation, size, end = _STATE.unpack_from(self._map, 8)
-        return generation, size, end != size
-
-    def begin_write(self, end: int) -> None:
-        """Mark a write from the published size up to *end* as in flight.
-
-        If its process dies before :meth:`end_write`, the next lock holder finds the
-        mark and cuts a partial record off (see the handler's ``_recover``).
-        """
-        _WORD.pack_into(self._map, 24, end)
-
-    def end_write(self, size: int) -> None:
-        """Publish the active file's size and clear the in-flight mark (after a write,
-        a recovery, or a stat)."""
-        _COMMIT.pack_into(self._map, 16, size, size)
-
-    def in_flight(self) -> tuple[int, int]:
-        """The (start, end) of a write whose process died before finishing it."""
-        start, end = _COMMIT.unpack_from(self._map, 16)
-        return start, end
-
-    def file_id(self) -> tuple[int, int]:
-        """(st_dev, st_ino) of the file the shared state describes."""
-        return _FILE_ID.unpack_from(self._map, 48)
-
-    def new_file(self, size: int, file_id: tuple[int, int]) -> int:
-        """Announce a new active file (rotated or replaced); return the new generation."""
-        generation = (self.load()[0] + 1) & 0xFFFFFFFFFFFFFFFF
-        _FILE_ID.pack_into(self._map, 48, *file_id)
-        _GENERATION_STATE.pack_into(self._map, 8, generation, size, size)
-        return generation
-
-    @property
-    def boundary(self) -> float | None:
-        """The end of the active file's time period, if a time rotation set one."""
-        value: float = _BOUNDARY.unpack_from(self._map, 40)[0]
-        return None if math.isnan(value) else value
-
-    @boundary.setter
-    def boundary(self, value: float | None) -> None:
-        _BOUNDARY.pack_into(self._map, 40, math.nan if value is None else value)
-
-
 class FileLock:
     """An exclusive, non-reentrant lock on *path*, shared by every process and thread.
 
@@ -201,6 +122,9 @@ class FileLock:
     :param timeout: seconds to wait before raising :class:`LockTimeout`;
         ``None`` waits for ever.
     :param permissions: mode and owner for a newly created lock file.
+    :param log_path: the log the lock file serves; the header records it, and
+        :meth:`acquire` raises :class:`LockFileConflict` if another log's
+        handler claimed the file first.  ``None``: a bare lock, claiming nothing.
 
     .. versionadded:: 0.1
     """
@@ -210,25 +134,36 @@ class FileLock:
         path: str,
         timeout: float | None = None,
         permissions: FilePermissions | None = None,
+        log_path: str | None = None,
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
         self.path = path
         self.timeout = timeout
         self.permissions = permissions or FilePermissions()
+        self.log_path = log_path or path
+        self._key = 0 if log_path is None else owner_key(_real(log_path))  # 0: claims nothing
         self._fd: int | None = None
         self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
-        self._owner: int | None = None  # the thread holding the lock
+        self._owner: int | None = None  # the thread holding (or waiting in flock for) the lock
         self._close_on_release = False
+        self._created = False  # the lock file was new (empty) when we opened it
+        #: True once this lock file was found made by a program that does not write
+        #: mplog's header (concurrent-log-handler); the handler reports it to the others.
+        self.foreign = False
 
     def _open(self) -> int:
         fd = self.permissions.open(self.path, _OPEN_FLAGS)
         try:
-            if os.fstat(fd).st_size < _HEADER_SIZE:
+            st = os.fstat(fd)
+            if st.st_size == 0 and time.time() - st.st_mtime > _FOREIGN_AGE:
+                self.foreign = True  # mplog grows its lock files at once; this one is old
+            self._created = st.st_size == 0 and not self.foreign
+            if st.st_size < HEADER_SIZE:
                 # Growing is safe without the lock: it never shortens a header
                 # another process may have written meanwhile.
-                os.ftruncate(fd, _HEADER_SIZE)
+                os.ftruncate(fd, HEADER_SIZE)
         except BaseException:
             os.close(fd)
             raise
@@ -243,12 +178,15 @@ class FileLock:
 
     def acquire(self) -> SharedState:
         """Block until this thread holds the lock, or raise :class:`LockTimeout`
-        (:class:`ReentrantLogging` if this thread holds it already); return the
-        shared state, valid until :meth:`release`."""
+        (:class:`ReentrantLogging` if this thread holds it, or waits for it,
+        already); return the shared state, valid until :meth:`release`."""
         timeout = self.timeout
         if timeout is None:
             if not self._thread_lock.acquire(False):
                 self._wait_for_thread()
+            # Owner from here on: a signal handler that interrupts the wait in flock
+            # below must see this thread as inside, not wait for itself.
+            self._owner = _get_ident()
             shared = self._shared
             if shared is not None:  # the common case, kept short (_fd is open)
                 try:
@@ -256,28 +194,86 @@ class FileLock:
                 except BlockingIOError:
                     self._contended()
                 except BaseException:
+                    self._owner = None
                     self._thread_lock.release()
                     raise
-                self._owner = _get_ident()
                 return shared
-        elif not self._thread_lock.acquire(False):
-            self._wait_for_thread(timeout)
+        else:
+            if not self._thread_lock.acquire(False):
+                self._wait_for_thread(timeout)
+            self._owner = _get_ident()
         try:
             fd = self._fd
             if fd is None:
                 fd = self._open()
-            if timeout is None:  # one system call, contended or not
-                _lock(fd)
-            elif not _try_lock(fd):
-                self._wait(fd, time.monotonic() + timeout, timeout)
+            orphan = self._orphan() if self._created else None
+            self._lock_fd(fd)
             shared = self._shared
             if shared is None:
-                shared = self._shared = SharedState(mmap.mmap(fd, _HEADER_SIZE))
+                shared = self._attach(fd)
+            if orphan is not None:
+                self._adopt(orphan, shared)
         except BaseException:
+            self._owner = None
             self._thread_lock.release()
             raise
-        self._owner = _get_ident()
         return shared
+
+    def _lock_fd(self, fd: int) -> None:
+        timeout = self.timeout
+        if timeout is None:  # one system call, contended or not
+            _lock(fd)
+        elif not _try_lock(fd):
+            self._wait(fd, time.monotonic() + timeout, timeout)
+
+    def _attach(self, fd: int) -> SharedState:
+        """Read the header of the lock file just locked; claim it for our log."""
+        shared = SharedState(fd)
+        try:
+            other = shared.claim(self.log_path, self._key)
+        except BaseException:
+            _flock(fd, _UN)
+            raise
+        if other is not None and _real(other) != _real(self.log_path) and os.path.exists(other):
+            _flock(fd, _UN)
+            raise LockFileConflict(self.log_path, self.path, other)
+        if other is not None:  # the other log is gone (or is ours by another path): take over
+            shared.repair()
+            shared.claim(self.log_path, self._key)
+        self._shared = shared
+        return shared
+
+    def _orphan(self) -> int | None:
+        """We just created the lock file although the log already holds records: the
+        old lock file may have been deleted while processes still use it.  Find it
+        (Linux: through /proc) and lock it, before our new one, as :meth:`_move` does."""
+        self._created = False
+        try:
+            if not os.path.getsize(self.log_path):
+                return None
+        except OSError:
+            return None
+        fd = find_deleted(self.path)
+        if fd is not None:
+            try:
+                self._lock_fd(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _adopt(self, orphan: int, shared: SharedState) -> None:
+        """Carry the deleted lock file's state over to our new one, and send its users
+        through their checks (they move here at their next record); then let go of it."""
+        try:
+            old = SharedState(orphan)
+            if old.valid(self._key):
+                shared.copy_from(old)
+                shared.bump()
+                old.bump()
+        finally:
+            _flock(orphan, _UN)
+            os.close(orphan)
 
     def _wait_for_thread(self, timeout: float | None = None) -> None:
         """Take the thread lock that another thread holds, or raise if this thread holds
@@ -306,6 +302,7 @@ class FileLock:
                     return
             _lock(fd)  # type: ignore[arg-type]
         except BaseException:
+            self._owner = None
             self._thread_lock.release()
             raise
 
@@ -332,8 +329,8 @@ class FileLock:
             self._thread_lock.release()
 
     def owned(self) -> bool:
-        """True if the calling thread holds the lock (a signal handler that interrupted
-        the thread's write sees it held)."""
+        """True if the calling thread holds the lock or waits for it (a signal handler
+        that interrupted the thread sees it so)."""
         return self._owner == _get_ident()
 
     def __enter__(self) -> SharedState:
@@ -341,6 +338,66 @@ class FileLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+    # -- the lock file itself ------------------------------------------------------------
+
+    def verify(self) -> str | None:
+        """Check that the path still names the locked file and that its header is
+        intact (lock held); repair what is not.  Return what was wrong, or None.
+
+        Deleted or replaced (``rm``, a tmp cleaner): move to the file the path
+        names now, creating it if needed, and carry the shared state over unless
+        processes started since already keep theirs there; both generations are
+        bumped so that every writer, on either file, checks everything at its
+        next record (and those on the old file move too).  Truncated or
+        overwritten: write a fresh header.  Another log's handler may have
+        claimed a recreated file: :class:`LockFileConflict`.
+        """
+        fd, shared = self._fd, self._shared
+        assert fd is not None, "acquire the lock first"
+        assert shared is not None, "acquire the lock first"
+        held = os.fstat(fd)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if (
+            current is None
+            or held.st_nlink == 0
+            or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino)
+        ):
+            self._move(fd, shared)
+            return f"lock file {self.path} was deleted or replaced; moved to the new one"
+        if not shared.valid(self._key):
+            shared.repair()
+            shared.claim(self.log_path, self._key)
+            return f"lock file {self.path} was damaged (truncated or overwritten); repaired"
+        return None
+
+    def _move(self, old_fd: int, shared: SharedState) -> None:
+        """Lock the file now at our path while still holding the old one, then let go
+        of the old one (see :meth:`verify`).  No deadlock: only a process moving off
+        the old file holds both, and nobody on the new file waits for the old one."""
+        new_fd = self.permissions.open(self.path, _OPEN_FLAGS)
+        try:
+            if os.fstat(new_fd).st_size < HEADER_SIZE:
+                os.ftruncate(new_fd, HEADER_SIZE)
+            self._lock_fd(new_fd)
+            new = SharedState(new_fd)
+            if not new.valid(self._key):  # a fresh file: the state we know is the best
+                other = new.claim(self.log_path, self._key)
+                if other is not None and _real(other) != _real(self.log_path):
+                    _flock(new_fd, _UN)
+                    raise LockFileConflict(self.log_path, self.path, other)
+                new.copy_from(shared)
+            new.bump()
+            shared.bump()
+        except BaseException:
+            os.close(new_fd)
+            raise
+        _flock(old_fd, _UN)
+        os.close(old_fd)
+        self._fd = shared.fd = new_fd
 
     def forget(self) -> None:
         """Drop the descriptor inherited over fork without touching the parent's lock.
@@ -369,10 +426,41 @@ class FileLock:
     def _close_fd(self) -> None:
         self._close_on_release = False
         fd, self._fd = self._fd, None
-        self._shared = None  # unmapped once unreferenced
+        self._shared = None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def find_deleted(path: str) -> int | None:
+    """Open the deleted file last named *path* that some process still holds open
+    (through ``/proc/<pid>/fd``, as far as this user may look); None if there is none."""
+    target = f"{path} (deleted)"
+    try:
+        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+    except OSError:  # no /proc: not Linux
+        return None
+    for pid in pids:
+        folder = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue
+        for fd in fds:
+            link = f"{folder}/{fd}"
+            try:
+                if os.readlink(link) == target:
+                    # The /proc link must be followed: no O_NOFOLLOW here.
+                    return os.open(link, _OPEN_FLAGS & ~(os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)))
+            except OSError:
+                continue
+    return None
+
+
+def _real(path: str) -> str:
+    """*path* with its directory's symbolic links resolved (the file may not exist)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:

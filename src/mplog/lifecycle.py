@@ -1,0 +1,115 @@
+"""Process and thread lifecycle: re-entry from the same thread, fork, and exit.
+
+**Re-entry.**  Python runs signal handlers between bytecodes of the main thread,
+also while it waits in ``flock`` or holds a queue lock, and the garbage collector
+runs ``__del__`` methods wherever an allocation triggers it.  gunicorn's SIGUSR1
+handler calls ``close()`` and ``_open()`` on every file handler; a ``__del__`` or
+a formatter may log.  The rule: every entry point of a handler (``emit``,
+``close``, ``flush``, ``_open``, ``doRollover``, the batched writer's pass) marks
+the calling thread as *inside* from its first instruction to its last
+(:class:`ThreadGuard`).  A call that finds its thread already inside never
+blocks: a record goes to ``handleError`` (sync mode) or the queue (batched
+mode), ``flush()`` returns at once, and ``close()``, ``_open()`` and
+``doRollover()`` are deferred until the outer call leaves, when they run in
+order.
+
+**Fork.**  A forked child must not use the parent's lock description (flock
+locks belong to it) nor its threads' state: :func:`track` registers each
+handler, and ``os.register_at_fork`` gives every live one its ``_before_fork``
+(the batched queue is written out first, so the child starts empty) and
+``_after_fork`` (own descriptors, empty queues, no thread inside).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Callable, Protocol
+
+__all__ = ["ThreadGuard", "track"]
+
+_get_ident = threading.get_ident
+
+
+class ThreadGuard:
+    """Which threads are inside one handler right now, and what they deferred.
+
+    The handler's hot path uses :attr:`threads` directly (``ident in threads``,
+    ``threads[ident] = True``): one dictionary operation each, atomic with
+    respect to signal handlers, which run between bytecodes.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("deferred", "threads")
+
+    def __init__(self) -> None:
+        #: thread ident -> True while that thread is inside the handler.
+        self.threads: dict[int, bool] = {}
+        #: thread ident -> calls deferred until that thread leaves.
+        self.deferred: dict[int, list[Callable[[], object]]] = {}
+
+    def inside(self) -> bool:
+        """True if the calling thread is inside the handler."""
+        return _get_ident() in self.threads
+
+    def enter(self) -> bool:
+        """Mark the calling thread inside; False (and no change) if it already was."""
+        ident = _get_ident()
+        if ident in self.threads:
+            return False
+        self.threads[ident] = True
+        return True
+
+    def leave(self) -> None:
+        """Unmark the calling thread, then run what was deferred while it was inside."""
+        ident = _get_ident()
+        self.threads.pop(ident, None)
+        if self.deferred:
+            self.run_deferred(ident)
+
+    def defer(self, call: Callable[[], object]) -> None:
+        """Run *call* when the calling thread leaves the handler."""
+        self.deferred.setdefault(_get_ident(), []).append(call)
+
+    def run_deferred(self, ident: int) -> None:
+        """Run, in order, what the thread *ident* deferred (it is no longer inside)."""
+        calls = self.deferred.pop(ident, None)
+        for call in calls or ():
+            call()
+
+    def after_fork_in_child(self) -> None:
+        """Only the forking thread survives a fork; what other threads held is gone."""
+        self.threads.clear()
+        self.deferred.clear()
+
+
+class _Forkable(Protocol):
+    def _before_fork(self) -> None: ...
+
+    def _after_fork(self) -> None: ...
+
+
+_live: weakref.WeakSet[_Forkable] = weakref.WeakSet()
+_hook_installed = False
+
+
+def _before_fork() -> None:
+    for handler in list(_live):
+        handler._before_fork()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_live):
+        handler._after_fork()
+
+
+def track(handler: _Forkable) -> None:
+    """Call *handler*'s ``_before_fork`` and ``_after_fork`` around every ``os.fork``
+    while it lives (also after ``close()``: gunicorn reopens closed handlers)."""
+    global _hook_installed  # noqa: PLW0603 - one process-wide fork hook, installed lazily
+    _live.add(handler)
+    if not _hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _hook_installed = True
