@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -92,38 +92,26 @@ def test_the_in_flight_mark_is_the_end_of_the_write(tmp_path: Path) -> None:
     lock.close()
 
 
-def test_without_the_word_view_every_record_takes_the_general_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On a big-endian host the header cannot be read as native words: the handler then
-    never takes its fast path, and writes and rotates exactly as it does elsewhere."""
-    monkeypatch.setattr(sys, "byteorder", "big")
-    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", maxBytes=60, backupCount=3)
-    prepared = []
-    prepare = handler._prepare
-
-    def counting_prepare(shared: mplog.lock.SharedState, nbytes: int) -> int:
-        prepared.append(nbytes)
-        return prepare(shared, nbytes)
-
-    handler._prepare = counting_prepare  # type: ignore[method-assign]
+def test_the_header_on_disk_is_little_endian_and_names_its_log(tmp_path: Path) -> None:
+    """The shared state is read and written as little-endian words whatever the host's
+    byte order (hosts of both orders may share a log over NFS), and the header records
+    which log the lock file serves."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=60, backupCount=3)
     try:
-        assert handler._lock.acquire().words is None
-        handler._lock.release()
-        for i in range(10):
+        for i in range(4):
             handler.emit(logging.makeLogRecord({"msg": f"record {i:02d} " + "x" * 8}))
     finally:
         handler.close()
-    assert len(prepared) == 10  # _prepare decided every record
-    lines = [
-        line
-        for name in ("app.log.3", "app.log.2", "app.log.1", "app.log")
-        for line in (tmp_path / name).read_text(encoding="utf-8").splitlines()
-    ]
-    # 19-byte records, 60-byte files: three per file, the tenth alone in the active file
-    assert lines == [f"record {i:02d} " + "x" * 8 for i in range(10)]
-    assert (tmp_path / "app.log").read_text(encoding="utf-8") == "record 09 xxxxxxxx\n"
-    assert not (tmp_path / "app.log.4").exists()
+    raw = (tmp_path / ".__app.lock").read_bytes()
+    assert raw[:8] == b"mplog\x00\x00\x03"
+    generation, size, end = struct.unpack_from("<QQQ", raw, 8)
+    assert size == end == path.stat().st_size == 19  # the fourth record, after a rotation
+    assert generation >= 2
+    dev, ino = struct.unpack_from("<QQ", raw, 48)
+    assert (dev, ino) == (path.stat().st_dev, path.stat().st_ino)
+    (length,) = struct.unpack_from("<Q", raw, 72)
+    assert raw[80 : 80 + length].decode() == str(path)
 
 
 @pytest.mark.timeout(30)
