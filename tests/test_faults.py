@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import importlib
 import logging
 import multiprocessing
@@ -685,6 +686,77 @@ def test_logrotate_against_a_live_log(
             assert missing == list(range(missing[0], missing[-1] + 1)), f"worker {worker}"
         first_late = min(r.seq for r in current if r.worker == worker and r.created >= done)
         assert seqs[-(total - first_late) :] == list(range(first_late, total))
+
+
+EXAMPLE_STANZA = Path(__file__).resolve().parent.parent / "examples" / "logrotate.conf"
+EXAMPLE_PATH = "/var/log/myapp/app.log"  # the path the example stanza names
+
+
+def _logrotate_program() -> str:
+    program = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin:/sbin")
+    if program is None:
+        pytest.skip("logrotate is not installed (apt-get install -y logrotate)")
+    return program
+
+
+def _read_any(path: Path) -> list[Any]:
+    """The records of a plain or gzipped file of the log."""
+    data = path.read_bytes()
+    return mp.parse_records(gzip.decompress(data) if path.suffix == ".gz" else data, path.name)
+
+
+@pytest.mark.timeout(90)
+def test_the_example_logrotate_stanza_keeps_every_record(tmp_path: Path) -> None:
+    """examples/logrotate.conf, run by the real logrotate three times over a log three
+    processes are writing (compress + delaycompress): every record is in app.log, app.log.1
+    or a .gz backup exactly once, in each process's order."""
+    program = _logrotate_program()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / BASE
+    stanza = EXAMPLE_STANZA.read_text(encoding="utf-8")
+    assert EXAMPLE_PATH in stanza
+    assert "compress" in stanza.split()
+    assert "delaycompress" in stanza.split()
+    config = tmp_path / "logrotate.conf"
+    config.write_text(stanza.replace(EXAMPLE_PATH, f'"{path}"'), encoding="utf-8")
+    interval = 1.0  # the handler's default watch_interval
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    counts = ctx.RawArray("q", 3)
+    last_created = ctx.RawArray("d", 3)
+    arglists = [(str(path), {}, w, stop, counts, last_created) for w in range(3)]
+    with started(ctx, fault_workers.rotate_watching_worker, arglists) as processes:
+        for run in range(3):
+            floor = min(counts) + 200
+            fault_workers.wait_until(
+                lambda floor=floor: min(counts) >= floor, JOIN_TIMEOUT, "records"
+            )
+            result = subprocess.run(
+                [program, "--force", "--state", str(tmp_path / "state"), str(config)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            assert result.returncode == 0, result.stderr
+            done = time.time()
+            # Every writer has moved on to the new file before the next run compresses
+            # the one logrotate just renamed.
+            fault_workers.wait_until(
+                lambda done=done: min(last_created) > done + interval,
+                JOIN_TIMEOUT,
+                f"records logged after logrotate run {run + 1} and one watch_interval",
+            )
+        stop.set()
+        for process in processes:
+            process.join(JOIN_TIMEOUT)
+        assert [p.exitcode for p in processes] == [0, 0, 0]
+    names = sorted(os.listdir(logs))
+    assert names == [LOCK, BASE, f"{BASE}.1", f"{BASE}.2.gz", f"{BASE}.3.gz"]
+    oldest_first = [f"{BASE}.3.gz", f"{BASE}.2.gz", f"{BASE}.1", BASE]
+    records = [record for name in oldest_first for record in _read_any(logs / name)]
+    mp.assert_each_once_in_order(records, dict(enumerate(counts)))
 
 
 # -- 6. interpreter shutdown ------------------------------------------------------------------

@@ -101,6 +101,13 @@ def test_compression_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (tmp_path / "logs" / "app.log").exists()
 
 
+def test_the_logrotate_stanza_is_the_example_file() -> None:
+    """The README shows examples/logrotate.conf as it is (tests/test_faults.py runs that
+    file with the real logrotate)."""
+    example = (ROOT / "examples" / "logrotate.conf").read_text(encoding="utf-8")
+    assert _blocks("conf") == [example]
+
+
 @pytest.mark.parametrize("index", [3, 4])
 def test_migration_imports(tmp_path: Path, index: int) -> None:
     """The one-line migration imports work."""

@@ -10,10 +10,11 @@ Two naming schemes, both the stdlib's:
   names sort in rotation order.
 
 A custom ``namer`` is applied to every default name; backups are recognized by
-finding the period in a directory entry and checking that the namer maps the
-default name to exactly that entry.  A compressed backup is its uncompressed
-name plus the compressor's suffix (``app.log.1.gz``); both forms count as the
-same backup everywhere (shifting, counters, retention).
+finding the period (or the number) in a directory entry and checking that the
+namer maps the default name to exactly that entry, so listing backups costs
+what is in the directory, never what ``backupCount`` allows.  A compressed
+backup is its uncompressed name plus the compressor's suffix (``app.log.1.gz``);
+both forms count as the same backup everywhere (shifting, counters, retention).
 """
 
 from __future__ import annotations
@@ -125,10 +126,6 @@ def _match_backup(
     return None
 
 
-def _numbered_names(base: str, count: int, namer: Namer) -> list[str]:
-    return [namer(f"{base}.{i}") for i in range(1, count + 1)]
-
-
 def _lister(suffixes: Sequence[str]) -> Callable[[str], list[str]]:
     """Return a function giving, for a name, the suffixes ("" included) it exists with;
     one listdir per directory."""
@@ -148,19 +145,67 @@ def _lister(suffixes: Sequence[str]) -> Callable[[str], list[str]]:
     return present
 
 
-def _existing(names: Iterable[str], suffixes: Sequence[str]) -> list[list[str]]:
-    """For each name, the suffixes ("" included) it exists with."""
-    present = _lister(suffixes)
-    return [present(name) for name in names]
+_DIGITS = re.compile(r"\d+")
+
+
+def _numbers_in(entry: str) -> set[int]:
+    """The numbers written in *entry*: each run of digits, zero-padded or not."""
+    return {int(digits) for digits in _DIGITS.findall(entry)}
 
 
 def list_numbered(base: str, count: int, namer: Namer, suffixes: Sequence[str]) -> list[Backup]:
-    """Return the size-named backups ``.1`` ... ``.count`` of *base*, oldest first."""
-    names = _numbered_names(base, count, namer)
+    """Return the size-named backups ``.1`` ... ``.count`` of *base*, oldest first.
+
+    Costs what is on disk, not what *count* allows: one listing of the backups'
+    directory, and for each entry a namer call per number written in it (at most
+    one per number), to check that ``namer(f"{base}.{n}")`` is that entry, plain or
+    with one of *suffixes*.  That finds every backup of a namer that keeps the
+    number as digits in the file name and every backup in one directory (the
+    default names, ``app.3.log``, ``app.log.003``), which three sample numbers
+    check; for another namer each number up to *count* is named and looked up.
+    """
+    if count < 1:
+        return []
+    names: dict[int, str] = {}  # number -> namer's name: each number named once
+
+    def name_of(number: int) -> str:
+        name = names.get(number)
+        if name is None:
+            name = names[number] = namer(f"{base}.{number}")
+        return name
+
+    directory = os.path.dirname(name_of(1))
+    for sample in {1, (count + 1) // 2, count}:
+        sample_dir, sample_entry = os.path.split(name_of(sample))
+        if sample_dir != directory or sample not in _numbers_in(sample_entry):
+            return _list_every_number(count, name_of, suffixes)
+    try:
+        entries = os.listdir(directory or ".")
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        for suffix in ("", *suffixes):
+            if not entry.endswith(suffix):
+                continue
+            stem = entry[: len(entry) - len(suffix)]
+            for number in _numbers_in(stem):
+                if 1 <= number <= count and os.path.split(name_of(number)) == (directory, stem):
+                    name = name_of(number)
+                    found.append(Backup("", -number, name + suffix, name, suffix))
+    found.sort()
+    return found
+
+
+def _list_every_number(
+    count: int, name_of: Callable[[int], str], suffixes: Sequence[str]
+) -> list[Backup]:
+    """list_numbered for a namer whose names do not show the number: name each one."""
+    present = _lister(suffixes)
     found = [
-        Backup("", -number, name + suffix, name, suffix)
-        for number, (name, present) in enumerate(zip(names, _existing(names, suffixes)), 1)
-        for suffix in present
+        Backup("", -number, name_of(number) + suffix, name_of(number), suffix)
+        for number in range(1, count + 1)
+        for suffix in present(name_of(number))
     ]
     found.sort()
     return found
@@ -301,14 +346,21 @@ class Backups:
     def locate(self, file_id: tuple[int, int], hint: str) -> str | None:
         """The current name of the uncompressed backup *file_id*, looking at *hint* first
         (caller holds the writers' lock, so names cannot change meanwhile)."""
-        candidates = [hint]
-        if self._period_pattern is None:  # numbered backups shift: look at every number
-            candidates += _numbered_names(self.base, self._count(), self._namer)
-        for path in candidates:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if (st.st_dev, st.st_ino) == file_id:
-                return path
+        if _is_file(hint, file_id):
+            return hint
+        if self._period_pattern is not None:  # time-named backups never move
+            return None
+        # Numbered backups shift: look at each uncompressed one there is (not at every
+        # number backupCount allows).
+        for backup in self.files():
+            if not backup.suffix and backup.path != hint and _is_file(backup.path, file_id):
+                return backup.path
         return None
+
+
+def _is_file(path: str, file_id: tuple[int, int]) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == file_id
