@@ -139,3 +139,23 @@ def test_python_dash_m_and_help() -> None:
     )
     assert "--processes" in result.stdout
     assert "--start-method" in result.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    """mplog --version and mplog.__version__ both report the installed distribution's version."""
+    import importlib.metadata
+
+    import mplog
+
+    installed = importlib.metadata.version("mplog")
+    assert mplog.__version__ == installed
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8")
+    assert f'\nversion = "{installed}"\n' in pyproject  # the one place it is written
+    result = subprocess.run(
+        [sys.executable, "-m", "mplog", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == f"mplog {installed}"

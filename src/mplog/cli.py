@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import bench
+from . import __version__, bench
 from .demo import DemoConfig, format_report, run_demo
 from .triggers import TimeSchedule
 from .units import parse_size
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mplog", description="Multi-process safe rotating file logging."
     )
+    parser.add_argument("--version", action="version", version=f"mplog {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser(
         "demo",
