@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import mplog
+import mplog.cli
 from mplog.config import load_config
 
 
@@ -341,3 +343,57 @@ def test_pool_workers_log_to_the_same_file(
     assert tasks == list(range(40)), "every task logged exactly once"
     assert sum("parent before pool" in line for line in lines) == 1
     assert pids - {os.getpid()}, "the tasks ran in worker processes"
+
+
+@pytest.mark.parametrize("when", ["midnite", "hourly", "1 fortnight"])
+def test_when_errors_are_the_same_everywhere_and_list_both_forms(tmp_path: Path, when: str) -> None:
+    """setup_logging(), both handlers and the CLI give one message for a bad when=: it lists
+    the stdlib names and the durations, and suggests the name a typo was close to."""
+    messages = []
+    for make in (
+        lambda: mplog.setup_logging(tmp_path / "a.log", when=when),
+        lambda: mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", when=when),
+        lambda: mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "a.log", when),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"when={when!r}")) as info:
+            make()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == messages[2]
+    for form in ("'midnight'", "'H'", "'W0'-'W6'", "'1 day'", "'6 hours'", "timedelta"):
+        assert form in messages[0]
+    assert ("did you mean 'midnight'?" in messages[0]) == (when == "midnite")
+    with pytest.raises(SystemExit):
+        mplog.cli.main(["demo", "--when", when])
+    assert not (tmp_path / "a.log").exists()
+
+
+def test_handlers_accept_durations_like_setup_logging(tmp_path: Path) -> None:
+    """when='1 day' or '6 hours' works in the handlers (and so in dictConfig files) too."""
+    daily = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", when="1 day", delay=True)
+    hourly = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "b.log", "6 hours", delay=True)
+    stdlib = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "c.log", "H", 6, delay=True)
+    schedules = [h.schedule for h in (daily, hourly, stdlib)]
+    assert [(s.when, s.interval) for s in schedules if s] == [
+        ("MIDNIGHT", 86400),
+        ("H", 6 * 3600),
+        ("H", 6 * 3600),
+    ]
+    for handler in (daily, hourly, stdlib):
+        handler.close()
+    file = {"class": "mplog.ConcurrentRotatingFileHandler", "filename": str(tmp_path / "d.log")}
+    configured = mplog.setup_logging(
+        config={
+            "version": 1,
+            "handlers": {"f": dict(file, when="6 hours")},
+            "root": {"handlers": ["f"]},
+        }
+    )
+    assert configured is not None
+    assert configured.schedule is not None
+    assert (configured.schedule.when, configured.schedule.interval) == ("H", 6 * 3600)
+
+
+def test_interval_with_a_duration_is_refused(tmp_path: Path) -> None:
+    """when='6 hours', interval=2 is ambiguous: the error says to put the period in when=."""
+    with pytest.raises(ValueError, match=r"when='6 hours', interval=2: .*give the whole period"):
+        mplog.setup_logging(tmp_path / "a.log", when="6 hours", interval=2)

@@ -102,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--max-bytes", type=_size, default=64 * 1024, help="rotate at this size (default: 64KiB)"
     )
-    demo.add_argument("--when", type=_when, help="also rotate by time: S, M, H, midnight, W0-W6")
+    demo.add_argument(
+        "--when",
+        type=_when,
+        help="also rotate by time: S, M, H, midnight, W0-W6, or a duration such as '1 min'",
+    )
     demo.add_argument(
         "--compress",
         choices=["gzip", "bz2", "xz", "zstd"],

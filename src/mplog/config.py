@@ -20,7 +20,7 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
-from .units import DurationLike, SizeLike, parse_duration, parse_size
+from .units import DurationLike, SizeLike, parse_size
 
 __all__ = ["DEFAULT_FORMAT", "WorkerInitializer", "setup_logging", "worker_initializer"]
 
@@ -28,8 +28,6 @@ DEFAULT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 DEFAULT_BACKUP_COUNT = 5
 
 ConfigLike = Union[PathLike, dict[str, Any]]
-
-_STDLIB_WHENS = {"S", "M", "H", "D", "MIDNIGHT"} | {f"W{d}" for d in range(7)}
 
 # The arguments of the last setup_logging() call in this process, replayed by
 # worker_initializer() in pool workers.
@@ -100,7 +98,9 @@ def setup_logging(
         raise ValueError("setup_logging() needs a filename (or config=)")
     _check_level(level)
     path = os.path.abspath(os.fspath(filename))
-    rotation: dict[str, Any] = dict(_parse_when(when, interval), **handler_options)
+    rotation: dict[str, Any] = dict(handler_options)
+    if when is not None:
+        rotation.update(when=when, interval=interval)
     if compress is not None:
         rotation["compress"] = compress
     if max_bytes is not None:
@@ -141,21 +141,6 @@ def _check_level(level: int | str) -> None:
         or (isinstance(level, str) and not isinstance(logging.getLevelName(level.upper()), int))
     ):
         raise ValueError(f"level={level!r}: expected a level name such as 'INFO' or a number")
-
-
-def _parse_when(when: str | DurationLike | None, interval: int) -> dict[str, Any]:
-    """Map a stdlib *when* or a duration to the handler's when/interval."""
-    if when is None:
-        return {}
-    if isinstance(when, str) and when.strip().upper() in _STDLIB_WHENS:
-        return {"when": when.strip(), "interval": interval}
-    seconds = int(parse_duration(when, "when"))
-    if seconds <= 0:
-        raise ValueError(f"when={when!r}: the rotation period must be at least one second")
-    for unit, size in (("MIDNIGHT", 86400), ("H", 3600), ("M", 60), ("S", 1)):
-        if seconds % size == 0:
-            return {"when": unit, "interval": seconds // size}
-    raise AssertionError("unreachable: every whole number of seconds divides by 1")
 
 
 def load_config(config: ConfigLike) -> dict[str, Any]:

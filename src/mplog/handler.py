@@ -88,7 +88,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
     :param when: time rotation as in ``TimedRotatingFileHandler`` (``"S"``, ``"M"``,
-        ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``); ``None`` for size only.
+        ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``), or a duration
+        (``"6 hours"``, ``"1 day"``: whole days rotate at midnight); ``None`` for size only.
     :param interval: multiplier of *when*.
     :param utc: use UTC instead of local time for *when* and the file names.
     :param atTime: time of day for ``"midnight"`` and weekly rotation
@@ -145,7 +146,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         delay: bool = False,
         errors: str | None = None,
         *,
-        when: str | None = None,
+        when: str | DurationLike | None = None,
         interval: int = 1,
         utc: bool = False,
         atTime: datetime.time | str | None = None,
@@ -742,7 +743,7 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
     def __init__(
         self,
         filename: PathLike,
-        when: str = "h",
+        when: str | DurationLike = "h",
         interval: int = 1,
         backupCount: int = 0,
         encoding: str | None = None,
