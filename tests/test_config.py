@@ -397,3 +397,99 @@ def test_interval_with_a_duration_is_refused(tmp_path: Path) -> None:
     """when='6 hours', interval=2 is ambiguous: the error says to put the period in when=."""
     with pytest.raises(ValueError, match=r"when='6 hours', interval=2: .*give the whole period"):
         mplog.setup_logging(tmp_path / "a.log", when="6 hours", interval=2)
+
+
+_YAML = """\
+version: 1
+formatters:
+  plain:
+    format: "%(levelname)s %(name)s: %(message)s"
+filters:
+  only_app:
+    name: app
+handlers:
+  file:
+    class: mplog.ConcurrentRotatingFileHandler
+    filename: logs/app.log
+    maxBytes: 10 KB
+    backupCount: 2
+    formatter: plain
+loggers:
+  app:
+    level: DEBUG
+    propagate: true
+root:
+  level: INFO
+  handlers: [file]
+"""
+
+
+@pytest.mark.parametrize(
+    ("typo", "fixed", "path", "suggestion"),
+    [
+        ("\nroot:", "\nroots:", "roots", "'root'"),
+        ("  level: INFO", "  levle: INFO", "root.levle", "'level'"),
+        ("  handlers: [file]", "  handler: [file]", "root.handler", "'handlers'"),
+        ("    propagate:", "    propagte:", "loggers.app.propagte", "'propagate'"),
+        ("    maxBytes:", "    max_bytes:", "handlers.file.max_bytes", "'maxBytes'"),
+        ("    backupCount:", "    backupCont:", "handlers.file.backupCont", "'backupCount'"),
+        ("    formatter: plain", "    formater: plain", "handlers.file.formater", "'formatter'"),
+        ("    format:", "    fromat:", "formatters.plain.fromat", "'format'"),
+        ("    name: app", "    nmae: app", "filters.only_app.nmae", "'name'"),
+        ("  level: INFO", "  level: INOF", "root.level", "'INFO'"),
+        ("  handlers: [file]", "  handlers: [fiel]", "root.handlers", "'file'"),
+        ("    formatter: plain", "    formatter: plane", "handlers.file.formatter", "'plain'"),
+    ],
+)
+def test_config_typos_fail_naming_the_file_the_key_path_and_the_fix(
+    tmp_path: Path, typo: str, fixed: str, path: str, suggestion: str
+) -> None:
+    """A misspelled key, level or name in a config file is refused before anything is set
+    up (stdlib dictConfig ignores unknown keys), with a 'did you mean'."""
+    pytest.importorskip("yaml")
+    assert _YAML.count(typo) == 1
+    config = tmp_path / "logging.yaml"
+    config.write_text(_YAML.replace(typo, fixed), encoding="utf-8")
+    before = logging.getLogger().handlers[:]
+    with pytest.raises(ValueError, match=rf"did you mean {re.escape(suggestion)}\?") as info:
+        mplog.setup_logging(config=config)
+    assert str(info.value).startswith(f"{config}: {path}: ")
+    assert logging.getLogger().handlers == before
+    assert not (tmp_path / "logs").exists(), "nothing is created for a config that is refused"
+
+
+def test_the_untouched_config_applies(tmp_path: Path) -> None:
+    """The config the typo test breaks is valid as written: each failure there is the typo's."""
+    pytest.importorskip("yaml")
+    config = tmp_path / "logging.yaml"
+    config.write_text(_YAML, encoding="utf-8")
+    handler = mplog.setup_logging(config=config)
+    assert handler is not None
+    assert (handler.maxBytes, handler.backupCount) == (10_000, 2)
+    logging.getLogger("app").debug("in")
+    assert _lines(tmp_path / "logs" / "app.log") == ["DEBUG app: in"]
+
+
+def test_handler_keys_are_checked_against_the_class_signature(tmp_path: Path) -> None:
+    """A stdlib class's keys are its constructor's keywords; factories ('()') and classes
+    that take **kwargs are left to dictConfig."""
+    stream = {"class": "logging.StreamHandler", "filename": str(tmp_path / "a.log")}
+    config = {"version": 1, "handlers": {"out": stream}}
+    with pytest.raises(ValueError, match=r"^config: handlers\.out\.filename: unknown key") as info:
+        mplog.setup_logging(config=config)
+    assert "logging.StreamHandler" in str(info.value)
+    factory = {"()": "logging.Formatter", "fmt": "%(message)s"}  # any keyword, as dictConfig
+    config = {"version": 1, "formatters": {"f": factory}, "handlers": {}}
+    assert mplog.setup_logging(config=config) is None
+
+
+def test_dict_config_errors_name_the_file_and_key_path(tmp_path: Path) -> None:
+    """What dictConfig itself refuses (a class that does not import) is re-raised with the
+    file name and the key path of the entry."""
+    pytest.importorskip("yaml")
+    config = tmp_path / "logging.yaml"
+    text = _YAML.replace("mplog.ConcurrentRotatingFileHandler", "mplog.NoSuchHandler")
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"NoSuchHandler") as info:
+        mplog.setup_logging(config=config)
+    assert str(info.value).startswith(f"{config}: handlers.file: Unable to configure handler")

@@ -115,3 +115,16 @@ def test_ci_runs_the_readme_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for command in commands:
         assert command in ci
+
+
+def test_config_error_shown_in_the_readme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example error is what setup_logging says for `levle:` in its YAML."""
+    pytest.importorskip("yaml")
+    (shown,) = _blocks("text")
+    yaml_block = _blocks("yaml")[0]
+    assert yaml_block.count("  level: INFO") == 1
+    monkeypatch.chdir(tmp_path)
+    Path("logging.yaml").write_text(yaml_block.replace("  level:", "  levle:"), encoding="utf-8")
+    with pytest.raises(ValueError, match="levle") as info:
+        mplog.setup_logging(config="logging.yaml")
+    assert str(info.value) == shown.strip()

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
+from .schema import check_config, explain_dict_config_error
 from .units import DurationLike, SizeLike, parse_size
 
 __all__ = ["DEFAULT_FORMAT", "WorkerInitializer", "setup_logging", "worker_initializer"]
@@ -151,6 +152,9 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     and missing directories are created.
     ``disable_existing_loggers`` defaults to False: loggers created before the
     call (module-level ``getLogger(__name__)``) keep working.
+
+    :raises ValueError: an unknown key, level or name (see :mod:`mplog.schema`),
+        naming the file, the key path and the key that was probably meant.
     """
     if isinstance(config, dict):
         settings, base = copy.deepcopy(config), os.getcwd()
@@ -160,9 +164,8 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     # Unlike bare dictConfig, keep loggers that modules created at import time,
     # before setup_logging() ran: disabling them silently drops their records.
     settings.setdefault("disable_existing_loggers", False)
-    handlers = settings.get("handlers", {})
-    if not isinstance(handlers, dict):
-        raise ValueError(f"{config}: 'handlers' must be a mapping, got {handlers!r}")
+    check_config(settings, _where(config))  # before creating any directory
+    handlers = settings.get("handlers") or {}
     for name, entry in handlers.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), (str, os.PathLike)):
             continue
@@ -234,13 +237,15 @@ def _toml() -> Any:
     return tomli
 
 
+def _where(source: ConfigLike) -> str:
+    return "config" if isinstance(source, dict) else os.fspath(source)
+
+
 def _apply_dict_config(settings: dict[str, Any], source: ConfigLike) -> None:
-    where = "config" if isinstance(source, dict) else os.fspath(source)
     try:
         logging.config.dictConfig(settings)
     except (ValueError, TypeError, AttributeError, ImportError) as err:
-        cause = f": {err.__cause__}" if err.__cause__ else ""
-        raise ValueError(f"{where}: {err}{cause}") from err
+        raise ValueError(explain_dict_config_error(err, _where(source))) from err
 
 
 def _root_mplog_handler() -> ConcurrentRotatingFileHandler | None:
