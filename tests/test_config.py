@@ -493,3 +493,55 @@ def test_dict_config_errors_name_the_file_and_key_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"NoSuchHandler") as info:
         mplog.setup_logging(config=config)
     assert str(info.value).startswith(f"{config}: handlers.file: Unable to configure handler")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "max_bytes", "backup_count"),
+    [
+        ({"maxBytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
+        ({"max_bytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
+        ({"maxBytes": "2 KB", "backupCount": 3}, 2000, 3),
+        ({"max_bytes": "2 KB", "backupCount": 3}, 2000, 3),
+    ],
+)
+def test_the_handlers_camel_case_spellings_are_aliases(
+    tmp_path: Path, kwargs: dict[str, Any], max_bytes: int, backup_count: int
+) -> None:
+    """setup_logging(maxBytes=...) rotates like max_bytes=..., with the same default
+    backup count (it used to reach the handler with backupCount 0: no rotation)."""
+    path = tmp_path / "app.log"
+    handler = mplog.setup_logging(path, format="%(message)s", **kwargs)
+    assert handler is not None
+    assert (handler.maxBytes, handler.backupCount) == (max_bytes, backup_count)
+    for i in range(300):
+        logging.getLogger("x").info("record %04d", i)  # 12 bytes each: 3,600 bytes
+    assert (tmp_path / "app.log.1").exists(), "it rotated"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"max_bytes": 10, "maxBytes": 20}, "max_bytes=10 and maxBytes=20"),
+        ({"backup_count": 1, "backupCount": 2}, "backup_count=1 and backupCount=2"),
+    ],
+)
+def test_both_spellings_of_one_option_are_refused(
+    tmp_path: Path, kwargs: dict[str, Any], fragment: str
+) -> None:
+    """Giving both spellings of one option fails instead of silently using one of them."""
+    with pytest.raises(ValueError, match="are the same option; give only one") as info:
+        mplog.setup_logging(tmp_path / "a.log", **kwargs)
+    assert fragment in str(info.value)
+    assert not (tmp_path / "a.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "meant"),
+    [("max_byte", "max_bytes"), ("maxbytes", "maxBytes"), ("lock_timout", "lock_timeout")],
+)
+def test_unknown_keywords_name_the_option_meant(tmp_path: Path, keyword: str, meant: str) -> None:
+    """A misspelled keyword of setup_logging() fails with the option that was meant."""
+    with pytest.raises(ValueError, match=rf"setup_logging\(\): {keyword}: unknown keyword") as info:
+        mplog.setup_logging(tmp_path / "a.log", **{keyword: 1})
+    assert str(info.value).endswith(f"did you mean {meant!r}?")
+    assert not (tmp_path / "a.log").exists()

@@ -20,7 +20,8 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
-from .schema import check_config, explain_dict_config_error
+from .schema import check_config, check_keywords, explain_dict_config_error
+from .schema import handler_options as handler_options_of_mplog
 from .units import DurationLike, SizeLike, parse_size
 
 __all__ = ["DEFAULT_FORMAT", "WorkerInitializer", "setup_logging", "worker_initializer"]
@@ -61,9 +62,11 @@ def setup_logging(
     :param level: root logger level (name or number).
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
-    :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.
+    :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.  The
+        handler's spelling ``maxBytes`` is accepted too, with the same meaning.
     :param backup_count: rotated files to keep; defaults to
-        ``DEFAULT_BACKUP_COUNT`` (5) when rotation is on.
+        ``DEFAULT_BACKUP_COUNT`` (5) when rotation is on.  ``backupCount`` is
+        accepted too; giving both spellings of one option is an error.
     :param when: rotate by time: a stdlib *when* (``"midnight"``, ``"H"``,
         ``"W0"``...) or a duration (``"1 day"``, ``"6 hours"``, a timedelta);
         whole days rotate at midnight.
@@ -83,7 +86,8 @@ def setup_logging(
     :param handler_options: any other keyword of
         :class:`~mplog.ConcurrentRotatingFileHandler` (``lock_timeout``, ``chmod``...).
     :returns: the mplog handler installed on the root logger, if any.
-    :raises ValueError: a bad value, named in the message.
+    :raises ValueError: a bad value, named in the message, or an unknown keyword
+        (with the option that was probably meant).
 
     .. versionadded:: 0.1
     """
@@ -98,6 +102,16 @@ def setup_logging(
     if filename is None:
         raise ValueError("setup_logging() needs a filename (or config=)")
     _check_level(level)
+    handler_options = dict(handler_options)
+    max_bytes = _alias(max_bytes, "max_bytes", handler_options, "maxBytes")
+    backup_count = _alias(backup_count, "backup_count", handler_options, "backupCount")
+    check_keywords(
+        handler_options,
+        [*_OWN_OPTIONS, *handler_options_of_mplog()],
+        "setup_logging()",
+        "an option of setup_logging() or of mplog.ConcurrentRotatingFileHandler",
+        noun="keyword",
+    )
     path = os.path.abspath(os.fspath(filename))
     rotation: dict[str, Any] = dict(handler_options)
     if when is not None:
@@ -133,6 +147,35 @@ def setup_logging(
         **handler_options,
     }
     return handler
+
+
+# setup_logging's own spellings; the handler's maxBytes and backupCount are aliases.
+_OWN_OPTIONS = (
+    "level",
+    "format",
+    "datefmt",
+    "max_bytes",
+    "backup_count",
+    "when",
+    "interval",
+    "utc",
+    "compress",
+    "console",
+    "config",
+    "force",
+)
+
+
+def _alias(value: Any, name: str, options: dict[str, Any], alias: str) -> Any:
+    """*value*, or the handler's spelling *alias* of it from *options* (removed from them)."""
+    if alias not in options:
+        return value
+    other = options.pop(alias)
+    if value is not None:
+        raise ValueError(
+            f"{name}={value!r} and {alias}={other!r} are the same option; give only one"
+        )
+    return other
 
 
 def _check_level(level: int | str) -> None:

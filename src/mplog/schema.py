@@ -56,7 +56,12 @@ def suggestion(key: str, known: Iterable[str]) -> str:
 
 
 def check_keywords(
-    given: Iterable[str], known: Iterable[str], where: str, what: str, hint: str = ""
+    given: Iterable[str],
+    known: Iterable[str],
+    where: str,
+    what: str,
+    hint: str = "",
+    noun: str = "key",
 ) -> None:
     """Raise ``ValueError`` for the first of *given* not in *known*, with a suggestion.
 
@@ -64,13 +69,14 @@ def check_keywords(
         the entry (``"logging.yaml: handlers.file"``), to which the key is added.
     :param what: what the keys are, for the message (``"a key of root"``).
     :param hint: appended when nothing close was found (e.g. the known keys).
+    :param noun: ``"key"`` (of a config) or ``"keyword"`` (of a call).
     """
     known = list(known)
     for key in given:
         if key not in known:
             found = suggestion(str(key), known)
             path = f"{where}.{key}" if ": " in where else f"{where}: {key}"
-            raise ValueError(f"{path}: unknown key, not {what}{found or hint}")
+            raise ValueError(f"{path}: unknown {noun}, not {what}{found or hint}")
 
 
 def handler_options() -> list[str]:
