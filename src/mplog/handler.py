@@ -27,7 +27,7 @@ from .batch import BatchWriter
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .exceptions import MplogError, QueueFull
 from .lock import FileLock, SharedState, is_special_file, lock_path_for
-from .permissions import FilePermissions, Owner
+from .permissions import FilePermissions, Owner, explained_open_errors
 from .retention import Retention
 from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
@@ -246,8 +246,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._time = TimeTrigger(
                 self.schedule, start, self._read_boundary, self._write_boundary
             )
-        if not delay:
-            with self._lock:
+        if not delay:  # errors name the log and the fix, not only the hidden lock file
+            with explained_open_errors(self.baseFilename, lock_path), self._lock:
                 self.stream = self._open()
         _track(self)
 
