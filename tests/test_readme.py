@@ -128,3 +128,33 @@ def test_config_error_shown_in_the_readme(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match="levle") as info:
         mplog.setup_logging(config="logging.yaml")
     assert str(info.value) == shown.strip()
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", README, flags=re.DOTALL | re.MULTILINE)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_install_works_from_a_clone_before_the_first_release() -> None:
+    """The Install section installs from the checkout (mplog is not released yet), and every
+    extra it names exists in pyproject.toml."""
+    install = _section("Install")
+    commands = [line.split("#")[0].split() for line in install.splitlines()]
+    commands = [c for c in commands if c[:3] == ["python", "-m", "pip"]]
+    assert commands, "no install command"
+    assert all(c[-1] == "." or c[-1].startswith("'.[") for c in commands), commands
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]\n")[1].split("\n[")[0]
+    extras = set(re.findall(r"^(\w+) = \[", section, re.MULTILINE))
+    assert {"yaml", "zstd", "test", "dev"} <= extras
+    for extra in re.findall(r"'\.\[(\w+)\]'", install):
+        assert extra in extras, f"no extra {extra!r} in pyproject.toml"
+
+
+def test_the_release_steps_exist() -> None:
+    """RELEASING.md, which the README points to, builds, checks with twine and tags."""
+    assert "RELEASING.md" in _section("Development")
+    steps = (ROOT / "RELEASING.md").read_text(encoding="utf-8")
+    for step in ("python -m build", "twine check", "git tag", "CHANGELOG.md", "pyproject.toml"):
+        assert step in steps
