@@ -37,7 +37,7 @@ def _tracked_files() -> set[str]:
 def test_the_sdist_ships_every_file_and_its_tests_pass(tmp_path: Path) -> None:
     """Build the sdist, check it holds every file of the checkout, unpack it and run a
     quick subset of its tests against its own sources."""
-    pytest.importorskip("build", reason="needs the dev extra: pip install -e '.[dev]'")
+    pytest.importorskip("build", reason="needs the test extra: pip install -e '.[test]'")
     built = subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
         capture_output=True,
