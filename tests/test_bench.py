@@ -216,3 +216,36 @@ def test_bad_options_exit_with_status_2_and_name_the_value(
     assert f"argument {option}" in captured.err
     assert named in captured.err
     assert captured.out == ""
+
+
+def _summary(contender: str, procs: int, rate: float, lost: int = 0) -> bench.Summary:
+    return bench.Summary(
+        contender, procs, 1000, rate, None, 0.1, 1.0, lost, 0, 0, 0, 3, 50_000, None
+    )
+
+
+def test_the_plot_marks_contenders_that_lost_records() -> None:
+    """A lossy contender is dashed and labelled 'lost N' where it lost records, however
+    high its line; the legend sits outside the plot, off the lines."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the plot extra)")
+    summaries = [
+        _summary("mplog", 1, 900.0),
+        _summary("mplog", 4, 1500.0),
+        _summary("rotating", 1, 1000.0),
+        _summary("rotating", 4, 2400.0, lost=3200),
+    ]
+    drawing = bench.figure(bench.BenchResult([], summaries, environment={"repeat": 1}))
+    (axes,) = drawing.axes
+    styles = {line.get_label(): line.get_linestyle() for line in axes.get_lines()}
+    assert styles == {"mplog": "-", "rotating (LOSES RECORDS)": "--"}
+    assert [text.get_text() for text in axes.texts] == ["lost 3,200"]
+    assert tuple(axes.texts[0].xy) == (4, 2400.0)
+    drawing.canvas.draw()
+    legend = axes.get_legend().get_window_extent()
+    assert legend.x0 >= axes.get_window_extent().x1, "the legend covers the plot"
+
+
+def test_the_table_legend_explains_every_column(tiny_run: TinyRun) -> None:
+    """The output explains spread, err and files, not only the obvious columns."""
+    for column in ("spread: ", "err: ", "files: "):
+        assert column in tiny_run.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,7 @@ def test_demo_verifies_every_record(
     assert "written       : 1,200 of 1,200" in out
     assert "lost          : 0" in out
     assert "OK, every record exactly once" in out
+    assert f"logs          : {tmp_path} (kept)" in out
     assert "1,200/1,200 records" in err  # the progress display
     backups = [p for p in tmp_path.iterdir() if p.name.startswith(f"{LOG_NAME}.")]
     assert backups, "the small --max-bytes made it rotate"
@@ -139,3 +142,119 @@ def test_python_dash_m_and_help() -> None:
     )
     assert "--processes" in result.stdout
     assert "--start-method" in result.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    """mplog --version and mplog.__version__ both report the installed distribution's version."""
+    import importlib.metadata
+
+    import mplog
+
+    installed = importlib.metadata.version("mplog")
+    assert mplog.__version__ == installed
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8")
+    assert f'\nversion = "{installed}"\n' in pyproject  # the one place it is written
+    result = subprocess.run(
+        [sys.executable, "-m", "mplog", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == f"mplog {installed}"
+
+
+_WITHOUT_ZSTD = """\
+import sys
+sys.modules["zstandard"] = None  # as if the zstd extra were not installed
+sys.modules["compression.zstd"] = None  # and Python older than 3.14
+from mplog.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_demo_compress_zstd_without_the_extra_is_one_line_before_any_worker(
+    tmp_path: Path,
+) -> None:
+    """--compress zstd without zstandard: a usage error naming the extra, checked in the
+    parent (no worker tracebacks, no log written)."""
+    directory = tmp_path / "logs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_ZSTD,
+            "demo",
+            "--compress",
+            "zstd",
+            "--dir",
+            str(directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error.startswith("mplog: error: --compress zstd: ")
+    assert error.endswith("pip install 'mplog[zstd]'")
+    assert result.stdout == ""
+    assert not directory.exists()
+
+
+def test_demo_help_says_which_choices_need_an_extra() -> None:
+    """demo --help says that zstd needs Python 3.14 or the zstd extra."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mplog", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "zstd needs Python 3.14 or the zstd extra: pip install 'mplog[zstd]'" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["under a file", "/proc/nope"])
+def test_demo_dir_that_cannot_be_created_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """--dir where no directory can be made: exit status 2 and one line naming it."""
+    if where == "under a file":
+        (tmp_path / "file").write_text("")
+        where = str(tmp_path / "file" / "logs")
+    elif not os.path.isdir("/proc/self"):
+        where = str(tmp_path / "file-for-proc")  # no /proc: still a path under a file
+        Path(where).write_text("")
+        where += "/nope"
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "-q", "--dir", where])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"mplog: error: --dir {where!r}: cannot create it: " in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("keep", [False, True])
+def test_demo_says_where_its_logs_are_and_whether_it_kept_them(
+    capsys: pytest.CaptureFixture[str], keep: bool
+) -> None:
+    """Without --dir the demo removes its temporary directory after a good run unless
+    --keep, and says which; it explains the oversized count."""
+    status = main(["demo", "-p", "2", "-n", "200", "-q", *(["--keep"] if keep else [])])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    (line,) = [line for line in out.splitlines() if line.startswith("logs          : ")]
+    directory = line.split(": ", 1)[1].split(" (")[0]
+    assert os.path.basename(directory).startswith("mplog-demo-")
+    assert "oversized     : 0 (backups larger than --max-bytes 65,536)" in out
+    if keep:
+        assert line.endswith("(kept: --keep)")
+        assert os.path.isfile(os.path.join(directory, LOG_NAME))
+        shutil.rmtree(directory)
+    else:
+        assert line.endswith("(a temporary directory, removed; --keep keeps it)")
+        assert not os.path.exists(directory)

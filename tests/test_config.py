@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import mplog
+import mplog.cli
 from mplog.config import load_config
 
 
@@ -341,3 +343,205 @@ def test_pool_workers_log_to_the_same_file(
     assert tasks == list(range(40)), "every task logged exactly once"
     assert sum("parent before pool" in line for line in lines) == 1
     assert pids - {os.getpid()}, "the tasks ran in worker processes"
+
+
+@pytest.mark.parametrize("when", ["midnite", "hourly", "1 fortnight"])
+def test_when_errors_are_the_same_everywhere_and_list_both_forms(tmp_path: Path, when: str) -> None:
+    """setup_logging(), both handlers and the CLI give one message for a bad when=: it lists
+    the stdlib names and the durations, and suggests the name a typo was close to."""
+    messages = []
+    for make in (
+        lambda: mplog.setup_logging(tmp_path / "a.log", when=when),
+        lambda: mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", when=when),
+        lambda: mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "a.log", when),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"when={when!r}")) as info:
+            make()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == messages[2]
+    for form in ("'midnight'", "'H'", "'W0'-'W6'", "'1 day'", "'6 hours'", "timedelta"):
+        assert form in messages[0]
+    assert ("did you mean 'midnight'?" in messages[0]) == (when == "midnite")
+    with pytest.raises(SystemExit):
+        mplog.cli.main(["demo", "--when", when])
+    assert not (tmp_path / "a.log").exists()
+
+
+def test_handlers_accept_durations_like_setup_logging(tmp_path: Path) -> None:
+    """when='1 day' or '6 hours' works in the handlers (and so in dictConfig files) too."""
+    daily = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", when="1 day", delay=True)
+    hourly = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "b.log", "6 hours", delay=True)
+    stdlib = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "c.log", "H", 6, delay=True)
+    schedules = [h.schedule for h in (daily, hourly, stdlib)]
+    assert [(s.when, s.interval) for s in schedules if s] == [
+        ("MIDNIGHT", 86400),
+        ("H", 6 * 3600),
+        ("H", 6 * 3600),
+    ]
+    for handler in (daily, hourly, stdlib):
+        handler.close()
+    file = {"class": "mplog.ConcurrentRotatingFileHandler", "filename": str(tmp_path / "d.log")}
+    configured = mplog.setup_logging(
+        config={
+            "version": 1,
+            "handlers": {"f": dict(file, when="6 hours")},
+            "root": {"handlers": ["f"]},
+        }
+    )
+    assert configured is not None
+    assert configured.schedule is not None
+    assert (configured.schedule.when, configured.schedule.interval) == ("H", 6 * 3600)
+
+
+def test_interval_with_a_duration_is_refused(tmp_path: Path) -> None:
+    """when='6 hours', interval=2 is ambiguous: the error says to put the period in when=."""
+    with pytest.raises(ValueError, match=r"when='6 hours', interval=2: .*give the whole period"):
+        mplog.setup_logging(tmp_path / "a.log", when="6 hours", interval=2)
+
+
+_YAML = """\
+version: 1
+formatters:
+  plain:
+    format: "%(levelname)s %(name)s: %(message)s"
+filters:
+  only_app:
+    name: app
+handlers:
+  file:
+    class: mplog.ConcurrentRotatingFileHandler
+    filename: logs/app.log
+    maxBytes: 10 KB
+    backupCount: 2
+    formatter: plain
+loggers:
+  app:
+    level: DEBUG
+    propagate: true
+root:
+  level: INFO
+  handlers: [file]
+"""
+
+
+@pytest.mark.parametrize(
+    ("typo", "fixed", "path", "suggestion"),
+    [
+        ("\nroot:", "\nroots:", "roots", "'root'"),
+        ("  level: INFO", "  levle: INFO", "root.levle", "'level'"),
+        ("  handlers: [file]", "  handler: [file]", "root.handler", "'handlers'"),
+        ("    propagate:", "    propagte:", "loggers.app.propagte", "'propagate'"),
+        ("    maxBytes:", "    max_bytes:", "handlers.file.max_bytes", "'maxBytes'"),
+        ("    backupCount:", "    backupCont:", "handlers.file.backupCont", "'backupCount'"),
+        ("    formatter: plain", "    formater: plain", "handlers.file.formater", "'formatter'"),
+        ("    format:", "    fromat:", "formatters.plain.fromat", "'format'"),
+        ("    name: app", "    nmae: app", "filters.only_app.nmae", "'name'"),
+        ("  level: INFO", "  level: INOF", "root.level", "'INFO'"),
+        ("  handlers: [file]", "  handlers: [fiel]", "root.handlers", "'file'"),
+        ("    formatter: plain", "    formatter: plane", "handlers.file.formatter", "'plain'"),
+    ],
+)
+def test_config_typos_fail_naming_the_file_the_key_path_and_the_fix(
+    tmp_path: Path, typo: str, fixed: str, path: str, suggestion: str
+) -> None:
+    """A misspelled key, level or name in a config file is refused before anything is set
+    up (stdlib dictConfig ignores unknown keys), with a 'did you mean'."""
+    pytest.importorskip("yaml")
+    assert _YAML.count(typo) == 1
+    config = tmp_path / "logging.yaml"
+    config.write_text(_YAML.replace(typo, fixed), encoding="utf-8")
+    before = logging.getLogger().handlers[:]
+    with pytest.raises(ValueError, match=rf"did you mean {re.escape(suggestion)}\?") as info:
+        mplog.setup_logging(config=config)
+    assert str(info.value).startswith(f"{config}: {path}: ")
+    assert logging.getLogger().handlers == before
+    assert not (tmp_path / "logs").exists(), "nothing is created for a config that is refused"
+
+
+def test_the_untouched_config_applies(tmp_path: Path) -> None:
+    """The config the typo test breaks is valid as written: each failure there is the typo's."""
+    pytest.importorskip("yaml")
+    config = tmp_path / "logging.yaml"
+    config.write_text(_YAML, encoding="utf-8")
+    handler = mplog.setup_logging(config=config)
+    assert handler is not None
+    assert (handler.maxBytes, handler.backupCount) == (10_000, 2)
+    logging.getLogger("app").debug("in")
+    assert _lines(tmp_path / "logs" / "app.log") == ["DEBUG app: in"]
+
+
+def test_handler_keys_are_checked_against_the_class_signature(tmp_path: Path) -> None:
+    """A stdlib class's keys are its constructor's keywords; factories ('()') and classes
+    that take **kwargs are left to dictConfig."""
+    stream = {"class": "logging.StreamHandler", "filename": str(tmp_path / "a.log")}
+    config = {"version": 1, "handlers": {"out": stream}}
+    with pytest.raises(ValueError, match=r"^config: handlers\.out\.filename: unknown key") as info:
+        mplog.setup_logging(config=config)
+    assert "logging.StreamHandler" in str(info.value)
+    factory = {"()": "logging.Formatter", "fmt": "%(message)s"}  # any keyword, as dictConfig
+    config = {"version": 1, "formatters": {"f": factory}, "handlers": {}}
+    assert mplog.setup_logging(config=config) is None
+
+
+def test_dict_config_errors_name_the_file_and_key_path(tmp_path: Path) -> None:
+    """What dictConfig itself refuses (a class that does not import) is re-raised with the
+    file name and the key path of the entry."""
+    pytest.importorskip("yaml")
+    config = tmp_path / "logging.yaml"
+    text = _YAML.replace("mplog.ConcurrentRotatingFileHandler", "mplog.NoSuchHandler")
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"NoSuchHandler") as info:
+        mplog.setup_logging(config=config)
+    assert str(info.value).startswith(f"{config}: handlers.file: Unable to configure handler")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "max_bytes", "backup_count"),
+    [
+        ({"maxBytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
+        ({"max_bytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
+        ({"maxBytes": "2 KB", "backupCount": 3}, 2000, 3),
+        ({"max_bytes": "2 KB", "backupCount": 3}, 2000, 3),
+    ],
+)
+def test_the_handlers_camel_case_spellings_are_aliases(
+    tmp_path: Path, kwargs: dict[str, Any], max_bytes: int, backup_count: int
+) -> None:
+    """setup_logging(maxBytes=...) rotates like max_bytes=..., with the same default
+    backup count (it used to reach the handler with backupCount 0: no rotation)."""
+    path = tmp_path / "app.log"
+    handler = mplog.setup_logging(path, format="%(message)s", **kwargs)
+    assert handler is not None
+    assert (handler.maxBytes, handler.backupCount) == (max_bytes, backup_count)
+    for i in range(300):
+        logging.getLogger("x").info("record %04d", i)  # 12 bytes each: 3,600 bytes
+    assert (tmp_path / "app.log.1").exists(), "it rotated"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"max_bytes": 10, "maxBytes": 20}, "max_bytes=10 and maxBytes=20"),
+        ({"backup_count": 1, "backupCount": 2}, "backup_count=1 and backupCount=2"),
+    ],
+)
+def test_both_spellings_of_one_option_are_refused(
+    tmp_path: Path, kwargs: dict[str, Any], fragment: str
+) -> None:
+    """Giving both spellings of one option fails instead of silently using one of them."""
+    with pytest.raises(ValueError, match="are the same option; give only one") as info:
+        mplog.setup_logging(tmp_path / "a.log", **kwargs)
+    assert fragment in str(info.value)
+    assert not (tmp_path / "a.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "meant"),
+    [("max_byte", "max_bytes"), ("maxbytes", "maxBytes"), ("lock_timout", "lock_timeout")],
+)
+def test_unknown_keywords_name_the_option_meant(tmp_path: Path, keyword: str, meant: str) -> None:
+    """A misspelled keyword of setup_logging() fails with the option that was meant."""
+    with pytest.raises(ValueError, match=rf"setup_logging\(\): {keyword}: unknown keyword") as info:
+        mplog.setup_logging(tmp_path / "a.log", **{keyword: 1})
+    assert str(info.value).endswith(f"did you mean {meant!r}?")
+    assert not (tmp_path / "a.log").exists()

@@ -435,3 +435,33 @@ def test_json_lines(tmp_path: Path) -> None:
     assert [e["message"] for e in parent] == ["starting 3 workers", "done"]
     assert parent[1]["exitcodes"] == [0, 0, 0]
     assert len(entries) == 3 * 400 + 3 + 2
+
+
+_JSON_LIBRARIES = {  # library -> (module to import, where worker and seq are in an entry)
+    "python-json-logger": ("pythonjsonlogger", lambda e: e),
+    "structlog": ("structlog", lambda e: e),
+    "loguru": ("loguru", lambda e: e["record"]["extra"]),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("library", list(_JSON_LIBRARIES))
+def test_json_libraries(tmp_path: Path, library: str) -> None:
+    """python-json-logger, structlog and loguru write JSON lines through mplog from several
+    processes: every line parses, each worker record is there once, the files rotated.
+    (The json extra installs the three; the test extra, which CI uses, includes it.)"""
+    module, fields = _JSON_LIBRARIES[library]
+    pytest.importorskip(module, reason=f"{library} is not installed (the json extra)")
+    log_dir = tmp_path / "example-logs"
+    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir))
+    out = _run([sys.executable, str(EXAMPLES / "json_libraries.py"), library], tmp_path, env)
+    assert f"logs in {log_dir / library}.jsonl" in out
+    name = f"{library}.jsonl"
+    assert len(_log_files(log_dir, name)) >= 2, "max_bytes='32 KB' should have rotated"
+    entries = [fields(json.loads(line)) for line in _lines(log_dir, name)]
+    records = [e for e in entries if "seq" in e]
+    _exactly_once(
+        [(e["worker"], e["seq"]) for e in records], [(w, s) for w in range(3) for s in range(200)]
+    )
+    assert [e["exitcodes"] for e in entries if "exitcodes" in e] == [[0, 0, 0]]
+    assert len(entries) == 3 * 200 + 2

@@ -122,3 +122,46 @@ def test_ci_runs_the_readme_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for command in commands:
         assert command in ci
+
+
+def test_config_error_shown_in_the_readme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example error is what setup_logging says for `levle:` in its YAML."""
+    pytest.importorskip("yaml")
+    (shown,) = _blocks("text")
+    yaml_block = _blocks("yaml")[0]
+    assert yaml_block.count("  level: INFO") == 1
+    monkeypatch.chdir(tmp_path)
+    Path("logging.yaml").write_text(yaml_block.replace("  level:", "  levle:"), encoding="utf-8")
+    with pytest.raises(ValueError, match="levle") as info:
+        mplog.setup_logging(config="logging.yaml")
+    assert str(info.value) == shown.strip()
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", README, flags=re.DOTALL | re.MULTILINE)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_install_works_from_a_clone_before_the_first_release() -> None:
+    """The Install section installs from the checkout (mplog is not released yet), and every
+    extra it names exists in pyproject.toml."""
+    install = _section("Install")
+    commands = [line.split("#")[0].split() for line in install.splitlines()]
+    commands = [c for c in commands if c[:3] == ["python", "-m", "pip"]]
+    assert commands, "no install command"
+    assert all(c[-1] == "." or c[-1].startswith("'.[") for c in commands), commands
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]\n")[1].split("\n[")[0]
+    extras = set(re.findall(r"^(\w+) = \[", section, re.MULTILINE))
+    assert {"yaml", "zstd", "test", "dev"} <= extras
+    for extra in re.findall(r"'\.\[(\w+)\]'", install):
+        assert extra in extras, f"no extra {extra!r} in pyproject.toml"
+
+
+def test_the_release_steps_exist() -> None:
+    """RELEASING.md, which the README points to, builds, checks with twine and tags."""
+    assert "RELEASING.md" in _section("Development")
+    steps = (ROOT / "RELEASING.md").read_text(encoding="utf-8")
+    for step in ("python -m build", "twine check", "git tag", "CHANGELOG.md", "pyproject.toml"):
+        assert step in steps

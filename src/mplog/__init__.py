@@ -5,6 +5,8 @@ Importing mplog changes nothing in :mod:`logging`.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
 from .exceptions import LockFileConflict, LockTimeout, MplogError, QueueFull, ReentrantLogging
 from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
@@ -25,4 +27,8 @@ __all__ = [
     "worker_initializer",
 ]
 
-__version__ = "0.1.0.dev0"
+try:
+    # One source of truth: the version in pyproject.toml, as installed.
+    __version__ = importlib.metadata.version("mplog")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare source tree
+    __version__ = "0+unknown"

@@ -323,6 +323,10 @@ def format_tables(result: BenchResult) -> str:
         "in the same repetition; lost, dup, torn: worst repetition, after reading every file",
         "back; p99 emit: median over the workers of each one's p99 logger.info duration;",
         "peak RSS: largest ru_maxrss of one process.",
+        "spread: (fastest - slowest) / median records/s over the repetitions; a large spread",
+        "means a noisy machine, so compare the ratios. err: records the handler reported",
+        "through handleError (worst repetition). files: log files left after the run, the",
+        "active one and its backups (most in one repetition).",
     ]
     for name in dict.fromkeys(s.contender for s in result.summaries):
         lines += textwrap.wrap(
@@ -361,15 +365,43 @@ def _figure_class() -> type[Figure]:
 
 
 def plot(result: BenchResult, path: str) -> None:
-    """Draw records/s against the process count, one line per contender; save a PNG."""
-    figure = _figure_class()(figsize=(8, 5), layout="constrained")
+    """Draw records/s against the process count, one line per contender; save a PNG.
+
+    A contender that lost records is drawn dashed, with "lost N" at each such
+    point: a high line that loses records is not a fast handler.  The legend
+    sits outside the plot, off the lines.
+    """
+    figure(result).savefig(path, dpi=120)
+
+
+def figure(result: BenchResult) -> Figure:
+    """The figure :func:`plot` saves."""
+    drawing = _figure_class()(figsize=(9, 5), layout="constrained")
     from matplotlib.ticker import StrMethodFormatter
 
-    axes = figure.subplots()
+    axes = drawing.subplots()
     procs = sorted(dict.fromkeys(s.procs for s in result.summaries))
     for name in dict.fromkeys(s.contender for s in result.summaries):
-        points = sorted((s.procs, s.rate) for s in result.summaries if s.contender == name)
-        axes.plot([p for p, _ in points], [r for _, r in points], marker="o", label=name)
+        rows = sorted((s for s in result.summaries if s.contender == name), key=lambda s: s.procs)
+        lossy = any(s.lost or s.duplicated or s.torn for s in rows)
+        label = f"{name} (LOSES RECORDS)" if lossy else name
+        (line,) = axes.plot(
+            [s.procs for s in rows],
+            [s.rate for s in rows],
+            marker="o",
+            linestyle="--" if lossy else "-",
+            label=label,
+        )
+        for s in rows:
+            if s.lost:
+                axes.annotate(
+                    f"lost {s.lost:,}",
+                    (s.procs, s.rate),
+                    textcoords="offset points",
+                    xytext=(6, -12),
+                    color=line.get_color(),
+                    fontsize=8,
+                )
     axes.set_xscale("log", base=2)
     axes.set_xticks(procs, [str(n) for n in procs])
     axes.set_ylim(bottom=0)
@@ -379,5 +411,5 @@ def plot(result: BenchResult, path: str) -> None:
     records = result.summaries[0].records if result.summaries else 0
     axes.set_title(f"{records:,} records per process, {result.environment.get('cpus', '?')} CPUs")
     axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.savefig(path, dpi=120)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return drawing

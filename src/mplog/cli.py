@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
-from . import bench
+from . import __version__, bench
+from .compression import Compressor
 from .demo import DemoConfig, format_report, run_demo
 from .triggers import TimeSchedule
 from .units import parse_size
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mplog", description="Multi-process safe rotating file logging."
     )
+    parser.add_argument("--version", action="version", version=f"mplog {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser(
         "demo",
@@ -101,13 +105,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--max-bytes", type=_size, default=64 * 1024, help="rotate at this size (default: 64KiB)"
     )
-    demo.add_argument("--when", type=_when, help="also rotate by time: S, M, H, midnight, W0-W6")
+    demo.add_argument(
+        "--when",
+        type=_when,
+        help="also rotate by time: S, M, H, midnight, W0-W6, or a duration such as '1 min'",
+    )
     demo.add_argument(
         "--compress",
         choices=["gzip", "bz2", "xz", "zstd"],
-        help="compress rotated files (in the background); the check decompresses them",
+        help="compress rotated files (in the background); the check decompresses them. "
+        "zstd needs Python 3.14 or the zstd extra: pip install 'mplog[zstd]'",
     )
-    demo.add_argument("--dir", dest="directory", help="log directory (default: a new temp dir)")
+    demo.add_argument(
+        "--dir",
+        dest="directory",
+        help="log directory, created if missing; its logs are kept "
+        "(default: a new temporary directory, removed after a successful run)",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory and its logs"
+    )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
     run = commands.add_parser(
@@ -167,21 +184,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        config = DemoConfig(
-            processes=args.processes,
-            records=args.records,
-            start_method=args.start_method,
-            max_bytes=args.max_bytes,
-            when=args.when,
-            directory=args.directory,
-            compress=args.compress,
-        )
-        report = run_demo(config, out=None if args.quiet else sys.stderr)
-        print(format_report(config, report))
-        return 0 if report.ok else 1
+        return _demo(parser, args)
     if args.command == "bench":
         return _bench(parser, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    # In the parent, before any worker starts: one line, not a traceback per worker.
+    try:
+        Compressor.parse(args.compress)
+    except ImportError as err:
+        parser.error(f"--compress {args.compress}: {err}")
+    if args.directory is not None:
+        try:
+            os.makedirs(args.directory, exist_ok=True)
+        except OSError as err:
+            parser.error(f"--dir {args.directory!r}: cannot create it: {err.strerror}")
+        if not os.access(args.directory, os.W_OK | os.X_OK):
+            parser.error(f"--dir {args.directory!r}: this user cannot write there")
+    directory = args.directory or tempfile.mkdtemp(prefix="mplog-demo-")
+    config = DemoConfig(
+        processes=args.processes,
+        records=args.records,
+        start_method=args.start_method,
+        max_bytes=args.max_bytes,
+        when=args.when,
+        directory=directory,
+        compress=args.compress,
+    )
+    report = run_demo(config, out=None if args.quiet else sys.stderr)
+    if args.directory is not None:
+        logs = f"{directory} (kept)"
+    elif args.keep:
+        logs = f"{directory} (kept: --keep)"
+    elif not report.ok:
+        logs = f"{directory} (kept, to look into the failure)"
+    else:
+        shutil.rmtree(directory)
+        logs = f"{directory} (a temporary directory, removed; --keep keeps it)"
+    print(format_report(config, report, logs))
+    return 0 if report.ok else 1
 
 
 def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -20,7 +20,9 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
-from .units import DurationLike, SizeLike, parse_duration, parse_size
+from .schema import check_config, check_keywords, explain_dict_config_error
+from .schema import handler_options as handler_options_of_mplog
+from .units import DurationLike, SizeLike, parse_size
 
 __all__ = ["DEFAULT_FORMAT", "WorkerInitializer", "setup_logging", "worker_initializer"]
 
@@ -28,8 +30,6 @@ DEFAULT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 DEFAULT_BACKUP_COUNT = 5
 
 ConfigLike = Union[PathLike, dict[str, Any]]
-
-_STDLIB_WHENS = {"S", "M", "H", "D", "MIDNIGHT"} | {f"W{d}" for d in range(7)}
 
 # The arguments of the last setup_logging() call in this process, replayed by
 # worker_initializer() in pool workers.
@@ -62,9 +62,11 @@ def setup_logging(
     :param level: root logger level (name or number).
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
-    :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.
+    :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.  The
+        handler's spelling ``maxBytes`` is accepted too, with the same meaning.
     :param backup_count: rotated files to keep; defaults to
-        ``DEFAULT_BACKUP_COUNT`` (5) when rotation is on.
+        ``DEFAULT_BACKUP_COUNT`` (5) when rotation is on.  ``backupCount`` is
+        accepted too; giving both spellings of one option is an error.
     :param when: rotate by time: a stdlib *when* (``"midnight"``, ``"H"``,
         ``"W0"``...) or a duration (``"1 day"``, ``"6 hours"``, a timedelta);
         whole days rotate at midnight.
@@ -84,7 +86,8 @@ def setup_logging(
     :param handler_options: any other keyword of
         :class:`~mplog.ConcurrentRotatingFileHandler` (``lock_timeout``, ``chmod``...).
     :returns: the mplog handler installed on the root logger, if any.
-    :raises ValueError: a bad value, named in the message.
+    :raises ValueError: a bad value, named in the message, or an unknown keyword
+        (with the option that was probably meant).
 
     .. versionadded:: 0.1
     """
@@ -99,8 +102,20 @@ def setup_logging(
     if filename is None:
         raise ValueError("setup_logging() needs a filename (or config=)")
     _check_level(level)
+    handler_options = dict(handler_options)
+    max_bytes = _alias(max_bytes, "max_bytes", handler_options, "maxBytes")
+    backup_count = _alias(backup_count, "backup_count", handler_options, "backupCount")
+    check_keywords(
+        handler_options,
+        [*_OWN_OPTIONS, *handler_options_of_mplog()],
+        "setup_logging()",
+        "an option of setup_logging() or of mplog.ConcurrentRotatingFileHandler",
+        noun="keyword",
+    )
     path = os.path.abspath(os.fspath(filename))
-    rotation: dict[str, Any] = dict(_parse_when(when, interval), **handler_options)
+    rotation: dict[str, Any] = dict(handler_options)
+    if when is not None:
+        rotation.update(when=when, interval=interval)
     if compress is not None:
         rotation["compress"] = compress
     if max_bytes is not None:
@@ -134,6 +149,35 @@ def setup_logging(
     return handler
 
 
+# setup_logging's own spellings; the handler's maxBytes and backupCount are aliases.
+_OWN_OPTIONS = (
+    "level",
+    "format",
+    "datefmt",
+    "max_bytes",
+    "backup_count",
+    "when",
+    "interval",
+    "utc",
+    "compress",
+    "console",
+    "config",
+    "force",
+)
+
+
+def _alias(value: Any, name: str, options: dict[str, Any], alias: str) -> Any:
+    """*value*, or the handler's spelling *alias* of it from *options* (removed from them)."""
+    if alias not in options:
+        return value
+    other = options.pop(alias)
+    if value is not None:
+        raise ValueError(
+            f"{name}={value!r} and {alias}={other!r} are the same option; give only one"
+        )
+    return other
+
+
 def _check_level(level: int | str) -> None:
     if (
         isinstance(level, bool)
@@ -141,21 +185,6 @@ def _check_level(level: int | str) -> None:
         or (isinstance(level, str) and not isinstance(logging.getLevelName(level.upper()), int))
     ):
         raise ValueError(f"level={level!r}: expected a level name such as 'INFO' or a number")
-
-
-def _parse_when(when: str | DurationLike | None, interval: int) -> dict[str, Any]:
-    """Map a stdlib *when* or a duration to the handler's when/interval."""
-    if when is None:
-        return {}
-    if isinstance(when, str) and when.strip().upper() in _STDLIB_WHENS:
-        return {"when": when.strip(), "interval": interval}
-    seconds = int(parse_duration(when, "when"))
-    if seconds <= 0:
-        raise ValueError(f"when={when!r}: the rotation period must be at least one second")
-    for unit, size in (("MIDNIGHT", 86400), ("H", 3600), ("M", 60), ("S", 1)):
-        if seconds % size == 0:
-            return {"when": unit, "interval": seconds // size}
-    raise AssertionError("unreachable: every whole number of seconds divides by 1")
 
 
 def load_config(config: ConfigLike) -> dict[str, Any]:
@@ -166,6 +195,9 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     and missing directories are created.
     ``disable_existing_loggers`` defaults to False: loggers created before the
     call (module-level ``getLogger(__name__)``) keep working.
+
+    :raises ValueError: an unknown key, level or name (see :mod:`mplog.schema`),
+        naming the file, the key path and the key that was probably meant.
     """
     if isinstance(config, dict):
         settings, base = copy.deepcopy(config), os.getcwd()
@@ -175,9 +207,8 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     # Unlike bare dictConfig, keep loggers that modules created at import time,
     # before setup_logging() ran: disabling them silently drops their records.
     settings.setdefault("disable_existing_loggers", False)
-    handlers = settings.get("handlers", {})
-    if not isinstance(handlers, dict):
-        raise ValueError(f"{config}: 'handlers' must be a mapping, got {handlers!r}")
+    check_config(settings, _where(config))  # before creating any directory
+    handlers = settings.get("handlers") or {}
     for name, entry in handlers.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), (str, os.PathLike)):
             continue
@@ -249,13 +280,15 @@ def _toml() -> Any:
     return tomli
 
 
+def _where(source: ConfigLike) -> str:
+    return "config" if isinstance(source, dict) else os.fspath(source)
+
+
 def _apply_dict_config(settings: dict[str, Any], source: ConfigLike) -> None:
-    where = "config" if isinstance(source, dict) else os.fspath(source)
     try:
         logging.config.dictConfig(settings)
     except (ValueError, TypeError, AttributeError, ImportError) as err:
-        cause = f": {err.__cause__}" if err.__cause__ else ""
-        raise ValueError(f"{where}: {err}{cause}") from err
+        raise ValueError(explain_dict_config_error(err, _where(source))) from err
 
 
 def _root_mplog_handler() -> ConcurrentRotatingFileHandler | None:

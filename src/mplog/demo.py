@@ -214,12 +214,14 @@ def _show_progress(out: TextIO, done: int, total: int) -> None:
     out.flush()
 
 
-def format_report(config: DemoConfig, report: Report) -> str:
-    """The summary the CLI prints."""
+def format_report(config: DemoConfig, report: Report, logs: str | None = None) -> str:
+    """The summary the CLI prints; *logs* says where the logs are (default: their directory)."""
     rate = report.found / report.seconds if report.seconds else 0.0
     rotated = len(report.files) - 1
+    if logs is None:
+        logs = os.path.dirname(report.files[0]) if report.files else "-"
     lines = [
-        f"log directory : {os.path.dirname(report.files[0]) if report.files else '-'}",
+        f"logs          : {logs}",
         f"processes     : {config.processes} x {config.records:,} records"
         f" ({config.start_method or multiprocessing.get_start_method()})",
         f"written       : {report.found:,} of {report.expected:,}",
@@ -229,7 +231,8 @@ def format_report(config: DemoConfig, report: Report) -> str:
         f"duplicated    : {report.duplicated}",
         f"torn          : {report.torn}",
         f"out of order  : {report.out_of_order}",
-        f"oversized     : {len(report.oversized)}",
+        f"oversized     : {len(report.oversized)} (backups larger than --max-bytes"
+        f" {config.max_bytes:,})",
         f"throughput    : {rate:,.0f} records/s",
         "result        : " + ("OK, every record exactly once" if report.ok else "FAILED"),
     ]

@@ -30,7 +30,7 @@ from .exceptions import MplogError, QueueFull, ReentrantLogging
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, SharedState, lock_path_for
-from .permissions import FilePermissions, Owner
+from .permissions import FilePermissions, Owner, explained_open_errors
 from .retention import Retention
 from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
@@ -70,7 +70,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
     :param when: time rotation as in ``TimedRotatingFileHandler`` (``"S"``, ``"M"``,
-        ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``); ``None`` for size only.
+        ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``), or a duration
+        (``"6 hours"``, ``"1 day"``: whole days rotate at midnight); ``None`` for size only.
     :param interval: multiplier of *when*.
     :param utc: use UTC instead of local time for *when* and the file names.
     :param atTime: time of day for ``"midnight"`` and weekly rotation
@@ -127,7 +128,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         delay: bool = False,
         errors: str | None = None,
         *,
-        when: str | None = None,
+        when: str | DurationLike | None = None,
         interval: int = 1,
         utc: bool = False,
         atTime: datetime.time | str | None = None,
@@ -233,8 +234,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._time = TimeTrigger(
                 self.schedule, start, self._read_boundary, self._write_boundary
             )
-        if not delay:
-            with self._lock:
+        if not delay:  # errors name the log and the fix, not only the hidden lock file
+            with explained_open_errors(self.baseFilename, lock_path), self._lock:
                 self._open_file()
         track(self)
 
@@ -900,7 +901,7 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
     def __init__(
         self,
         filename: PathLike,
-        when: str = "h",
+        when: str | DurationLike = "h",
         interval: int = 1,
         backupCount: int = 0,
         encoding: str | None = None,

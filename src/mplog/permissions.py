@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
@@ -156,3 +157,53 @@ def _resolve_owner(owner: Owner) -> tuple[int, int]:
     except KeyError:
         raise ValueError(f"owner={owner!r}: no such user or group") from None
     return uid, gid
+
+
+@contextlib.contextmanager
+def explained_open_errors(log_path: str, lock_path: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` from opening *log_path* or *lock_path* explained
+    (see :func:`explain_open_error`), chained to the original."""
+    try:
+        yield
+    except OSError as error:
+        raise explain_open_error(error, log_path, lock_path) from error
+
+
+def explain_open_error(error: OSError, log_path: str, lock_path: str) -> OSError:
+    """Return *error* (from opening the log or its lock file) as an error that names
+    the log, what mplog needs there, and the fix.
+
+    A bare ``Permission denied: '/var/log/app/.__app.lock'`` names only the hidden
+    lock file, although the cause is usually the directory.  The result keeps the
+    errno, so it is still a :class:`PermissionError`, :class:`FileNotFoundError`...
+
+    .. versionadded:: 0.1
+    """
+    failed = os.path.abspath(os.fspath(error.filename)) if error.filename else None
+    log_dir, lock_dir = os.path.dirname(log_path), os.path.dirname(lock_path)
+    reason = error.strerror or str(error)
+    if failed == lock_path and lock_dir == log_dir:
+        message = (
+            f"cannot log to {log_path}: {reason} creating its lock file {lock_path}. "
+            f"mplog needs to create its lock file (and rename files for rotation) in {log_dir}: "
+            f"give this user write permission on {log_dir}, or put the lock file in a "
+            "writable directory with lock_file_directory= (enough for a log that is not rotated)"
+        )
+    elif failed == lock_path:
+        message = (
+            f"cannot log to {log_path}: {reason} creating its lock file {lock_path}: "
+            f"give this user write permission on {lock_dir}, or choose another "
+            "lock_file_directory="
+        )
+    elif failed is not None and failed != log_path and (log_path + os.sep).startswith(failed):
+        message = (
+            f"cannot log to {log_path}: {reason} creating the directory {failed}: "
+            "create it with write permission for this user, or log to a directory that exists"
+        )
+    else:
+        message = (
+            f"cannot open the log file {log_path}: {reason}: mplog needs to open it for "
+            f"appending (and, to rotate, to rename files in {log_dir}): give this user write "
+            "permission on it, or choose another file"
+        )
+    return OSError(error.errno, message)  # no filename: str() would append it once more

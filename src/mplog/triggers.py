@@ -9,10 +9,13 @@ CPython 3.13, including its DST handling, on every supported Python version.
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from .units import DurationLike, parse_duration
 
 __all__ = ["TimeSchedule", "TimeTrigger"]
 
@@ -28,7 +31,54 @@ _UNITS = {
     "W": (7 * _DAY, "%Y-%m-%d", r"\d{4}-\d{2}-\d{2}"),
 }
 
-_WHEN_FORMS = "'S', 'M', 'H', 'D', 'midnight' or 'W0'-'W6' (0 is Monday)"
+_STDLIB_WHENS = ["S", "M", "H", "D", "midnight"] + [f"W{day}" for day in range(7)]
+_WHEN_FORMS = (
+    "a stdlib name ('S', 'M', 'H', 'D', 'midnight' or 'W0'-'W6', 0 is Monday) or a "
+    "duration ('30 s', '15 min', '6 hours', '1 day', seconds, a datetime.timedelta)"
+)
+
+
+def normalize_when(when: str | DurationLike, interval: int = 1) -> tuple[str, int]:
+    """Return the stdlib *when* and *interval* for a stdlib name or a duration.
+
+    The one parser of *when*, for the handlers, ``setup_logging()`` and the CLI.
+    A stdlib name (``"midnight"``, ``"H"``, ``"W0"``...) keeps *interval*; a
+    duration (``"6 hours"``, ``"1 day"``, seconds, a timedelta) becomes the
+    largest unit that divides it (whole days rotate at midnight), and then
+    *interval* must be 1: the duration is the whole period.
+
+    :raises ValueError: neither form, naming the value and both forms.
+    :raises TypeError: not a string, number or timedelta.
+
+    .. versionadded:: 0.1
+    """
+    if isinstance(when, str) and when.strip().upper() in {w.upper() for w in _STDLIB_WHENS}:
+        return when.strip().upper(), interval
+    try:
+        seconds = int(parse_duration(when, "when"))
+    except ValueError:
+        raise ValueError(f"when={when!r}: expected {_WHEN_FORMS}{_did_you_mean(when)}") from None
+    except TypeError:
+        raise TypeError(f"when={when!r}: expected {_WHEN_FORMS}") from None
+    if seconds <= 0:
+        raise ValueError(f"when={when!r}: the rotation period must be at least one second")
+    if interval != 1:
+        raise ValueError(
+            f"when={when!r}, interval={interval!r}: interval multiplies a stdlib name such as "
+            f"'H'; with a duration, give the whole period in when= and leave interval at 1"
+        )
+    for unit, size in (("MIDNIGHT", _DAY), ("H", 3600), ("M", 60), ("S", 1)):
+        if seconds % size == 0:
+            return unit, seconds // size
+    raise AssertionError("unreachable: every whole number of seconds divides by 1")
+
+
+def _did_you_mean(when: object) -> str:
+    if not isinstance(when, str) or len(when.strip()) < 3:
+        return ""
+    names = {name.lower(): name for name in _STDLIB_WHENS}
+    match = difflib.get_close_matches(when.strip().lower(), names, 1)
+    return f"; did you mean {names[match[0]]!r}?" if match else ""
 
 
 @dataclass(frozen=True)
@@ -51,31 +101,22 @@ class TimeSchedule:
     @classmethod
     def parse(
         cls,
-        when: str,
+        when: str | DurationLike,
         interval: int = 1,
         utc: bool = False,
         at_time: datetime.time | str | None = None,
     ) -> TimeSchedule:
         """Validate the stdlib-style arguments and return a schedule.
 
-        :raises ValueError: unknown *when*, a bad weekday, or *interval* < 1,
-            naming the value and the accepted forms.
+        :param when: a stdlib name or a duration: see :func:`normalize_when`.
+        :raises ValueError: unknown *when* or *interval* < 1, naming the value
+            and the accepted forms.
         """
-        if not isinstance(when, str):
-            raise TypeError(f"when={when!r}: expected {_WHEN_FORMS}")
-        key = when.upper()
-        day_of_week = None
-        if key.startswith("W") and key != "W":
-            if len(key) != 2 or not "0" <= key[1] <= "6":
-                raise ValueError(f"when={when!r}: invalid weekday; expected {_WHEN_FORMS}")
-            day_of_week = int(key[1])
-            unit_key = "W"
-        elif key in _UNITS and key != "W":
-            unit_key = key
-        else:
-            raise ValueError(f"when={when!r}: expected {_WHEN_FORMS}")
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval={interval!r}: expected a whole number >= 1")
+        key, interval = normalize_when(when, interval)
+        day_of_week = int(key[1]) if key.startswith("W") else None  # "W0"-"W6"
+        unit_key = "W" if day_of_week is not None else key
         at_time = _parse_at_time(at_time)
         seconds, suffix, pattern = _UNITS[unit_key]
         return cls(
