@@ -236,6 +236,7 @@ class FileLock:
             raise
         if other is not None and _real(other) != _real(self.log_path) and os.path.exists(other):
             _flock(fd, _UN)
+            self._close_fd()
             raise LockFileConflict(self.log_path, self.path, other)
         if other is not None:  # the other log is gone (or is ours by another path): take over
             shared.repair()
