@@ -114,14 +114,21 @@ def faulty_worker(
     """Log *count* same-size framed records, publishing progress.
 
     *fault* is ``(name, seq, reached, resume)``: stall at fault point *name* the first
-    time it is reached at or after record *seq* (see :func:`install_fault`).
+    time it is reached at or after record *seq* (see :func:`install_fault`); or
+    ``("after", 0, reached, None)``: start logging only once *reached* is set (a survivor
+    that must log after the victim stalled, whatever the scheduler does).
     """
     logger = mp_workers.make_logger(path, handler_kwargs, f"mplog.tests.w{worker}")
     armed = [False]
+    gate = None
+    if fault is not None and fault[0] == "after":  # a survivor: start once the victim stalls
+        gate, fault = fault[2], None
     if fault is not None:
         name, at_seq, reached, resume = fault
         install_fault(logger.handlers[0], name, armed, reached, resume)  # type: ignore[arg-type]
     barrier.wait(60)
+    if gate is not None:
+        gate.wait(60)
     for seq in range(count):
         progress[worker] = seq
         armed[0] = fault is not None and seq >= at_seq

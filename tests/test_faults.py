@@ -189,8 +189,12 @@ def run_with_killed_victim(
     ctx = multiprocessing.get_context("fork")
     progress = ctx.RawArray("q", WORKERS)
     reached = ctx.Event()
+    # The survivors start once the victim has stalled: they then always meet what it left
+    # (a held lock, a torn record), also when a loaded machine runs the victim late.
+    survivor = ("after", 0, reached, None)
     arglists = [
-        (str(directory / BASE), kwargs, w, count, PAYLOAD, progress, None) for w in range(WORKERS)
+        (str(directory / BASE), kwargs, w, count, PAYLOAD, progress, survivor)
+        for w in range(WORKERS)
     ]
     arglists[0] = (*arglists[0][:-1], (fault, at_seq, reached, None))
     with started(ctx, fault_workers.faulty_worker, arglists) as processes:
