@@ -51,7 +51,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from mplog._bench_contenders import ErrorCounter, collect_reports
-from mplog.units import parse_size
+from mplog.cli import _positive
+from mplog.cli import _size as cli_size
 
 LOG_NAME = "bench.log"
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
@@ -368,21 +369,8 @@ def _counts(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def _size(text: str) -> int:
-    try:
-        value = parse_size(text, "size")
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    value = cli_size(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than zero")
     return value

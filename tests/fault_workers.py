@@ -237,3 +237,26 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.001)
+
+
+def fork_a_writer_that_dies_mid_record(path: Any, **handler_kwargs: Any) -> None:
+    """Fork a process that logs ``two`` through its own handler on *path*, then dies
+    half-way through its next record, holding the lock with the record marked in flight.
+    Returns once it is dead."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: writes one record, dies in the next
+        try:
+            theirs = mplog.handler.ConcurrentRotatingFileHandler(path, **handler_kwargs)
+            theirs.emit(logging.makeLogRecord({"msg": "two"}))
+            real_write = os.write
+
+            def torn(fd: int, data: Any) -> int:
+                real_write(fd, bytes(data[: len(data) // 2]))
+                os._exit(0)  # dies with the lock held and the record half written
+
+            os.write = torn  # type: ignore[assignment]  # this child only
+            theirs.emit(logging.makeLogRecord({"msg": "three " * 20}))
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child did not die mid-write"

@@ -11,15 +11,11 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import mp_workers
-
-_FRAME = re.compile(rb"<(\d{8}):([0-9a-f]{8})>")
 
 
 def mplog_writer(
@@ -76,23 +72,6 @@ def run_fleet(processes: list[Any], *barriers: Any) -> None:
     assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
-def framed(data: bytes, where: str) -> list[tuple[int, int]]:
-    """(worker, seq) of each framed record in *data*; fails on a torn or stray byte."""
-    found = []
-    pos = 0
-    while pos < len(data):
-        match = _FRAME.match(data, pos)
-        assert match, f"{where}: stray bytes at {pos}: {data[pos : pos + 60]!r}"
-        end = match.end() + int(match.group(1))
-        body = data[match.end() : end]
-        assert data[end : end + 1] == b"\n", f"{where}: record at {pos} cut short"
-        assert zlib.crc32(body) == int(match.group(2), 16), f"{where}: record at {pos} torn"
-        _created, worker, seq, _kind, _payload = body.decode("utf-8").split(" ", 4)
-        found.append((int(worker), int(seq)))
-        pos = end + 1
-    return found
-
-
 def read_fleet(directory: Path, base: str = "app.log") -> list[tuple[int, int]]:
     """Every record in *base* and its backups (``.N`` and ``.N.gz``), oldest file first."""
 
@@ -106,7 +85,7 @@ def read_fleet(directory: Path, base: str = "app.log") -> list[tuple[int, int]]:
         data = path.read_bytes()
         if path.suffix == ".gz":
             data = gzip.decompress(data)
-        found += framed(data, path.name)
+        found += mp_workers.framed(data, path.name)
     return found
 
 

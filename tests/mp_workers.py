@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -51,6 +52,27 @@ class FramedFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body = f"{record.created:.6f} " + super().format(record)
         return f"<{len(body.encode('utf-8')):08d}:{zlib.crc32(body.encode('utf-8')):08x}>{body}"
+
+
+_FRAME = re.compile(rb"<(\d{8}):([0-9a-f]{8})>")
+
+
+def framed(data: bytes, where: str) -> list[tuple[int, int]]:
+    """(worker, seq) of each record written by FramedFormatter in *data*; fails on a
+    torn, cut or stray byte (*where* names the file in the message)."""
+    found = []
+    pos = 0
+    while pos < len(data):
+        match = _FRAME.match(data, pos)
+        assert match, f"{where}: stray bytes at {pos}: {data[pos : pos + 60]!r}"
+        end = match.end() + int(match.group(1))
+        body = data[match.end() : end]
+        assert data[end : end + 1] == b"\n", f"{where}: record at {pos} cut short"
+        assert zlib.crc32(body) == int(match.group(2), 16), f"{where}: record at {pos} torn"
+        _created, worker, seq, _kind, _payload = body.decode("utf-8").split(" ", 4)
+        found.append((int(worker), int(seq)))
+        pos = end + 1
+    return found
 
 
 def payload(worker: int, seq: int, kind: str, size: int | None = None) -> str:

@@ -26,7 +26,6 @@ import stat
 import sys
 import threading
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -952,24 +951,7 @@ def test_a_compressed_backup_keeps_its_sources_mtime_for_retention(tmp_path: Pat
 # -- several processes -----------------------------------------------------------------------
 
 
-_FRAME = re.compile(rb"<(\d{8}):([0-9a-f]{8})>")
-
-
-def _framed(data: bytes, where: str) -> list[tuple[int, int]]:
-    """(worker, seq) of each record written by mp_workers' FramedFormatter; whole or fail."""
-    found = []
-    pos = 0
-    while pos < len(data):
-        match = _FRAME.match(data, pos)
-        assert match, f"{where}: stray bytes at {pos}: {data[pos : pos + 60]!r}"
-        end = match.end() + int(match.group(1))
-        body = data[match.end() : end]
-        assert data[end : end + 1] == b"\n", f"{where}: record at {pos} cut short"
-        assert zlib.crc32(body) == int(match.group(2), 16), f"{where}: record at {pos} torn"
-        _created, worker, seq, _kind, _payload = body.decode("utf-8").split(" ", 4)
-        found.append((int(worker), int(seq)))
-        pos = end + 1
-    return found
+_framed = mp_workers.framed
 
 
 def _time_named(directory: Path) -> list[Path]:

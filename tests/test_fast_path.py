@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import fault_workers
 import mplog
 from conftest import Clock
 from recording import RecordingHandler
@@ -187,23 +188,7 @@ def test_a_record_torn_by_a_writer_that_died_is_cut_off_before_the_next(
     ours = mplog.ConcurrentRotatingFileHandler(path, watch_interval=WATCH)
     try:
         ours.emit(_record("one"))
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child: writes one record, dies in the next
-            try:
-                theirs = mplog.ConcurrentRotatingFileHandler(path, watch_interval=WATCH)
-                theirs.emit(_record("two"))
-                real_write = os.write
-
-                def torn(fd: int, data: Any) -> int:
-                    real_write(fd, bytes(data[: len(data) // 2]))
-                    os._exit(0)  # dies with the lock held and the record half written
-
-                os.write = torn  # this child only
-                theirs.emit(_record("three " * 20))
-            finally:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the child did not die mid-write"
+        fault_workers.fork_a_writer_that_dies_mid_record(path, watch_interval=WATCH)
         ours.emit(_record("four"))
     finally:
         ours.close()

@@ -16,10 +16,10 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+import fault_workers
 import mplog
 import mplog.handler
 from conftest import Clock
@@ -159,23 +159,7 @@ def test_do_rollover_cuts_off_a_record_torn_by_a_writer_that_died(tmp_path: Path
     ours = mplog.ConcurrentRotatingFileHandler(path, backupCount=2)
     try:
         ours.emit(_record("one"))
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child: writes one record, dies in the next
-            try:
-                theirs = mplog.ConcurrentRotatingFileHandler(path, backupCount=2)
-                theirs.emit(_record("two"))
-                real_write = os.write
-
-                def torn(fd: int, data: Any) -> int:
-                    real_write(fd, bytes(data[: len(data) // 2]))
-                    os._exit(0)  # dies with the lock held and the record half written
-
-                os.write = torn  # this child only
-                theirs.emit(_record("three " * 20))
-            finally:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the child did not die mid-write"
+        fault_workers.fork_a_writer_that_dies_mid_record(path, backupCount=2)
         ours.doRollover()
         ours.emit(_record("four"))
     finally:

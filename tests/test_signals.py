@@ -71,6 +71,21 @@ def _record(msg: str) -> logging.LogRecord:
     return logging.makeLogRecord({"msg": msg})
 
 
+def _signal_in_next_write(handler: mplog.ConcurrentRotatingFileHandler) -> Callable[..., int]:
+    """An ``os.write`` that raises SIGUSR1 in this thread at the handler's next write
+    (the lock held, the record not yet written), once."""
+    real_write = os.write
+    armed = [True]
+
+    def write_with_signal(fd: int, data: Any) -> int:
+        if armed[0] and fd == handler._fd:
+            armed[0] = False
+            signal.raise_signal(signal.SIGUSR1)
+        return real_write(fd, data)
+
+    return write_with_signal
+
+
 def _reopen_and_log(handler: logging.Handler) -> Callable[[], None]:
     def action() -> None:
         gunicorn_reopen(handler)
@@ -138,22 +153,14 @@ def test_reopen_in_the_middle_of_a_write_keeps_the_record_whole(
     path = tmp_path / "app.log"
     handler = RecordingHandler(path)
     done = on_sigusr1(_reopen_and_log(handler))
-    real_write = os.write
-    armed = [True]
-
-    def write_with_signal(fd: int, data: Any) -> int:
-        if armed[0] and fd == handler._fd:
-            armed[0] = False
-            signal.raise_signal(signal.SIGUSR1)
-        return real_write(fd, data)
-
+    write_with_signal = _signal_in_next_write(handler)
     fd_before = None
     try:
         handler.emit(_record("before"))
         fd_before = handler.stream
         monkeypatch.setattr(os, "write", write_with_signal)
         handler.emit(_record("outer"))
-        monkeypatch.setattr(os, "write", real_write)
+        monkeypatch.undo()
         assert done == ["done"]
         assert handler.stream is not fd_before, "not reopened"
         handler.emit(_record("after"))
@@ -275,20 +282,12 @@ def test_rollover_and_flush_from_a_signal_handler_are_deferred(
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, backupCount=3)
     done = on_sigusr1(lambda: (handler.flush(), handler.doRollover()))
-    real_write = os.write
-    armed = [True]
-
-    def write_with_signal(fd: int, data: Any) -> int:
-        if armed[0] and fd == handler._fd:
-            armed[0] = False
-            signal.raise_signal(signal.SIGUSR1)
-        return real_write(fd, data)
-
+    write_with_signal = _signal_in_next_write(handler)
     try:
         handler.emit(_record("one"))
         monkeypatch.setattr(os, "write", write_with_signal)
         handler.emit(_record("two"))
-        monkeypatch.setattr(os, "write", real_write)
+        monkeypatch.undo()
         assert done == ["done"]
         handler.emit(_record("three"))
     finally:
