@@ -15,7 +15,10 @@ compresses every uncompressed backup of the log.  Writers never wait for it:
    that name plus the suffix, and rename the original aside to a temporary
    name (still claimed); remove it once the lock is released, so that writers
    never wait for a removal.  A backup deleted by retention meanwhile is not
-   found: the temporary file is dropped.
+   found: the temporary file is dropped.  With ``fsync=`` on, the directory is
+   synced between the two renames (outside the lock: the original is looked
+   up again afterwards), so after a crash of the machine the archive's name
+   is on disk whenever the original's removal is.
 
 A crash at any point leaves the complete original (the compressed file gets its
 final name only when complete) or the complete archive under its final name.
@@ -39,6 +42,7 @@ import threading
 from typing import Callable
 
 from .compression import Compressor, reader_for
+from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup, group_backups
@@ -129,6 +133,8 @@ class Archiver:
     :param report: called (inside an ``except``) with a message and the error;
         the same failure is reported once until a sweep succeeds.
     :param debug: called with a message for each file compressed.
+    :param durable: make each commit durable (``fsync=`` on): sync the directory
+        after naming the archive, before the original goes.
 
     .. versionadded:: 0.1
     """
@@ -143,8 +149,11 @@ class Archiver:
         permissions: FilePermissions,
         report: Report,
         debug: Callable[[str], None],
+        *,
+        durable: bool = False,
     ) -> None:
         self.base = base
+        self.durable = durable
         self.compressor = compressor
         self._lock = lock
         self._backups = backups
@@ -374,8 +383,17 @@ class Archiver:
                     errno.EEXIST, "a compressed backup already has this name", path + suffix
                 )
             os.rename(temp, path + suffix)
-            aside = self._set_aside(path)
-        os.remove(aside)  # outside the lock
+            aside = None if self.durable else self._set_aside(path)
+        if self.durable:
+            # Both names exist now, which a sweep resolves after any crash; the
+            # original goes only once the archive's name is on disk.
+            sync_directory(os.path.dirname(path))
+            with self._lock:
+                self._verify_lock()
+                path = self._locate(file_id, path)  # a rotation may have shifted it
+                aside = None if path is None else self._set_aside(path)
+        if aside is not None:
+            os.remove(aside)  # outside the lock
 
     def _set_aside(self, path: str) -> str:
         """Rename the committed original to a temporary name, which sweeps remove
