@@ -4,8 +4,8 @@ Compression runs in a background thread of the process that rotated, never holdi
 writers' lock (claim the backup with flock, compress into a hidden temporary file,
 commit under the writers' lock).  These tests SIGKILL processes at chosen points of
 that path (mid-stream, inside a user's callable, between the commit's two renames, after
-the original is set aside), keep a compressor stalled while others log and rotate, and fake the leftovers
-of crashes, then check the invariants:
+the original is set aside), keep a compressor stalled while others log and rotate, and
+fake the leftovers of crashes, then check the invariants:
 
 * every record stays readable: the complete original or the complete compressed file;
 * no temporary file survives the next sweep (after a rotation, or at ``close()``),

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._bench_contenders import (
     CONTENDERS,
+    DEFAULT_CONTENDERS,
     LISTENER,
     LOG_NAME,
     REFERENCE,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTENDERS",
+    "DEFAULT_CONTENDERS",
     "BenchResult",
     "Measurement",
     "Summary",
@@ -186,7 +188,7 @@ def run(
     procs: Sequence[int] = (1, 4),
     records: int = 20000,
     repeat: int = 3,
-    contenders: Sequence[str] = tuple(CONTENDERS),
+    contenders: Sequence[str] = DEFAULT_CONTENDERS,
     *,
     start_method: str = "fork",
     max_bytes: int = 1_000_000,
