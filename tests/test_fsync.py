@@ -336,6 +336,27 @@ def test_group_commit_syncs_a_file_closed_since(
     assert [(e.name, e.contents) for e in syncs.of("sync")] == [("app.log", b"r0\nr1\nr2\n")]
 
 
+def test_group_commit_syncs_a_file_another_process_rotated(
+    tmp_path: Path, syncs: Recorder, clock: Any
+) -> None:
+    """A file this handler wrote and another process renamed away (without syncing it)
+    is still synced by this handler's background thread, under its new name."""
+    handler = _handler(syncs, tmp_path / "app.log", fsync=1.0, watch_interval=0)
+    other = _handler(syncs, tmp_path / "app.log", maxBytes=10, backupCount=2)
+    _log(handler, "mine")
+    other.doRollover()
+    _log(handler, "after")  # notices the rotation, reopens app.log
+    syncs.clear()
+    clock.now += 1.0
+    _wake(handler)
+    assert syncs.synced.wait(WAIT)
+    handler.close()  # waits for the thread, which may still be syncing the second file
+    assert sorted((e.name, e.contents) for e in syncs.of("sync")) == [
+        ("app.log", b"after\n"),
+        ("app.log.1", b"mine\n"),
+    ]
+
+
 def test_group_commit_failures_are_reported_once(
     tmp_path: Path, syncs: Recorder, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,6 +427,16 @@ def test_archive_commit_order(tmp_path: Path, syncs: Recorder, fsync: bool) -> N
     assert len(temp) == 1
     start = commit.index(temp[0])
     steps = commit[start:]
+    synced = [
+        e.name
+        for e in syncs.events[
+            : syncs.events.index(
+                next(e for e in syncs.events if e.kind == "rename" and e.name.endswith(".gz"))
+            )
+        ]
+        if e.kind == "sync"
+    ]
+    assert [name[:15] for name in synced] == [".app.log.mplog-"]  # complete before named
     assert steps[0][2]  # the archive is named under the lock
     if fsync:
         assert steps[1] == ("dirsync", str(tmp_path), False)
