@@ -373,6 +373,7 @@ class Archiver:
         """Give the compressed file its name and remove the original, holding the
         writers' lock only to rename (the caller's claim on the original keeps other
         sweeps off it while it is set aside)."""
+        token = self._token()  # not under the lock
         with self._lock:
             self._verify_lock()
             path = self._locate(file_id, hint)
@@ -383,7 +384,7 @@ class Archiver:
                     errno.EEXIST, "a compressed backup already has this name", path + suffix
                 )
             os.rename(temp, path + suffix)
-            aside = None if self.durable else self._set_aside(path)
+            aside = None if self.durable else self._set_aside(path, token)
         if self.durable:
             # Both names exist now, which a sweep resolves after any crash; the
             # original goes only once the archive's name is on disk.
@@ -391,14 +392,15 @@ class Archiver:
             with self._lock:
                 self._verify_lock()
                 path = self._locate(file_id, path)  # a rotation may have shifted it
-                aside = None if path is None else self._set_aside(path)
+                aside = None if path is None else self._set_aside(path, token)
         if aside is not None:
             os.remove(aside)  # outside the lock
 
-    def _set_aside(self, path: str) -> str:
-        """Rename the committed original to a temporary name, which sweeps remove
-        once nobody holds it (after a crash); return that name (writers' lock held)."""
-        aside = os.path.join(os.path.dirname(path), f"{self._token()}.tmp")
+    def _set_aside(self, path: str, token: str) -> str:
+        """Rename the committed original to a temporary name made of *token*, which
+        sweeps remove once nobody holds it (after a crash); return that name (writers'
+        lock held)."""
+        aside = os.path.join(os.path.dirname(path), f"{token}.tmp")
         os.rename(path, aside)
         return aside
 
