@@ -146,12 +146,21 @@ def _stalling_rename(source: str, dest: str) -> None:
         _stall(dest, os.stat(dest).st_ino)
 
 
+def _stalling_aside(source: str, dest: str) -> None:
+    """The commit's rename of the compressed original to a temporary name: do it, then
+    stall (the archive has its name; the original is set aside, not yet removed)."""
+    os.rename(source, dest)
+    if TEMP_MARK in os.path.basename(dest) and held():
+        _stall(dest, os.stat(dest).st_ino)
+
+
 STALLS = {
     None: None,
     "callable": None,  # the handler gets compress=blocking_gzip
     # mid-stream, built-in codec (whichever way it reads the backup)
     "read": (mplog.compression, {"pread": _stalling_pread, "read": _stalling_read}),
-    "commit": (mplog.archive, {"rename": _stalling_rename}),  # between rename and remove
+    "commit": (mplog.archive, {"rename": _stalling_rename}),  # between the two renames
+    "aside": (mplog.archive, {"rename": _stalling_aside}),  # original set aside, not removed
 }
 
 

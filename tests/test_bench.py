@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark f
 
 EVERY_CONTENDER = ["filehandler", "mplog", "mplog-batched", "rotating", "queuelistener", "clh"]
 SAFE = ["mplog", "mplog-batched", "queuelistener"]  # must lose nothing
+FSYNC = ["mplog-fsync", "mplog-fsync-1s", "mplog-batched-fsync"]  # opt-in: wait for the disk
 LOST = 3  # a row's cells after the name: records/s, vs FH, spread, lost, ...
 
 
@@ -51,7 +52,7 @@ def _tables(stdout: str) -> dict[int, dict[str, list[str]]]:
             current = tables.setdefault(int(words[0]), {})
         elif not words:
             current = None
-        elif current is not None and words[0] in EVERY_CONTENDER:
+        elif current is not None and words[0] in (*EVERY_CONTENDER, *FSYNC):
             current[words[0]] = words[1:]
     return tables
 
@@ -127,6 +128,20 @@ def test_progress_goes_to_stderr_and_quiet_silences_it(
     argv = ["bench", "--procs", "1", "--records", "50", "--repeat", "1", "--quiet"]
     assert main([*argv, "--contenders", "filehandler,mplog"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.timeout(120)
+def test_the_fsync_contenders_run_only_when_named(
+    tiny_run: TinyRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default run leaves the fsync contenders out; named, they run next to the
+    reference and lose nothing."""
+    assert tiny_run.data["environment"]["contenders"] == EVERY_CONTENDER
+    argv = ["bench", "--procs", "2", "--records", "100", "--repeat", "1", "-q"]
+    assert main([*argv, "--contenders", ",".join(["filehandler", *FSYNC])]) == 0
+    rows = _tables(capsys.readouterr().out)[2]
+    assert list(rows) == ["filehandler", *FSYNC]
+    assert all(cells[LOST] == "0" for cells in rows.values())
 
 
 @pytest.mark.timeout(120)

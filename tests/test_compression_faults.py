@@ -3,9 +3,9 @@
 Compression runs in a background thread of the process that rotated, never holding the
 writers' lock (claim the backup with flock, compress into a hidden temporary file,
 commit under the writers' lock).  These tests SIGKILL processes at chosen points of
-that path (mid-stream, inside a user's callable, between the commit's rename and
-remove), keep a compressor stalled while others log and rotate, and fake the leftovers
-of crashes, then check the invariants:
+that path (mid-stream, inside a user's callable, between the commit's two renames, after
+the original is set aside), keep a compressor stalled while others log and rotate, and
+fake the leftovers of crashes, then check the invariants:
 
 * every record stays readable: the complete original or the complete compressed file;
 * no temporary file survives the next sweep (after a rotation, or at ``close()``),
@@ -485,6 +485,32 @@ def test_sigkill_between_the_commits_rename_and_remove(logs: Path, control: Cont
     final = listing(logs)
     assert (final.plain, list(final.compressed), final.temps) == ({}, [1], [])
     assert content(final.compressed[1]) == original
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_after_the_original_is_set_aside(logs: Path, control: Control) -> None:
+    """A process SIGKILLed after the commit renamed the original to a temporary name (to
+    remove it once the writers' lock is released) leaves the complete archive under its
+    name; the next sweep removes the original's temporary name, nothing else."""
+    per_file = 100
+    kwargs = size_kwargs(per_file, 3, "gzip")
+    control.hold()
+    with controlled(logs, control, [(kwargs, 0, "aside")]) as (child,):
+        child.log(0, per_file + 1)
+        control.wait_started(child.process.pid, "the commit to stall")
+        kill_and_reap(child.process)
+
+    left = listing(logs)
+    assert (left.plain, list(left.compressed), len(left.temps)) == ({}, [1], 1)
+    expected = content(left.compressed[1])
+    assert ids(mp.parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
+
+    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    emit(handler, 1, 0)
+    assert errors_at_close(handler) == []
+    final = listing(logs)
+    assert (final.plain, list(final.compressed), final.temps) == ({}, [1], [])
+    assert content(final.compressed[1]) == expected
 
 
 _ARCHIVES: dict[str, Callable[[bytes], bytes]] = {

@@ -29,6 +29,7 @@ from typing import Any
 
 __all__ = [
     "CONTENDERS",
+    "DEFAULT_CONTENDERS",
     "FORMAT",
     "LISTENER",
     "LOG_NAME",
@@ -59,12 +60,28 @@ class Contender:
     name: str
     description: str
     listener: bool = False  # needs a queue and a listener process
+    opt_in: bool = False  # only run when named in --contenders (slow: waits for the disk)
 
 
 _ALL = (
     Contender("filehandler", "stdlib FileHandler; never rotates; the unsafe reference"),
     Contender("mplog", "mplog.ConcurrentRotatingFileHandler, rotating at --max-bytes"),
     Contender("mplog-batched", "the same with batched=True (one lock per batch)"),
+    Contender(
+        "mplog-fsync",
+        "mplog with fsync=True: each record on disk before the call returns",
+        opt_in=True,
+    ),
+    Contender(
+        "mplog-fsync-1s",
+        "mplog with fsync=1.0: group commit, a background sync at most 1 s after a write",
+        opt_in=True,
+    ),
+    Contender(
+        "mplog-batched-fsync",
+        "mplog with batched=True, fsync=True: each batch on disk before flush() returns",
+        opt_in=True,
+    ),
     Contender("rotating", "stdlib RotatingFileHandler, same rotation; not multi-process safe"),
     Contender(
         "queuelistener",
@@ -76,6 +93,8 @@ _ALL = (
     Contender("clh", "concurrent-log-handler's ConcurrentRotatingFileHandler, same rotation"),
 )
 CONTENDERS: dict[str, Contender] = {c.name: c for c in _ALL}
+#: What runs when --contenders is not given: the fsync contenders are opt-in.
+DEFAULT_CONTENDERS: tuple[str, ...] = tuple(c.name for c in _ALL if not c.opt_in)
 REFERENCE = "filehandler"
 
 
@@ -107,11 +126,16 @@ def make_handler(
 
     ``queuelistener`` workers get a ``QueueHandler`` putting on *log_queue*.
     """
-    if name in ("mplog", "mplog-batched"):
+    if name.startswith("mplog"):
         from .handler import ConcurrentRotatingFileHandler
 
+        fsync = {"mplog-fsync": True, "mplog-fsync-1s": 1.0, "mplog-batched-fsync": True}
         return ConcurrentRotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backup_count, batched=name == "mplog-batched"
+            path,
+            maxBytes=max_bytes,
+            backupCount=backup_count,
+            batched=name in ("mplog-batched", "mplog-batched-fsync"),
+            fsync=fsync.get(name, False),
         )
     if name == "filehandler":
         return logging.FileHandler(path, encoding="utf-8")

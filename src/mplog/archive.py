@@ -12,14 +12,20 @@ compresses every uncompressed backup of the log.  Writers never wait for it:
    next to it, locked the same way while in use, then ``fsync`` it.
 3. *Commit*, holding the writers' lock for two renames' time: find the backup
    by its inode (wherever shifting moved it), rename the temporary file to
-   that name plus the suffix, remove the original.  A backup deleted by
-   retention meanwhile is not found: the temporary file is dropped.
+   that name plus the suffix, and rename the original aside to a temporary
+   name (still claimed); remove it once the lock is released, so that writers
+   never wait for a removal.  A backup deleted by retention meanwhile is not
+   found: the temporary file is dropped.  With ``fsync=`` on, the directory is
+   synced between the two renames (outside the lock: the original is looked
+   up again afterwards), so after a crash of the machine the archive's name
+   is on disk whenever the original's removal is.
 
 A crash at any point leaves the complete original (the compressed file gets its
-final name only when complete).  The next sweep removes temporary files whose
-lock is free, compresses originals still uncompressed, and, if a crash fell
-between the commit's rename and remove, removes the original once its
-compressed copy is read back equal.  :meth:`Archiver.close` waits for the
+final name only when complete) or the complete archive under its final name.
+The next sweep removes temporary files whose lock is free (an original set
+aside included), compresses originals still uncompressed, and, if a crash fell
+between the commit's two renames, removes the original once its compressed
+copy is read back equal.  :meth:`Archiver.close` waits for the
 thread and sweeps once more, so once every process has closed its handler no
 backup is left uncompressed.
 """
@@ -36,6 +42,7 @@ import threading
 from typing import Callable
 
 from .compression import Compressor, reader_for
+from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup, group_backups
@@ -126,6 +133,8 @@ class Archiver:
     :param report: called (inside an ``except``) with a message and the error;
         the same failure is reported once until a sweep succeeds.
     :param debug: called with a message for each file compressed.
+    :param durable: make each commit durable (``fsync=`` on): sync the directory
+        after naming the archive, before the original goes.
 
     .. versionadded:: 0.1
     """
@@ -140,8 +149,11 @@ class Archiver:
         permissions: FilePermissions,
         report: Report,
         debug: Callable[[str], None],
+        *,
+        durable: bool = False,
     ) -> None:
         self.base = base
+        self.durable = durable
         self.compressor = compressor
         self._lock = lock
         self._backups = backups
@@ -358,7 +370,10 @@ class Archiver:
         return out
 
     def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
-        """Give the compressed file its name and remove the original (writers' lock held)."""
+        """Give the compressed file its name and remove the original, holding the
+        writers' lock only to rename (the caller's claim on the original keeps other
+        sweeps off it while it is set aside)."""
+        token = self._token()  # not under the lock
         with self._lock:
             self._verify_lock()
             path = self._locate(file_id, hint)
@@ -369,7 +384,25 @@ class Archiver:
                     errno.EEXIST, "a compressed backup already has this name", path + suffix
                 )
             os.rename(temp, path + suffix)
-            os.remove(path)
+            aside = None if self.durable else self._set_aside(path, token)
+        if self.durable:
+            # Both names exist now, which a sweep resolves after any crash; the
+            # original goes only once the archive's name is on disk.
+            sync_directory(os.path.dirname(path))
+            with self._lock:
+                self._verify_lock()
+                path = self._locate(file_id, path)  # a rotation may have shifted it
+                aside = None if path is None else self._set_aside(path, token)
+        if aside is not None:
+            os.remove(aside)  # outside the lock
+
+    def _set_aside(self, path: str, token: str) -> str:
+        """Rename the committed original to a temporary name made of *token*, which
+        sweeps remove once nobody holds it (after a crash); return that name (writers'
+        lock held)."""
+        aside = os.path.join(os.path.dirname(path), f"{token}.tmp")
+        os.rename(path, aside)
+        return aside
 
     def _verify_lock(self) -> None:
         """Never rename or remove under a lock file that was deleted or replaced: the

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._bench_contenders import (
     CONTENDERS,
+    DEFAULT_CONTENDERS,
     LISTENER,
     LOG_NAME,
     REFERENCE,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTENDERS",
+    "DEFAULT_CONTENDERS",
     "BenchResult",
     "Measurement",
     "Summary",
@@ -186,7 +188,7 @@ def run(
     procs: Sequence[int] = (1, 4),
     records: int = 20000,
     repeat: int = 3,
-    contenders: Sequence[str] = tuple(CONTENDERS),
+    contenders: Sequence[str] = DEFAULT_CONTENDERS,
     *,
     start_method: str = "fork",
     max_bytes: int = 1_000_000,
@@ -217,7 +219,7 @@ def run(
                     done += 1
                     if out is not None:
                         out.write(f"  [{done:>3}/{total}] rep {rep + 1}/{repeat} {n:>3} procs ")
-                        out.write(f"{name:<14}")
+                        out.write(f"{name:<19}")
                         out.flush()
                     run_dir = os.path.join(root, f"{name}-{n}-{rep}")
                     os.mkdir(run_dir)
@@ -296,7 +298,7 @@ def _summarize(
 
 
 _HEADER = (
-    f"{'contender':<14} {'records/s':>10} {'vs FH':>6} {'spread':>6} {'lost':>7} {'dup':>5} "
+    f"{'contender':<19} {'records/s':>10} {'vs FH':>6} {'spread':>6} {'lost':>7} {'dup':>5} "
     f"{'torn':>5} {'err':>4} {'files':>5} {'p99 emit':>10} {'peak RSS':>10}"
 )
 
@@ -313,7 +315,7 @@ def format_tables(result: BenchResult) -> str:
             ratio = f"{s.ratio:.2f}" if s.ratio is not None else "-"
             rss = f"{s.peak_rss / 2**20:.1f} MiB" if s.peak_rss is not None else "-"
             lines.append(
-                f"{s.contender:<14} {s.rate:>10,.0f} {ratio:>6} {s.spread:>6.0%} {s.lost:>7} "
+                f"{s.contender:<19} {s.rate:>10,.0f} {ratio:>6} {s.spread:>6.0%} {s.lost:>7} "
                 f"{s.duplicated:>5} {s.torn:>5} {s.errors:>4} {s.files:>5} "
                 f"{_duration(s.p99_emit_ns):>10} {rss:>10}"
             )

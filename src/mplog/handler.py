@@ -26,6 +26,7 @@ from .archive import Archiver, discard, is_claimed
 from .archive import after_fork_in_child as archive_after_fork
 from .batch import BatchWriter
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
+from .durability import Durability, FsyncLike
 from .exceptions import MplogError, QueueFull, ReentrantLogging
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
@@ -112,6 +113,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param overflow: what a full queue does in batched mode: ``"block"`` the
         caller (default) or ``"drop"`` the record (counted in :attr:`dropped`,
         reported once per episode through :meth:`handleError`).
+    :param fsync: put records on stable storage, not only in the kernel:
+        ``True`` before each logging call returns (batched: each batch, before
+        :meth:`flush` returns); a number of seconds (or ``"1 s"``) for a
+        background sync at most that long after a write (group commit), at
+        each rotation and at :meth:`close`.  Rotations and compression then
+        sync the directory after renaming.  See :mod:`mplog.durability`.
 
     .. versionadded:: 0.1
     """
@@ -150,6 +157,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         queue_size: int = 10_000,
         overflow: str = "block",
         watch_interval: float = 1.0,
+        fsync: FsyncLike = False,
     ) -> None:
         if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
             raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
@@ -182,6 +190,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._write_batch, self._report_batch_error, queue_size, overflow, batched
         )
         self.watch_interval = _watch_interval(watch_interval)
+        self._durability = Durability.parse(fsync, self._report)
         self._fd: int | None = None
         self._file_id: tuple[int, int] = (-1, -1)
         self._generation = -1  # the shared generation of the file we hold
@@ -222,6 +231,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self.permissions,
                 self._report,
                 lambda message: self._debug("%s", message),
+                durable=self._durability is not None,
             )
         self.mode = mode
         self.delay = delay
@@ -292,6 +302,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._fd = fd
         self._file_id = (st.st_dev, st.st_ino)
         self.stream = stream
+        if self._durability is not None and stat.S_ISREG(st.st_mode):
+            self._durability.opened(os.path.dirname(self.baseFilename), self._file_id)
         return stream
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
@@ -351,6 +363,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         try:
             if self._batch is not None:
                 self._batch.close()
+            if self._durability is not None:
+                self._durability.close()
             if self._archiver is not None:
                 self._archiver.close()
             with self.lock:  # type: ignore[union-attr]
@@ -460,6 +474,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                     self._write(shared, data, self._prepare(shared, n))
             finally:
                 lock.release()
+            if self._durability is not None and self._regular:
+                # After the unlock, so other writers append while this one waits for
+                # the disk, yet before returning: the record is in the page cache of
+                # the file open on our descriptor, and syncing it flushes every dirty
+                # page of that file, whoever wrote it. Renamed by a rotation meanwhile,
+                # it is still that file (the rotator synced its name); nobody cuts a
+                # complete record off.
+                self._durability.written(self._fd, self._file_id)  # type: ignore[arg-type]
             if not self.keep_file_open:
                 self._close_stream()
             if self._episode is not None:
@@ -552,6 +574,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                         start = i
                     end_size += len(data)
                 self._write(shared, b"".join(batch[start:]), size)
+        if self._durability is not None and self._regular:  # per batch (see emit)
+            self._durability.written(self._fd, self._file_id)  # type: ignore[arg-type]
         if not self.keep_file_open:
             self._close_stream()
         if self._episode is not None:
@@ -756,6 +780,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         now = time.time()
         try:
+            if self._durability is not None:  # whole on disk before its new name is
+                self._durability.before_rename(self._fd, self._file_id)  # type: ignore[arg-type]
             self._rename_active(now, time_due)
         except Exception as error:
             return self._rotation_failed(shared, now, error)
@@ -878,6 +904,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         archive_after_fork()
         self._guard.after_fork_in_child()
         self._lock.forget()
+        if self._durability is not None:
+            self._durability.after_fork_in_child()
         if self._archiver is not None:
             self._archiver.after_fork_in_child()
         if self._batch is not None:
