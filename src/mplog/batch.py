@@ -9,10 +9,11 @@ once everything queued before it is in the file; a full queue blocks the caller
 
 from __future__ import annotations
 
-import atexit
 import threading
 import weakref
 from typing import Callable
+
+from .lifecycle import at_exit
 
 __all__ = ["BatchWriter"]
 
@@ -20,34 +21,11 @@ WriteBatch = Callable[[list[bytes]], None]
 OnError = Callable[[BaseException, int], None]
 
 _writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
-_exit_hook_installed = False
 
 
 def _flush_all() -> None:
     for writer in list(_writers):
         writer.flush()
-
-
-def _install_exit_hook() -> None:
-    """Flush every queue when the process ends.
-
-    threading's exit hooks run at normal interpreter exit *and* at the end of a
-    forked multiprocessing child, which leaves with ``os._exit()`` and skips
-    ``atexit`` (and so ``logging.shutdown()``).  The hook list is inherited
-    over fork, so one registration per process tree is enough.
-    """
-    global _exit_hook_installed  # noqa: PLW0603 - one process-wide hook, installed lazily
-    if _exit_hook_installed:
-        return
-    register = getattr(threading, "_register_atexit", None)  # used by concurrent.futures too
-    try:
-        if register is not None:
-            register(_flush_all)
-        else:  # pragma: no cover - every supported CPython has it
-            atexit.register(_flush_all)
-    except RuntimeError:  # pragma: no cover - already shutting down
-        return
-    _exit_hook_installed = True
 
 
 class BatchWriter:
@@ -120,7 +98,7 @@ class BatchWriter:
 
     def _start(self) -> None:
         _writers.add(self)
-        _install_exit_hook()
+        at_exit(_flush_all, first=True)  # queues are written out before anything else
         self._thread = threading.Thread(target=self._run, name="mplog-writer", daemon=True)
         self._thread.start()
 

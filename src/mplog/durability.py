@@ -29,6 +29,7 @@ import time
 import weakref
 from typing import Callable, Union
 
+from .lifecycle import at_exit
 from .units import parse_duration
 
 __all__ = ["Durability", "FsyncLike", "GroupCommit", "SyncEach", "sync_data", "sync_directory"]
@@ -173,7 +174,7 @@ class GroupCommit(Durability):
 
     def _start(self) -> None:
         _committers.add(self)
-        _install_exit_hook()
+        at_exit(_sync_all)  # after the batched queues are written out
         self._thread = threading.Thread(target=self._run, name="mplog-fsync", daemon=True)
         self._thread.start()
 
@@ -248,29 +249,9 @@ class GroupCommit(Durability):
 
 
 _committers: weakref.WeakSet[GroupCommit] = weakref.WeakSet()
-_exit_hook_installed = False
 
 
 def _sync_all() -> None:
     for committer in list(_committers):
         with contextlib.suppress(OSError):
             committer.sync()
-
-
-def _install_exit_hook() -> None:
-    """Sync every group commit when the process ends, also a forked multiprocessing
-    child that leaves with ``os._exit()`` (see :mod:`mplog.batch`)."""
-    global _exit_hook_installed  # noqa: PLW0603 - one process-wide hook, installed lazily
-    if _exit_hook_installed:
-        return
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(_sync_all)
-        else:  # pragma: no cover - every supported CPython has it
-            import atexit
-
-            atexit.register(_sync_all)
-    except RuntimeError:  # pragma: no cover - already shutting down
-        return
-    _exit_hook_installed = True

@@ -18,16 +18,22 @@ locks belong to it) nor its threads' state: :func:`track` registers each
 handler, and ``os.register_at_fork`` gives every live one its ``_before_fork``
 (the batched queue is written out first, so the child starts empty) and
 ``_after_fork`` (own descriptors, empty queues, no thread inside).
+
+**Exit.**  :func:`at_exit` runs work at the end of the process: at normal
+interpreter exit *and* at the end of a forked multiprocessing child, which
+leaves with ``os._exit()`` and skips ``atexit`` (and so ``logging.shutdown()``).
+Batched queues are written out there, then group commits synced.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import weakref
 from typing import Callable, Protocol
 
-__all__ = ["ThreadGuard", "track"]
+__all__ = ["ThreadGuard", "at_exit", "track"]
 
 _get_ident = threading.get_ident
 
@@ -113,3 +119,36 @@ def track(handler: _Forkable) -> None:
     if not _hook_installed and hasattr(os, "register_at_fork"):
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
         _hook_installed = True
+
+
+_exit_calls: list[Callable[[], None]] = []
+_exit_hook_installed = False
+
+
+def _run_exit_calls() -> None:
+    for call in list(_exit_calls):
+        call()
+
+
+def at_exit(call: Callable[[], None], first: bool = False) -> None:
+    """Run *call* when the process ends (once, however often it is registered);
+    *first* puts it before the calls registered so far.
+
+    threading's exit hooks run at interpreter exit and at the end of a forked
+    multiprocessing child; the list is inherited over fork, so registering once
+    per process tree is enough.
+    """
+    global _exit_hook_installed  # noqa: PLW0603 - one process-wide hook, installed lazily
+    if call not in _exit_calls:
+        _exit_calls.insert(0 if first else len(_exit_calls), call)
+    if _exit_hook_installed:
+        return
+    register = getattr(threading, "_register_atexit", None)  # used by concurrent.futures too
+    try:
+        if register is not None:
+            register(_run_exit_calls)
+        else:  # pragma: no cover - every supported CPython has it
+            atexit.register(_run_exit_calls)
+    except RuntimeError:  # pragma: no cover - already shutting down
+        return
+    _exit_hook_installed = True
