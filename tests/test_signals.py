@@ -368,3 +368,46 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
     assert "WORKER TIMEOUT" not in errors
     assert len(re.findall(r"Booting worker with pid", errors)) == 3, "a worker was replaced"
     assert errors.count("Handling signal: usr1") >= 5  # the master got the storm
+
+
+# -- a __del__ that logs while mplog starts one of its threads ----------------------------------
+
+
+def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting the batched writer allocates, so the garbage collector may run a __del__
+    that logs, re-entering the queue before the writer exists: still one writer, and every
+    record written once, in order."""
+    import mplog.batch
+
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    real_thread = threading.Thread
+    started: list[threading.Thread] = []
+
+    def thread_logging_first(*args: Any, **kwargs: Any) -> threading.Thread:
+        if not started:
+            started.append(real_thread())  # the re-entrant record comes first
+            handler.handle(_record("from __del__"))
+        thread = real_thread(*args, **kwargs)
+        started.append(thread)
+        return thread
+
+    monkeypatch.setattr(mplog.batch.threading, "Thread", thread_logging_first)
+    try:
+        for i in range(5):
+            handler.emit(_record(f"main {i}"))
+        handler.flush()
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    assert len(started) == 2, "a second writer thread was started"
+    assert path.read_text().splitlines() == [
+        "main 0",
+        "from __del__",
+        "main 1",
+        "main 2",
+        "main 3",
+        "main 4",
+    ]

@@ -169,6 +169,7 @@ class Archiver:
         self._state = threading.RLock()  # a __del__ in the thread may rotate and request
         self._pending = False
         self._thread: threading.Thread | None = None
+        self._launching = False
         self._fds: set[int] = set()  # claims and temporary files we hold open
 
     def after_fork_in_child(self) -> None:
@@ -193,18 +194,24 @@ class Archiver:
         """
         with self._state:
             self._pending = True
-            if self._thread is not None:
-                return  # the running thread sweeps again before it ends
+            if self._thread is not None or self._launching:
+                return  # the running (or starting) thread sweeps again before it ends
+            # Launching: a __del__ run by a garbage collection that the allocations below
+            # trigger may log and rotate, re-entering here; it must not start a second.
+            self._launching = True
             thread: threading.Thread | None
-            # Not a daemon (whatever thread asks: the batched writer is one), so the
-            # interpreter, and a multiprocessing child, wait for it at exit.
-            thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
             try:
-                thread.start()
-            except RuntimeError:  # interpreter shutdown, or no threads left: do it now
-                self._pending = False
-                thread = None
-            self._thread = thread
+                # Not a daemon (whatever thread asks: the batched writer is one), so the
+                # interpreter, and a multiprocessing child, wait for it at exit.
+                thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
+                self._thread = thread
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutdown, or no threads left: do it now
+                    self._pending = False
+                    thread = self._thread = None
+            finally:
+                self._launching = False
         if thread is None and not self._lock.owned():  # else: the next rotation or close()
             self.sweep()
 

@@ -72,6 +72,7 @@ class BatchWriter:
         self._idle = True
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._launching = False
 
     def put(self, data: bytes, block: bool = True) -> bool:
         """Queue *data*; return False if it was dropped because the queue is full.
@@ -91,16 +92,25 @@ class BatchWriter:
             self._pending.append(data)
             self._queued += 1
             if self._thread is None:
-                self._start()
+                if not self._launching:
+                    self._start()
             elif self._idle:
                 self._cond.notify_all()
         return True
 
     def _start(self) -> None:
-        _writers.add(self)
-        at_exit(_flush_all, first=True)  # queues are written out before anything else
-        self._thread = threading.Thread(target=self._run, name="mplog-writer", daemon=True)
-        self._thread.start()
+        # Launching until the thread runs: a __del__ that the allocations below let the
+        # garbage collector run may log, re-entering put(), which must not start a
+        # second writer (the record it queues is drained by this one).
+        self._launching = True
+        try:
+            _writers.add(self)
+            at_exit(_flush_all, first=True)  # queues are written out before anything else
+            thread = threading.Thread(target=self._run, name="mplog-writer", daemon=True)
+            self._thread = thread
+            thread.start()
+        finally:
+            self._launching = False
 
     def _run(self) -> None:
         cond = self._cond

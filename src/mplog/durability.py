@@ -154,6 +154,7 @@ class GroupCommit(Durability):
         self._current: FileId | None = None  # registered since the last sync
         self._since = 0.0  # time.time() of the oldest write not synced
         self._thread: threading.Thread | None = None
+        self._launching = False
         self._closing = False
         self._failing = False
 
@@ -169,14 +170,19 @@ class GroupCommit(Durability):
                     self._cond.notify()  # the thread waits without a deadline
                 self._pending[file_id] = os.dup(fd)
             self._current = file_id
-            if self._thread is None:
+            if self._thread is None and not self._launching:
                 self._start()
 
     def _start(self) -> None:
-        _committers.add(self)
-        at_exit(_sync_all)  # after the batched queues are written out
-        self._thread = threading.Thread(target=self._run, name="mplog-fsync", daemon=True)
-        self._thread.start()
+        self._launching = True  # a re-entrant write meanwhile starts no second thread
+        try:
+            _committers.add(self)
+            at_exit(_sync_all)  # after the batched queues are written out
+            thread = threading.Thread(target=self._run, name="mplog-fsync", daemon=True)
+            self._thread = thread
+            thread.start()
+        finally:
+            self._launching = False
 
     def _run(self) -> None:
         cond = self._cond
