@@ -31,6 +31,7 @@ from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, SharedState, lock_path_for
 from .permissions import FilePermissions, Owner, explained_open_errors
+from .placeholders import expand_placeholders
 from .retention import Retention
 from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
@@ -57,6 +58,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     are accepted as keywords, with the same meaning.
 
     :param filename: the log file (``str`` or path-like); a missing directory is created.
+        ``{hostname}`` in it is replaced by :func:`socket.gethostname` (see
+        :mod:`mplog.placeholders`); other braces are kept as written.
     :param mode: ``"a"`` (default) or ``"w"`` (truncate once, when this handler
         first opens the file; rarely what several processes want).
     :param maxBytes: rotate before a record would make the file larger than this
@@ -199,7 +202,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
-        log_path = os.path.abspath(os.fspath(filename))
+        filename = expand_placeholders(os.fspath(filename))
+        log_path = os.path.abspath(filename)
         lock_path = lock_path_for(log_path, lock_file_directory)
         self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path)
         super().__init__(filename, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
