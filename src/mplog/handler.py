@@ -10,6 +10,7 @@ descriptor.  The record is in the kernel when ``emit`` returns.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime
 import io
 import logging
@@ -35,7 +36,7 @@ from .placeholders import expand_placeholders
 from .retention import Retention
 from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
-from .units import DurationLike, SizeLike, parse_size
+from .units import DurationLike, SizeLike, parse_duration, parse_size
 
 __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
@@ -102,6 +103,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         ``path + suffix`` next to it and returns that path.
         A background thread compresses, never holding the writers' lock;
         :meth:`close` waits for it and compresses whatever is left.
+    :param compress_delay: compress a backup only once its last record is this old
+        (seconds, ``timedelta`` or ``"30 s"``; default 30 s), so that a log shipper
+        that is behind can still read it plain; ``0`` compresses at once.
+        Backups younger than this at :meth:`close` are left plain for the next sweep
+        (see :mod:`mplog.archive`).
     :param use_gzip: concurrent-log-handler's spelling of ``compress="gzip"``.
     :param max_age: also delete backups last written longer ago than this
         (seconds, ``timedelta`` or ``"7 days"``), at each rotation.
@@ -147,6 +153,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         debug: bool = False,
         use_gzip: bool = False,
         compress: CompressLike = None,
+        compress_delay: DurationLike = 30.0,
         max_age: DurationLike | None = None,
         max_total_size: SizeLike | None = None,
         batched: bool = False,
@@ -161,6 +168,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.maxBytes = maxBytes  # the setter parses "10 MB"
         self.backupCount = backupCount
         self.compressor = Compressor.parse(compress, use_gzip)
+        self.compress_delay = parse_duration(compress_delay, "compress_delay")
         retention = Retention.parse(0, max_age, max_total_size)
         if retention.by_age_or_size and not self._size_limit and self.schedule is None:
             raise ValueError(
@@ -226,7 +234,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self.permissions,
                 self._report,
                 lambda message: self._debug("%s", message),
+                delay=self.compress_delay,
             )
+            # Backups left plain by a process that closed within compress_delay of its
+            # rotation (or that died): compressed once old enough, by this process.
+            with contextlib.suppress(OSError):
+                if any(not backup.suffix for backup in self.backups.files()):
+                    self._archiver.request()
         self.mode = mode
         self.delay = delay
         self._time: TimeTrigger | None = None
