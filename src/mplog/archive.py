@@ -240,11 +240,13 @@ class Archiver:
             self.request()
             return
         with self._state:
-            thread, timer, self._timer = self._thread, self._timer, None
-        if timer is not None:
-            timer.cancel()
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        with self._state:  # after the join: the thread's last sweep may have armed it
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         self._sweep(schedule=False)
 
     def _schedule(self, due: float) -> None:
