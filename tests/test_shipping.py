@@ -520,3 +520,36 @@ def test_a_paused_shipper_catches_up_from_the_plain_backups(tmp_path: Path) -> N
     shipped = _lines(output)
     assert not {line for line, n in Counter(shipped).items() if n > 1}
     assert sorted(shipped) == _expected(workers, records)
+
+
+# -- the README --------------------------------------------------------------------------
+
+
+def _readme_block(language: str) -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    ("language", "example"),
+    [
+        ("rsyslog", "rsyslog-imfile.conf"),
+        ("yml", "otelcol-filelog.yaml"),
+        ("ini", "fluent-bit.conf"),
+    ],
+)
+def test_the_readme_shows_each_shipping_example_as_it_is(language: str, example: str) -> None:
+    """The README's shipping configurations are the tested files, verbatim."""
+    assert _readme_block(language) == [(SHIPPING / example).read_text(encoding="utf-8")]
+
+
+def test_the_readme_states_the_exclude_pattern_the_tests_check() -> None:
+    """The exclude pattern shown in *Shipping logs* is '.*', the one checked above against
+    mplog's own files, and the collector example excludes exactly that in the log's
+    directory."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Shipping logs", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```glob\n(.*?)```", section, flags=re.DOTALL)
+    assert [block.strip() for block in blocks] == [".*"]
+    config = yaml.safe_load((SHIPPING / "otelcol-filelog.yaml").read_text(encoding="utf-8"))
+    assert f"{EXAMPLE_DIR}/.*" in config["receivers"]["filelog"]["exclude"]
