@@ -175,7 +175,7 @@ def test_a_young_backup_stays_plain_at_close_and_the_next_process_compresses_it(
     tmp_path: Path,
 ) -> None:
     """close() does not wait out the delay: a backup younger than it stays plain (and
-    whole); a handler built later, once it is old enough, compresses it."""
+    whole); a later process's close(), once it is old enough, compresses it."""
     path = tmp_path / "app.log"
     handler = _handler(path, maxBytes=RECORD, backupCount=5, compress="gzip")
     for n in range(3):

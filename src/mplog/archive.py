@@ -31,7 +31,7 @@ compressed copy is read back equal.  :meth:`Archiver.close` cancels the timer, w
 thread and sweeps once more, so once every process has closed its handler no
 backup older than the delay is left uncompressed.  One younger than that at the
 last close stays plain, readable, until the next sweep of any process on the
-log: a handler built over plain backups (the next start) requests one.
+log (its next rotation or close).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ descriptor.  The record is in the kernel when ``emit`` returns.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import datetime
 import io
 import logging
@@ -236,11 +235,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 lambda message: self._debug("%s", message),
                 delay=self.compress_delay,
             )
-            # Backups left plain by a process that closed within compress_delay of its
-            # rotation (or that died): compressed once old enough, by this process.
-            with contextlib.suppress(OSError):
-                if any(not backup.suffix for backup in self.backups.files()):
-                    self._archiver.request()
         self.mode = mode
         self.delay = delay
         self._time: TimeTrigger | None = None
