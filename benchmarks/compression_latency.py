@@ -101,7 +101,12 @@ def make_handler(contender: str, path: str, size: int, backup_count: int) -> log
 
         compress = "gzip" if contender == "mplog" else None
         return ConcurrentRotatingFileHandler(
-            path, maxBytes=size, backupCount=backup_count, compress=compress
+            # compress at once: what is measured is writing while another process compresses
+            path,
+            maxBytes=size,
+            backupCount=backup_count,
+            compress=compress,
+            compress_delay=0,
         )
     if contender == "clh":
         import concurrent_log_handler

@@ -243,7 +243,9 @@ def test_every_backup_is_compressed_and_every_record_is_there_once(
 ) -> None:
     """After close(), each backup exists only compressed with the codec's suffix (and really
     in its format), and the backups plus the active file hold every record once, in order."""
-    handler = Handler(tmp_path / BASE, maxBytes=4 * RECORD, backupCount=50, compress=codec)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=4 * RECORD, backupCount=50, compress=codec, compress_delay=0
+    )
     try:
         _write(handler, range(60))
     finally:
@@ -282,7 +284,9 @@ def test_use_gzip_is_compress_gzip(tmp_path: Path) -> None:
     assert Compressor.parse(None, use_gzip=True) == Compressor.parse("gzip")
     assert Compressor.parse("gzip", use_gzip=True) == Compressor.parse("gzip")
     assert Compressor.parse(None) is None
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=3, use_gzip=True)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=3, use_gzip=True, compress_delay=0
+    )
     try:
         assert handler.compressor is not None
         assert handler.compressor.name == "gzip"
@@ -340,7 +344,9 @@ def test_a_callable_compressor_names_backups_with_its_suffix(tmp_path: Path) -> 
     number in later sessions and count towards backupCount."""
     number = 0
     for _session in range(5):
-        handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress=gzip2)
+        handler = Handler(
+            tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress=gzip2, compress_delay=0
+        )
         try:
             assert handler.compressor is not None
             assert handler.compressor.suffix == ".gz2"
@@ -366,7 +372,9 @@ def test_a_callable_returning_a_wrong_path_is_reported_and_the_backup_kept(
         return path  # not path + suffix
 
     in_place.suffix = ".x"  # type: ignore[attr-defined]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=in_place)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=in_place, compress_delay=0
+    )
     try:
         _write(handler, range(3))
     finally:
@@ -389,7 +397,9 @@ def test_a_wrong_path_returned_by_a_callable_is_not_deleted(tmp_path: Path) -> N
         return str(precious)
 
     wrong.suffix = ".x"  # type: ignore[attr-defined]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=wrong)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=wrong, compress_delay=0
+    )
     try:
         _write(handler, range(2))
     finally:
@@ -406,7 +416,9 @@ def test_a_callable_returning_a_wrong_path_leaves_no_output_behind(tmp_path: Pat
         return path
 
     forgot_suffix.suffix = ".gz2"  # type: ignore[attr-defined]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=forgot_suffix)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=forgot_suffix, compress_delay=0
+    )
     try:
         _write(handler, range(3))
     finally:
@@ -426,7 +438,7 @@ def test_a_callable_needs_a_suffix_attribute(tmp_path: Path, suffix: object) -> 
     if suffix is not None:
         lz4ish.suffix = suffix  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="suffix attribute"):
-        Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=lz4ish)
+        Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=lz4ish, compress_delay=0)
     assert not (tmp_path / BASE).exists()
 
 
@@ -438,7 +450,9 @@ def test_size_naming_shifts_compressed_backups_in_order(tmp_path: Path) -> None:
     survives every shift, and backupCount=3 counts the compressed backups: the oldest go."""
     number = 0
     for session in range(6):
-        handler = Handler(tmp_path / BASE, maxBytes=2 * RECORD, backupCount=3, compress="gzip")
+        handler = Handler(
+            tmp_path / BASE, maxBytes=2 * RECORD, backupCount=3, compress="gzip", compress_delay=0
+        )
         try:
             _write(handler, range(number, number + 2 if session else 3))
             number += 2 if session else 3
@@ -458,7 +472,9 @@ def test_mixed_forms_shift_together_and_the_oldest_goes_in_every_form(tmp_path: 
     backupCount=3, the next rotation deletes the oldest, compressed or not."""
     _plain_file(tmp_path / f"{BASE}.2", _text(0).encode() + b"\n")
     _gzip_file(tmp_path / f"{BASE}.1.gz", _text(1).encode() + b"\n")
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip", compress_delay=0
+    )
     try:
         handler.emit(_record(_text(2)))
         handler.emit(_record(_text(3)))  # rotates: .2 -> .3, .1.gz -> .2.gz, active -> .1
@@ -466,7 +482,9 @@ def test_mixed_forms_shift_together_and_the_oldest_goes_in_every_form(tmp_path: 
     finally:
         handler.close()
     assert _numbers_in(_numbered(tmp_path, ".gz")) == [[0], [1], [2], [3]]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip", compress_delay=0
+    )
     try:
         handler.emit(_record(_text(4)))  # rotates: .3.gz (record 0) goes
     finally:
@@ -494,7 +512,13 @@ def test_time_naming_counters_continue_after_compressed_backups(
     def session(numbers: Sequence[int], at: float) -> list[tuple[str, Any]]:
         clock.now = at
         handler = TimedHandler(
-            tmp_path / BASE, "H", utc=True, backupCount=3, maxBytes=RECORD, compress="gzip"
+            tmp_path / BASE,
+            "H",
+            utc=True,
+            backupCount=3,
+            maxBytes=RECORD,
+            compress="gzip",
+            compress_delay=0,
         )
         try:
             _write(handler, numbers)
@@ -519,7 +543,13 @@ def test_time_naming_in_one_session_compresses_every_backup(tmp_path: Path, cloc
     """Size and time rotations in one handler's life: after close, every backup is compressed,
     named for its period with counters in rotation order, and holds its records in order."""
     handler = TimedHandler(
-        tmp_path / BASE, "H", utc=True, backupCount=0, maxBytes=3 * RECORD, compress="gzip"
+        tmp_path / BASE,
+        "H",
+        utc=True,
+        backupCount=0,
+        maxBytes=3 * RECORD,
+        compress="gzip",
+        compress_delay=0,
     )
     try:
         _write(handler, range(7))  # P0: 3 + 3 + 1 records
@@ -663,7 +693,12 @@ def test_max_age_deletes_old_backups_compressed_or_not(
     _plain_file(tmp_path / f"{BASE}.3", _text(1).encode() + b"\n", old)
     _gzip_file(tmp_path / f"{BASE}.4.gz", _text(0).encode() + b"\n", old)
     handler = Handler(
-        tmp_path / BASE, maxBytes=RECORD, backupCount=10, max_age="1 hour", compress=compress
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=10,
+        max_age="1 hour",
+        compress=compress,
+        compress_delay=0,
     )
     try:
         _rotate_once(handler, 4)  # shifts to .2 .3.gz .4 .5.gz; .4 and .5.gz are too old
@@ -692,7 +727,12 @@ def test_max_total_size_keeps_the_newest_backups_that_fit(
     # after the shift: .1 (the active file, 1 record), .2, .3.gz, .4, .5.gz
     limit = RECORD + sizes["1"] + sizes["2.gz"] + sizes["3"] // 2
     handler = Handler(
-        tmp_path / BASE, maxBytes=RECORD, backupCount=10, max_total_size=limit, compress=compress
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=10,
+        max_total_size=limit,
+        compress=compress,
+        compress_delay=0,
     )
     try:
         _rotate_once(handler, 4)
@@ -729,7 +769,12 @@ def test_retention_never_touches_other_logs_files_nor_the_active_file(
         _plain_file(tmp_path / name, b"not ours\n" * 100, old)
     own = f"{BASE}.{P0}.gz" if timed else f"{BASE}.1.gz"
     _gzip_file(tmp_path / own, b"old backup\n", old)
-    options: dict[str, Any] = {"max_age": "1 hour", "max_total_size": 1, "compress": "gzip"}
+    options: dict[str, Any] = {
+        "max_age": "1 hour",
+        "max_total_size": 1,
+        "compress": "gzip",
+        "compress_delay": 0,
+    }
     if timed:
         handler = Handler(tmp_path / BASE, maxBytes=RECORD, when="H", utc=True, **options)
     else:
@@ -763,7 +808,12 @@ def test_backups_named_by_a_custom_namer_are_compressed_and_pruned(
         _touch_active(tmp_path, clock)
         extra: dict[str, Any] = {"when": "H", "utc": True} if timed else {"backupCount": 9}
         handler = Handler(
-            tmp_path / BASE, maxBytes=RECORD, max_age="1 hour", compress="gzip", **extra
+            tmp_path / BASE,
+            maxBytes=RECORD,
+            max_age="1 hour",
+            compress="gzip",
+            compress_delay=0,
+            **extra,
         )
         handler.namer = _namer
         return handler
@@ -861,11 +911,15 @@ def test_a_claimed_backup_is_left_to_its_claimant_by_the_compressor(tmp_path: Pa
     _plain_file(tmp_path / f"{BASE}.1", _text(1).encode() + b"\n")
     _plain_file(tmp_path / f"{BASE}.2", _text(0).encode() + b"\n")
     with _claimed(tmp_path / f"{BASE}.2"):
-        handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+        handler = Handler(
+            tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+        )
         handler.close()  # sweeps: .1 compressed, .2 skipped
         assert _names(tmp_path) == [BASE, f"{BASE}.1.gz", f"{BASE}.2"]
     assert handler.reports == []
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+    )
     handler.close()
     assert _names(tmp_path) == [BASE, f"{BASE}.1.gz", f"{BASE}.2.gz"]
     assert _numbers_in(_numbered(tmp_path, ".gz")[:-1]) == [[0], [1]]
@@ -883,7 +937,9 @@ def test_a_backup_shifted_out_while_being_compressed_is_not_committed(tmp_path: 
         return gzip2(path)
 
     slow.suffix = ".gz2"  # type: ignore[attr-defined]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=1, compress=slow)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=1, compress=slow, compress_delay=0
+    )
     try:
         _write(handler, [0, 1])  # record 0 -> .1, being compressed by the background thread
         assert entered.wait(30), "the compressor never started"
@@ -907,7 +963,9 @@ def test_an_interrupted_commit_and_stale_temp_files_are_cleaned_up(tmp_path: Pat
     _plain_file(tmp_path / f"{BASE}.3", b"one thing\n")
     _gzip_file(tmp_path / f"{BASE}.3.gz", b"another\n")
     _plain_file(tmp_path / f".{BASE}.mplog-999999999-0badcafe.tmp", b"half")
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+    )
     handler.close()
     assert _names(tmp_path) == [BASE, f"{BASE}.2.gz", f"{BASE}.3", f"{BASE}.3.gz"]
     assert [type(error) for _message, error in handler.reports] == [FileExistsError]
@@ -923,7 +981,9 @@ def test_one_backup_that_cannot_be_compressed_does_not_block_the_older_ones(
     _gzip_file(tmp_path / f"{BASE}.1.gz", b"another\n")
     _plain_file(tmp_path / f"{BASE}.2", _text(1).encode() + b"\n")
     _plain_file(tmp_path / f"{BASE}.3", _text(0).encode() + b"\n")
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+    )
     handler.close()
     assert [type(error) for _message, error in handler.reports] == [FileExistsError]
     assert _names(tmp_path) == [BASE, f"{BASE}.1", f"{BASE}.1.gz", f"{BASE}.2.gz", f"{BASE}.3.gz"]
@@ -933,7 +993,9 @@ def test_a_compressed_backup_keeps_its_sources_mtime_for_retention(tmp_path: Pat
     """The .gz gets the time its source was last written (not the time of compression), so
     max_age ages it from its last record."""
     old = time.time() - 3 * DAY
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+    )
     try:
         handler.emit(_record(_text(0)))
         os.utime(tmp_path / BASE, (old, old))
@@ -1010,7 +1072,12 @@ def test_processes_leave_every_backup_compressed_and_every_record_once(
     uncompressed, no temporary file is left, and the files hold each (worker, seq) exactly
     once, in per-worker order."""
     workers, count = 4, 2500
-    kwargs: dict[str, Any] = {"maxBytes": 4096, "compress": "gzip", "batched": batched}
+    kwargs: dict[str, Any] = {
+        "maxBytes": 4096,
+        "compress": "gzip",
+        "compress_delay": 0,
+        "batched": batched,
+    }
     if when is None:
         kwargs["backupCount"] = 1000  # keep all (~200 are made): nothing may be lost
     else:
@@ -1070,7 +1137,9 @@ def test_every_file_made_gets_the_requested_mode(
 
     monkeypatch.setattr(os, "open", spy_open)
     monkeypatch.setattr(Compressor, "compress_fd", spy_compress_fd)
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", **option)
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0, **option
+    )
     try:
         _write(handler, range(4))
     finally:
@@ -1093,7 +1162,9 @@ def test_every_file_made_gets_the_requested_mode(
 @pytest.mark.usefixtures("no_umask")
 def test_without_a_mode_option_a_compressed_backup_keeps_its_sources_mode(tmp_path: Path) -> None:
     """No chmod/umask: the .gz gets the mode of the file it compresses (0o604 here)."""
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip")
+    handler = Handler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
+    )
     try:
         handler.emit(_record(_text(0)))
         os.chmod(tmp_path / BASE, 0o604)
@@ -1116,7 +1187,14 @@ def test_a_callable_compressors_output_gets_the_requested_mode(tmp_path: Path) -
         return out
 
     loose.suffix = ".gz2"  # type: ignore[attr-defined]
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=loose, chmod=0o640)
+    handler = Handler(
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=5,
+        compress=loose,
+        compress_delay=0,
+        chmod=0o640,
+    )
     try:
         _write(handler, range(3))
     finally:
@@ -1138,7 +1216,14 @@ def test_a_failed_chown_is_reported_once_and_logging_goes_on(
     monkeypatch.setattr(os, "fchown", refuse)
     monkeypatch.setattr(os, "chown", lambda *args, **kwargs: refuse(-1, 0, 0))
     owner = (os.getuid(), os.getgid())
-    handler = Handler(tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", owner=owner)
+    handler = Handler(
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=5,
+        compress="gzip",
+        compress_delay=0,
+        owner=owner,
+    )
     try:
         _write(handler, range(5))
     finally:
@@ -1160,7 +1245,9 @@ def test_setup_logging_wires_compression_and_retention(tmp_path: Path) -> None:
     """setup_logging(compress='gzip', max_age='7 days'): the handler compresses with gzip and
     retention deletes backups older than 7 days."""
     path = tmp_path / BASE
-    handler = mplog.setup_logging(path, max_bytes=200, compress="gzip", max_age="7 days")
+    handler = mplog.setup_logging(
+        path, max_bytes=200, compress="gzip", compress_delay=0, max_age="7 days"
+    )
     assert handler is not None
     assert handler.compressor is not None
     assert handler.compressor.name == "gzip"
@@ -1199,7 +1286,7 @@ class Interrupted(mplog.ConcurrentRotatingFileHandler):
             self.stream = self._open()
 
 
-handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip")
+handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0)
 for number in range(40):
     handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
 handler.close()
@@ -1291,7 +1378,12 @@ def test_the_compression_thread_is_never_a_daemon(tmp_path: Path) -> None:
     started = threading.Event()
     release = threading.Event()
     handler = mplog.ConcurrentRotatingFileHandler(
-        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", batched=True
+        tmp_path / BASE,
+        maxBytes=RECORD,
+        backupCount=5,
+        compress="gzip",
+        compress_delay=0,
+        batched=True,
     )
     assert handler._archiver is not None
     real_sweep = handler._archiver.sweep
@@ -1331,6 +1423,7 @@ def test_with_owner_only_a_callables_output_gets_the_source_mode(
         maxBytes=RECORD,
         backupCount=3,
         compress=wide_gzip2,
+        compress_delay=0,
         owner=(os.getuid(), os.getgid()),
     )
     try:

@@ -127,6 +127,7 @@ def size_kwargs(per_file: int, backup_count: int, compress: Any, **extra: Any) -
         "maxBytes": per_file * RECORD_SIZE + RECORD_SIZE // 2,
         "backupCount": backup_count,
         "compress": compress,
+        "compress_delay": 0,
         **extra,
     }
 
@@ -407,7 +408,9 @@ def test_sigkill_inside_a_callable_compressor_leaves_leftovers_the_next_sweep_re
         gzip.decompress((logs / f"{link.name}.gz").read_bytes())
 
     recover = "gzip" if recover_with == "gzip" else workers.blocking_gzip  # never stalls here
-    handler = recording.RecordingHandler(logs / BASE, **{**kwargs, "compress": recover})
+    handler = recording.RecordingHandler(
+        logs / BASE, **{**kwargs, "compress": recover, "compress_delay": 0}
+    )
     assert errors_at_close(handler) == []
     final = listing(logs)
     assert final.temps == []
@@ -437,7 +440,9 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
         original = (logs / f"{BASE}.1").read_bytes()
         claimed = lock_is_held(files[0])
 
-        handler = recording.RecordingHandler(logs / BASE, **{**kwargs, "compress": "gzip"})
+        handler = recording.RecordingHandler(
+            logs / BASE, **{**kwargs, "compress": "gzip", "compress_delay": 0}
+        )
         handler.doRollover()  # app.log.1 (being compressed) -> .2; sweeps here, twice
         assert errors_at_close(handler) == []
         survived = [file.name for file in files if file.exists()]

@@ -42,7 +42,12 @@ def test_a_deleted_lock_file_does_not_split_the_writers(tmp_path: Path, gzip: bo
     new lock file: the log rotates once per trigger and every record is there once."""
     path = str(tmp_path / "app.log")
     count = 3000
-    kwargs = {"maxBytes": 8192, "backupCount": 2000, "compress": "gzip" if gzip else None}
+    kwargs = {
+        "maxBytes": 8192,
+        "backupCount": 2000,
+        "compress": "gzip" if gzip else None,
+        "compress_delay": 0,
+    }
     ctx = multiprocessing.get_context("fork")
     start, pause = ctx.Barrier(3), ctx.Barrier(4)
     old = [

@@ -40,7 +40,12 @@ def test_old_and_new_processes_side_by_side_lose_nothing(
     path = str(tmp_path / "app.log")
     count = 2000
     clh = {"maxBytes": 8192, "backupCount": 400, "use_gzip": gzip}
-    ours = {"maxBytes": 8192, "backupCount": 400, "compress": "gzip" if gzip else None}
+    ours = {
+        "maxBytes": 8192,
+        "backupCount": 400,
+        "compress": "gzip" if gzip else None,
+        "compress_delay": 0,
+    }
     ctx = multiprocessing.get_context("fork")
     if first == "clh":  # the lock file exists, made by concurrent-log-handler
         fleet_workers.clh_writer(path, clh, 9, 1, ctx.Barrier(1))

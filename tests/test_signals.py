@@ -240,7 +240,7 @@ def test_reopen_while_the_rotation_wakes_the_compressor(tmp_path: Path, on_sigus
     """SIGUSR1 lands while the rotation hands the new backup to the compressor (its
     state lock held): no deadlock; the backup is compressed, every record is kept."""
     path = tmp_path / "app.log"
-    handler = RecordingHandler(path, maxBytes=30, backupCount=5, compress="gzip")
+    handler = RecordingHandler(path, maxBytes=30, backupCount=5, compress="gzip", compress_delay=0)
     archiver = handler._archiver
     assert archiver is not None
     done = on_sigusr1(_reopen_and_log(handler))

@@ -804,7 +804,7 @@ def test_use_gzip_means_gzip_compression(
     tmp_path: Path, cls: type[mplog.ConcurrentRotatingFileHandler]
 ) -> None:
     """concurrent-log-handler's use_gzip=True compresses rotated files with gzip, as there."""
-    handler = cls(tmp_path / "app.log", maxBytes=20, backupCount=2, use_gzip=True)
+    handler = cls(tmp_path / "app.log", maxBytes=20, backupCount=2, use_gzip=True, compress_delay=0)
     try:
         handler.emit(_record("first record"))
         handler.emit(_record("second record"))

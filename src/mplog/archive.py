@@ -20,14 +20,24 @@ compresses every uncompressed backup of the log.  Writers never wait for it:
    up again afterwards), so after a crash of the machine the archive's name
    is on disk whenever the original's removal is.
 
+**Delay.**  With a *delay* (the handler's ``compress_delay``), a backup whose last
+record (its modification time) is younger than the delay is left plain, so a log
+shipper that is up to that far behind still reads it; the sweep arms a timer
+(a daemon thread) for the youngest one, which requests another sweep when it is
+due, without waiting for a rotation.  By the modification time, not the
+rotation: the last write is when a shipper's lag starts to count, and renames
+that shift numbered backups (``.1`` -> ``.2``) do not restart it.
+
 A crash at any point leaves the complete original (the compressed file gets its
 final name only when complete) or the complete archive under its final name.
 The next sweep removes temporary files whose lock is free (an original set
 aside included), compresses originals still uncompressed, and, if a crash fell
 between the commit's two renames, removes the original once its compressed
-copy is read back equal.  :meth:`Archiver.close` waits for the
+copy is read back equal.  :meth:`Archiver.close` cancels the timer, waits for the
 thread and sweeps once more, so once every process has closed its handler no
-backup is left uncompressed.
+backup older than the delay is left uncompressed.  One younger than that at the
+last close stays plain, readable, until the next sweep of any process on the
+log (its next rotation or close).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import secrets
 import stat
 import sys
 import threading
+import time
 from typing import Callable
 
 from .compression import Compressor, reader_for
@@ -135,6 +146,7 @@ class Archiver:
     :param debug: called with a message for each file compressed.
     :param durable: make each commit durable (``fsync=`` on): sync the directory
         after naming the archive, before the original goes.
+    :param delay: seconds a backup's last write must be old before it is compressed.
 
     .. versionadded:: 0.1
     """
@@ -149,6 +161,7 @@ class Archiver:
         permissions: FilePermissions,
         report: Report,
         debug: Callable[[str], None],
+        delay: float = 0.0,
         *,
         durable: bool = False,
     ) -> None:
@@ -161,6 +174,8 @@ class Archiver:
         self._permissions = permissions
         self._report = report
         self._debug = debug
+        self.delay = delay
+        self.clock: Callable[[], float] = time.time  # replaceable in tests
         self._prefix = f".{os.path.basename(base)}.mplog-"
         self._reported: set[tuple[type, int | None]] = set()
         self._after_fork()
@@ -171,6 +186,9 @@ class Archiver:
         self._thread: threading.Thread | None = None
         self._launching = False
         self._fds: set[int] = set()  # claims and temporary files we hold open
+        self._timer: threading.Timer | None = None  # wakes the thread for a deferred backup
+        self._timer_due = 0.0
+        self._due: float | None = None  # the first deferred backup's time, during a sweep
 
     def after_fork_in_child(self) -> None:
         """In a forked child: let go of the parent's claims without releasing them.
@@ -228,9 +246,11 @@ class Archiver:
             self.sweep()
 
     def close(self) -> None:
-        """Wait for the background thread, then sweep once more in this thread.
+        """Cancel the timer, wait for the background thread, then sweep once more
+        in this thread, compressing every backup older than the delay.
 
         The last sweep also picks up what a process killed mid-compression left.
+        Younger backups are left plain: waiting for them could take the whole delay.
         """
         if self._lock.owned():
             # close() from a signal handler that interrupted this thread's emit (as
@@ -242,15 +262,47 @@ class Archiver:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        self.sweep()
+        with self._state:  # after the join: the thread's last sweep may have armed it
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._sweep(schedule=False)
+
+    def _schedule(self, due: float) -> None:
+        """Sweep again at *due* (a clock time), unless a timer already does it sooner."""
+        with self._state:
+            if self._timer is not None and self._timer_due <= due:
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            timer = threading.Timer(max(0.0, due - self.clock()), self._wake)
+            timer.name, timer.daemon = "mplog-compress-timer", True  # never delays exit
+            try:
+                timer.start()
+            except RuntimeError:  # interpreter shutdown: the next process compresses it
+                return
+            self._timer, self._timer_due = timer, due
+
+    def _wake(self) -> None:
+        with self._state:
+            if self._timer is not threading.current_thread():
+                return  # cancelled, or replaced by a sooner one
+            self._timer = None
+        if not sys.is_finalizing():
+            self.request()
 
     # -- one pass ----------------------------------------------------------------------
 
     def sweep(self) -> None:
         """Clean up temporary files left by crashes, then compress every uncompressed
-        backup nobody else is compressing, newest first.  Never raises: a failure
-        is reported (once until a sweep succeeds) and the other backups go on."""
+        backup nobody else is compressing and older than the delay, newest first;
+        arm the timer for the younger ones.  Never raises: a failure is reported
+        (once until a sweep succeeds) and the other backups go on."""
+        self._sweep(schedule=True)
+
+    def _sweep(self, schedule: bool) -> None:
         failed = False
+        self._due = None
         try:
             backups = self._backups()
             directories = {os.path.dirname(self.base)} | {
@@ -272,6 +324,8 @@ class Archiver:
                 self._failed(error)
         if not failed:
             self._reported.clear()
+        if schedule and self._due is not None:
+            self._schedule(self._due)
 
     def _failed(self, error: Exception) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""
@@ -295,6 +349,10 @@ class Archiver:
             file_id = (source.st_dev, source.st_ino)
             if compressed:
                 self._finish_interrupted(fd, file_id, backup, compressed[0])
+                return
+            due = source.st_mtime + self.delay
+            if self.delay and due > self.clock():  # a shipper may still be reading it
+                self._due = due if self._due is None else min(self._due, due)
                 return
             self._debug(f"compressing {backup.path} ({self.compressor.name})")
             if self.compressor.function is None:

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler, PathLike
+from .placeholders import expand_placeholders
 from .schema import check_config, check_keywords, explain_dict_config_error
 from .schema import handler_options as handler_options_of_mplog
 from .units import DurationLike, SizeLike, parse_size
@@ -59,6 +60,8 @@ def setup_logging(
     then use ``logging.getLogger(__name__)`` as usual.
 
     :param filename: the log file; its directory is created if missing.
+        ``{hostname}`` in it is replaced by this host's name, so one
+        configuration serves every host.
     :param level: root logger level (name or number).
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
@@ -78,8 +81,8 @@ def setup_logging(
     :param console: also log to standard error.
     :param config: instead of the arguments above, a dictConfig dict or the path
         of a ``.yaml``/``.yml`` (needs ``mplog[yaml]``), ``.json`` or ``.toml``
-        file.  ``$VARS`` in ``filename`` entries are expanded and relative ones
-        resolve against the file's directory;
+        file.  ``$VARS`` and ``{hostname}`` in ``filename`` entries are expanded
+        and relative ones resolve against the file's directory;
         ``disable_existing_loggers`` defaults to False.
     :param force: replace (and close) the root logger's existing handlers, so
         calling this twice never duplicates records or leaks files.
@@ -112,7 +115,7 @@ def setup_logging(
         "an option of setup_logging() or of mplog.ConcurrentRotatingFileHandler",
         noun="keyword",
     )
-    path = os.path.abspath(os.fspath(filename))
+    path = os.path.abspath(expand_placeholders(os.fspath(filename)))
     rotation: dict[str, Any] = dict(handler_options)
     if when is not None:
         rotation.update(when=when, interval=interval)
@@ -190,9 +193,9 @@ def _check_level(level: int | str) -> None:
 def load_config(config: ConfigLike) -> dict[str, Any]:
     """Return the dictConfig dict for *config* (a dict, or a YAML/JSON/TOML path).
 
-    In handler ``filename``\\ s, ``$VARS`` and ``~`` are expanded, relative paths are
-    made absolute against the file's directory (the current directory for a dict),
-    and missing directories are created.
+    In handler ``filename``\\ s, ``$VARS``, ``~`` and ``{hostname}`` are expanded,
+    relative paths are made absolute against the file's directory (the current
+    directory for a dict), and missing directories are created.
     ``disable_existing_loggers`` defaults to False: loggers created before the
     call (module-level ``getLogger(__name__)``) keep working.
 
@@ -215,7 +218,8 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
         filename = os.fspath(entry["filename"])
         if filename.startswith(("ext://", "cfg://")):  # dictConfig resolves those itself
             continue
-        filename = os.path.join(base, os.path.expanduser(os.path.expandvars(filename)))
+        filename = expand_placeholders(os.path.expanduser(os.path.expandvars(filename)))
+        filename = os.path.join(base, filename)
         entry["filename"] = filename
         try:
             os.makedirs(os.path.dirname(filename), exist_ok=True)

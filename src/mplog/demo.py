@@ -77,6 +77,7 @@ def _worker(
         backupCount=config.backup_count,
         when=config.when,
         compress=config.compress,
+        compress_delay=0,  # no shipper reads the demo's logs; it checks every archive
     )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger(f"mplog.demo.{worker}")

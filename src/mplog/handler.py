@@ -32,10 +32,11 @@ from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, SharedState, lock_path_for
 from .permissions import FilePermissions, Owner, explained_open_errors
+from .placeholders import expand_placeholders
 from .retention import Retention
 from .rotation import Backups
 from .triggers import TimeSchedule, TimeTrigger
-from .units import DurationLike, SizeLike, parse_size
+from .units import DurationLike, SizeLike, parse_duration, parse_size
 
 __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
@@ -58,6 +59,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     are accepted as keywords, with the same meaning.
 
     :param filename: the log file (``str`` or path-like); a missing directory is created.
+        ``{hostname}`` in it is replaced by :func:`socket.gethostname` (see
+        :mod:`mplog.placeholders`); other braces are kept as written.
     :param mode: ``"a"`` (default) or ``"w"`` (truncate once, when this handler
         first opens the file; rarely what several processes want).
     :param maxBytes: rotate before a record would make the file larger than this
@@ -100,6 +103,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         ``path + suffix`` next to it and returns that path.
         A background thread compresses, never holding the writers' lock;
         :meth:`close` waits for it and compresses whatever is left.
+    :param compress_delay: compress a backup only once its last record is this old
+        (seconds, ``timedelta`` or ``"30 s"``; default 30 s), so that a log shipper
+        that is behind can still read it plain; ``0`` compresses at once.
+        Backups younger than this at :meth:`close` are left plain for the next sweep
+        (see :mod:`mplog.archive`).
     :param use_gzip: concurrent-log-handler's spelling of ``compress="gzip"``.
     :param max_age: also delete backups last written longer ago than this
         (seconds, ``timedelta`` or ``"7 days"``), at each rotation.
@@ -151,6 +159,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         debug: bool = False,
         use_gzip: bool = False,
         compress: CompressLike = None,
+        compress_delay: DurationLike = 30.0,
         max_age: DurationLike | None = None,
         max_total_size: SizeLike | None = None,
         batched: bool = False,
@@ -166,6 +175,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.maxBytes = maxBytes  # the setter parses "10 MB"
         self.backupCount = backupCount
         self.compressor = Compressor.parse(compress, use_gzip)
+        self.compress_delay = parse_duration(compress_delay, "compress_delay")
         retention = Retention.parse(0, max_age, max_total_size)
         if retention.by_age_or_size and not self._size_limit and self.schedule is None:
             raise ValueError(
@@ -208,7 +218,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
 
         # FileHandler sets baseFilename, mode, encoding, errors and, unless
         # delay, calls our _open(); everything _open needs is set above.
-        log_path = os.path.abspath(os.fspath(filename))
+        filename = expand_placeholders(os.fspath(filename))
+        log_path = os.path.abspath(filename)
         lock_path = lock_path_for(log_path, lock_file_directory)
         self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path)
         super().__init__(filename, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
@@ -231,6 +242,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self.permissions,
                 self._report,
                 lambda message: self._debug("%s", message),
+                delay=self.compress_delay,
                 durable=self._durability is not None,
             )
         self.mode = mode
