@@ -411,7 +411,13 @@ def test_archive_commit_order(tmp_path: Path, syncs: Recorder, fsync: bool) -> N
     (outside the writers' lock); then the original is renamed to a temporary name under
     the lock and removed after the lock is released."""
     handler = _handler(
-        syncs, tmp_path / "app.log", maxBytes=30, backupCount=2, compress="gzip", fsync=fsync
+        syncs,
+        tmp_path / "app.log",
+        maxBytes=30,
+        backupCount=2,
+        compress="gzip",
+        compress_delay=0,
+        fsync=fsync,
     )
     _log(handler, "first record")
     _log(handler, "second record")
