@@ -411,3 +411,34 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
         "main 3",
         "main 4",
     ]
+
+
+def test_a_deferred_reopen_that_fails_is_reported_not_raised(
+    tmp_path: Path, on_sigusr1: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reopen a signal handler asked for runs when the interrupted logging call
+    leaves; if it fails (the directory gone unwritable, say), that logging call still
+    returns normally, the failure goes to handleError, and the next record reopens."""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path)
+    on_sigusr1(lambda: gunicorn_reopen(handler))
+    write_with_signal = _signal_in_next_write(handler)
+    real_open_file = handler._open_file
+    failures = [OSError(13, "Permission denied", str(path))]
+
+    def open_file_failing_once() -> Any:
+        if failures:
+            raise failures.pop()
+        return real_open_file()
+
+    try:
+        handler.emit(_record("one"))
+        monkeypatch.setattr(os, "write", write_with_signal)
+        monkeypatch.setattr(handler, "_open_file", open_file_failing_once)
+        handler.emit(_record("two"))  # the deferred reopen fails when this call leaves
+        monkeypatch.undo()
+        handler.emit(_record("three"))
+    finally:
+        handler.close()
+    assert path.read_text() == "one\ntwo\nthree\n"
+    assert [getattr(e, "errno", None) for e in handler.errors_seen] == [13]

@@ -210,7 +210,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self._regular = True
         self._truncate_on_open = mode.startswith("w")
         self._retention_failing = False
-        self._guard = ThreadGuard()
+        self._guard = ThreadGuard(
+            lambda error: self._report("a close, reopen or rollover deferred by re-entry", error)
+        )
         # Rotation failures (an unwritable directory): when to try again, and how many
         # rotations were skipped in the current episode (None: not failing).
         self._retry_rotation_at = 0.0

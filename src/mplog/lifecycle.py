@@ -48,13 +48,16 @@ class ThreadGuard:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("deferred", "threads")
+    __slots__ = ("deferred", "report", "threads")
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[Exception], None]) -> None:
         #: thread ident -> True while that thread is inside the handler.
         self.threads: dict[int, bool] = {}
         #: thread ident -> calls deferred until that thread leaves.
         self.deferred: dict[int, list[Callable[[], object]]] = {}
+        #: called inside the ``except`` of a deferred call that failed: the call that
+        #: runs it (a logging call, often) must not raise into the application.
+        self.report = report
 
     def inside(self) -> bool:
         """True if the calling thread is inside the handler."""
@@ -83,7 +86,10 @@ class ThreadGuard:
         """Run, in order, what the thread *ident* deferred (it is no longer inside)."""
         calls = self.deferred.pop(ident, None)
         for call in calls or ():
-            call()
+            try:
+                call()
+            except Exception as error:
+                self.report(error)
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork; what other threads held is gone."""
