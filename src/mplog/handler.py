@@ -10,11 +10,13 @@ descriptor.  The record is in the kernel when ``emit`` returns.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime
 import io
 import logging
 import logging.handlers
 import os
+import secrets
 import stat
 import struct
 import sys
@@ -31,6 +33,7 @@ from .exceptions import MplogError, QueueFull, ReentrantLogging
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, SharedState, lock_path_for
+from .netfs import is_network_filesystem, local_locks_only
 from .permissions import FilePermissions, Owner, explained_open_errors
 from .placeholders import expand_placeholders
 from .retention import Retention
@@ -43,6 +46,7 @@ __all__ = ["ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"
 PathLike = Union[str, "os.PathLike[str]"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_DSYNC = getattr(os, "O_DSYNC", 0) or getattr(os, "O_SYNC", 0)
 #: Seconds between attempts to rotate after a rotation failed (the file keeps growing).
 ROTATION_RETRY = 10.0
 
@@ -121,6 +125,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param overflow: what a full queue does in batched mode: ``"block"`` the
         caller (default) or ``"drop"`` the record (counted in :attr:`dropped`,
         reported once per episode through :meth:`handleError`).
+    :param network_fs: the log is on a filesystem several hosts share (NFS, SMB...):
+        write at the offset the shared state publishes, sync the data to the
+        server before unlocking, identify files by inode alone.  ``None`` (the
+        default) detects it from the mount table (Linux).  See :mod:`mplog.netfs`.
     :param fsync: put records on stable storage, not only in the kernel:
         ``True`` before each logging call returns (batched: each batch, before
         :meth:`flush` returns); a number of seconds (or ``"1 s"``) for a
@@ -167,6 +175,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         overflow: str = "block",
         watch_interval: float = 1.0,
         fsync: FsyncLike = False,
+        network_fs: bool | None = None,
     ) -> None:
         if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
             raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
@@ -222,6 +231,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # delay, calls our _open(); everything _open needs is set above.
         filename = expand_placeholders(os.fspath(filename))
         log_path = os.path.abspath(filename)
+        if network_fs is not None and not isinstance(network_fs, bool):
+            raise ValueError(f"network_fs={network_fs!r}: expected True, False or None (detect)")
+        self._network = is_network_filesystem(log_path) if network_fs is None else network_fs
+        # A network filesystem whose locks only this host sees cannot keep hosts apart:
+        # said once, at the first open (see _open_file).
+        self._local_locks_unreported = self._network and local_locks_only(log_path)
         lock_path = lock_path_for(log_path, lock_file_directory)
         self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path)
         super().__init__(filename, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
@@ -301,8 +316,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.stream = self._open()
 
     def _open_file(self) -> io.FileIO:
-        """Open the log file for appending (bytes, unbuffered); make it the stream."""
-        flags = _OPEN_FLAGS
+        """Open the log file for appending (bytes, unbuffered); make it the stream.
+
+        On a network filesystem without ``O_APPEND``: records go at the published
+        offset (see :mod:`mplog.netfs`)."""
+        # On a network filesystem: no O_APPEND (records go at the published offset), and
+        # O_DSYNC: each write reaches the server before the lock is released, and the
+        # NFS client sends exactly the bytes written, never a whole cached page whose
+        # rest this host wrongly believes empty (another host's records: NUL bytes).
+        flags = (_OPEN_FLAGS & ~os.O_APPEND) | _DSYNC if self._network else _OPEN_FLAGS
         if self._truncate_on_open:
             flags |= os.O_TRUNC
             self._truncate_on_open = False
@@ -314,8 +336,16 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             os.close(fd)
             raise
         self._fd = fd
-        self._file_id = (st.st_dev, st.st_ino)
+        self._file_id = self._identity(st)
         self.stream = stream
+        if self._local_locks_unreported:
+            self._local_locks_unreported = False
+            self._notify(
+                f"{self.baseFilename} is on a network filesystem mounted with local locks "
+                "(local_lock= or nolock): the lock does not exclude other hosts, so "
+                "processes on several hosts can overwrite each other's records; mount it "
+                "with local_lock=none, or give each host its own log"
+            )
         if self._durability is not None and stat.S_ISREG(st.st_mode):
             self._durability.opened(os.path.dirname(self.baseFilename), self._file_id)
         return stream
@@ -664,7 +694,27 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         until = self._next_watch
         if self._time is not None:  # synced with the others by _prepare already
             until = min(until, self._time.rollover_at)
-        self._fast_until = until
+        self._fast_until = 0.0 if self._network else until  # the fast path appends
+
+    def _refresh_directory(self) -> None:
+        """Network filesystem: make this host's view of the log's directory current.
+
+        Another host's renames may not show here for a while (cached directory
+        attributes), so a listing could miss a backup and a rename overwrite it.
+        Creating and removing a file of our own makes the server's reply tell this
+        client whether the directory changed since it last looked, and the client
+        then drops what it cached (the name is one a compression sweep removes if a
+        crash leaves it behind)."""
+        folder, name = os.path.split(self.baseFilename)
+        probe = os.path.join(folder, f".{name}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.remove(probe)
+
+    def _identity(self, st: os.stat_result) -> tuple[int, int]:
+        """What identifies a file for every process: (device, inode) on a local
+        filesystem; on a network one the inode alone (device numbers differ from
+        mount to mount, the server's file id does not)."""
+        return (0 if self._network else st.st_dev, st.st_ino)
 
     def _check_file(self, shared: SharedState, now: float) -> int:
         """Check the lock file; stat the path; reopen if the file we hold was renamed,
@@ -675,6 +725,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if self._lock.foreign:  # made by concurrent-log-handler: a mixed fleet
             self._lock.foreign = False
             shared.saw_foreign(now)
+        if self._network:
+            return self._check_shared_file(shared, now)
         try:
             st = os.stat(self.baseFilename)
         except FileNotFoundError:
@@ -700,6 +752,34 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             shared.end_write(st.st_size)
         return st.st_size
 
+    def _check_shared_file(self, shared: SharedState, now: float) -> int:
+        """:meth:`_check_file` on a network filesystem, where this host's view of the log
+        may be stale: a name may still lead to the file another host renamed, and a
+        cached size may be old.  The file the shared state announces is the truth: it
+        is (re)opened until the name leads to it, rereading the directory if needed;
+        only a file nobody announced (a new log, another program's) is announced."""
+        try:
+            current = self._identity(os.stat(self.baseFilename))
+        except FileNotFoundError:
+            current = None
+        announced = shared.file_id()
+        if self._fd is None or current != self._file_id or announced != self._file_id:
+            self._close_stream()
+            self._open_file()
+            if announced not in (self._file_id, (0, 0)):  # perhaps a stale name
+                self._refresh_directory()
+                self._close_stream()
+                self._open_file()
+        st = os.fstat(self._fd)  # type: ignore[arg-type]
+        self._regular = stat.S_ISREG(st.st_mode)
+        size = shared.load()[1]
+        if announced != self._file_id:  # a new file, or another program's: announce it
+            shared.new_file(st.st_size, self._file_id)
+            size = st.st_size
+        self._generation = shared.load()[0]
+        self._watched_at, self._next_watch = now, now + self.watch_interval
+        return size if self._regular else st.st_size
+
     def _write(self, shared: SharedState, data: bytes, size: int) -> None:
         """Append *data* whole at *size* (-1: not a regular file) and publish the
         new size; on failure, cut off the partial record (lock held)."""
@@ -708,6 +788,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             return
         end = size + len(data)
         shared.begin_write(end)
+        if self._network:
+            self._write_at(shared, data, size)
+            shared.end_write(end)
+            return
         self._write_rest(shared, data, 0)
         shared.end_write(end)
         if _lseek(self._fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
@@ -724,6 +808,24 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         except OSError:
             if shared is not None:
                 self._cut_partial(shared, written)
+            raise
+
+    def _write_at(self, shared: SharedState, data: bytes, size: int) -> None:
+        """Network filesystem: write *data* at offset *size* (the published one, not
+        this host's idea of the end of file), synchronously (the file is open
+        ``O_DSYNC``), so that it is on the server before the lock is released and
+        the next host's write lands after it; on failure, cut the file back to
+        *size* (lock held)."""
+        fd = self._fd
+        assert fd is not None
+        written = 0
+        try:
+            while written < len(data):  # O_DSYNC: on the server when pwrite returns
+                written += os.pwrite(fd, memoryview(data)[written:], size + written)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            shared.end_write(size)
             raise
 
     def _cut_partial(self, shared: SharedState, written: int) -> None:
@@ -747,7 +849,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             shared.end_write(0)
             return 0
         size = st.st_size
-        if (st.st_dev, st.st_ino) == shared.file_id() and start <= size < end:
+        if self._identity(st) == shared.file_id() and (self._network or start <= size < end):
+            # (On a network filesystem this host's size may be stale; every complete
+            # record before *start* reached the server before its writer unlocked.)
             os.truncate(self.baseFilename, start)
             size = start
         # else: the write completed (size == end), or another program changed the
@@ -794,6 +898,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         now = time.time()
         try:
+            if self._network:  # the names below must be the server's, not a stale view
+                self._refresh_directory()
             if self._durability is not None:  # whole on disk before its new name is
                 self._durability.before_rename(self._fd, self._file_id)  # type: ignore[arg-type]
             self._rename_active(now, time_due)

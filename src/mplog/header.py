@@ -8,8 +8,8 @@ Layout (little-endian; format 3, extended compatibly after byte 64)::
     16  size of the active file
     24  write end: above the size while a write is in flight (its process
         died if the next lock holder still finds it so), else equal to it
-    32  owner: a hash of the absolute path of the log this lock file serves
-        (0: not claimed yet)
+    32  owner: a key of the log this lock file serves, from its directory's inode
+        and its name, the same on every host of a shared filesystem (0: not claimed)
     40  time-rotation boundary (NaN: none)
     48  active file (st_dev, st_ino)
     64  foreign writers seen until (a time; 0: never): see *mixed fleets* below
@@ -78,9 +78,9 @@ unpack_state = _HEAD.unpack
 pack_word = _WORD.pack
 
 
-def owner_key(log_path: str) -> int:
-    """A stable, non-zero 64-bit key for the log at the absolute *log_path*."""
-    digest = hashlib.blake2b(os.fsencode(log_path), digest_size=8).digest()
+def owner_key(identity: str) -> int:
+    """A stable, non-zero 64-bit key for a log's *identity* (see FileLock)."""
+    digest = hashlib.blake2b(os.fsencode(identity), digest_size=8).digest()
     return _WORD.unpack(digest)[0] or 1
 
 

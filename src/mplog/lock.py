@@ -142,7 +142,7 @@ class FileLock:
         self.timeout = timeout
         self.permissions = permissions or FilePermissions()
         self.log_path = log_path or path
-        self._key = 0 if log_path is None else owner_key(_real(log_path))  # 0: claims nothing
+        self._log_key: int | None = None if log_path is not None else 0  # 0: claims nothing
         self._fd: int | None = None
         self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
@@ -230,7 +230,7 @@ class FileLock:
         """Read the header of the lock file just locked; claim it for our log."""
         shared = SharedState(fd)
         try:
-            other = shared.claim(self.log_path, self._key)
+            other = shared.claim(self.log_path, self._key_of_log())
         except BaseException:
             _flock(fd, _UN)
             raise
@@ -240,7 +240,7 @@ class FileLock:
             raise LockFileConflict(self.log_path, self.path, other)
         if other is not None:  # the other log is gone (or is ours by another path): take over
             shared.repair()
-            shared.claim(self.log_path, self._key)
+            shared.claim(self.log_path, self._key_of_log())
         self._shared = shared
         return shared
 
@@ -268,13 +268,24 @@ class FileLock:
         through their checks (they move here at their next record); then let go of it."""
         try:
             old = SharedState(orphan)
-            if old.valid(self._key):
+            if old.valid(self._key_of_log()):
                 shared.copy_from(old)
                 shared.bump()
                 old.bump()
         finally:
             _flock(orphan, _UN)
             os.close(orphan)
+
+    def _key_of_log(self) -> int:
+        """The log's key in the header: its directory's inode and its name, the same
+        through every mount of a shared filesystem (paths and device numbers differ
+        from host to host), and the same for every path that names it locally."""
+        key = self._log_key
+        if key is None:
+            folder, name = os.path.split(os.path.abspath(self.log_path))
+            os.makedirs(folder, exist_ok=True)  # about to be created for the log anyway
+            key = self._log_key = owner_key(f"{os.stat(folder).st_ino}/{name}")
+        return key
 
     def _wait_for_thread(self, timeout: float | None = None) -> None:
         """Take the thread lock that another thread holds, or raise if this thread holds
@@ -367,26 +378,31 @@ class FileLock:
             or held.st_nlink == 0
             or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino)
         ):
-            self._move(fd, shared)
-            return f"lock file {self.path} was deleted or replaced; moved to the new one"
-        if not shared.valid(self._key):
+            if self._move(fd, shared):
+                return f"lock file {self.path} was deleted or replaced; moved to the new one"
+            return None
+        if not shared.valid(self._key_of_log()):
             shared.repair()
-            shared.claim(self.log_path, self._key)
+            shared.claim(self.log_path, self._key_of_log())
             return f"lock file {self.path} was damaged (truncated or overwritten); repaired"
         return None
 
-    def _move(self, old_fd: int, shared: SharedState) -> None:
+    def _move(self, old_fd: int, shared: SharedState) -> bool:
         """Lock the file now at our path while still holding the old one, then let go
         of the old one (see :meth:`verify`).  No deadlock: only a process moving off
         the old file holds both, and nobody on the new file waits for the old one."""
         new_fd = self.permissions.open(self.path, _OPEN_FLAGS)
+        held, now_named = os.fstat(old_fd), os.fstat(new_fd)
+        if (held.st_dev, held.st_ino) == (now_named.st_dev, now_named.st_ino):
+            os.close(new_fd)  # the same file after all: locking it again would wait for us
+            return False
         try:
-            if os.fstat(new_fd).st_size < HEADER_SIZE:
+            if now_named.st_size < HEADER_SIZE:
                 os.ftruncate(new_fd, HEADER_SIZE)
             self._lock_fd(new_fd)
             new = SharedState(new_fd)
-            if not new.valid(self._key):  # a fresh file: the state we know is the best
-                other = new.claim(self.log_path, self._key)
+            if not new.valid(self._key_of_log()):  # a fresh file: the state we know is the best
+                other = new.claim(self.log_path, self._key_of_log())
                 if other is not None and _real(other) != _real(self.log_path):
                     _flock(new_fd, _UN)
                     raise LockFileConflict(self.log_path, self.path, other)
@@ -399,6 +415,7 @@ class FileLock:
         _flock(old_fd, _UN)
         os.close(old_fd)
         self._fd = shared.fd = new_fd
+        return True
 
     def forget(self) -> None:
         """Drop the descriptor inherited over fork without touching the parent's lock.

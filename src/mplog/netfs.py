@@ -1,0 +1,105 @@
+"""Logs on network filesystems, written by several hosts.
+
+On one kernel, an ``O_APPEND`` write under the lock is enough.  Over NFS it is not:
+
+* a lock is a cache-coherency point only for the locked file (the lock file), so
+  the log's cached size and pages are not refreshed when another host wrote it;
+* ``O_APPEND`` appends at the client's cached end of file (open(2): "O_APPEND may
+  lead to corrupted files on NFS filesystems if more than one process appends data
+  to a file at once");
+* device numbers differ from mount to mount, so ``(st_dev, st_ino)`` does not
+  identify a file across hosts, while the inode number (the server's file id) does.
+
+So on a network filesystem the handler writes at the offset the shared state
+publishes (``pwrite``, coherent because the lock file's state is re-read after
+each lock), syncs the data to the server before it unlocks, identifies files by
+inode alone, and re-reads the directory before it trusts a name.  This module
+tells which filesystems need that (:func:`is_network_filesystem`) and whether
+their locks exclude other hosts at all (:func:`local_locks_only`).
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["is_network_filesystem", "local_locks_only", "mount_of"]
+
+# Filesystem types (as /proc/self/mountinfo names them) shared by several hosts.
+NETWORK_TYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "fuse.cephfs",
+        "9p",
+        "afs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ocfs2",
+        "gfs2",
+    }
+)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_of(path: str, mountinfo: str | None = None) -> tuple[str, str, str] | None:
+    """The ``(mount point, filesystem type, super options)`` of the mount holding
+    *path* (Linux; None elsewhere or if it cannot be told).  *mountinfo* is the text
+    of ``/proc/self/mountinfo`` (read when None)."""
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+                mountinfo = f.read()
+        except OSError:
+            return None
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    best: tuple[str, str, str] | None = None
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        try:
+            separator = fields.index("-")
+            point = _unescape(fields[4])
+            fstype, options = fields[separator + 1], fields[separator + 3]
+        except (ValueError, IndexError):
+            continue
+        inside = folder == point or folder.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, fstype, options)  # the later of equal points is mounted on top
+    return best
+
+
+def is_network_filesystem(path: str, mountinfo: str | None = None) -> bool:
+    """True if the log at *path* is on a filesystem that several hosts may share."""
+    mount = mount_of(path, mountinfo)
+    return mount is not None and mount[1] in NETWORK_TYPES
+
+
+def local_locks_only(path: str, mountinfo: str | None = None) -> bool:
+    """True if *path* is on a network filesystem mounted so that locks are only seen
+    by this host (NFS ``local_lock=all`` or ``=flock``, or NFSv3 ``nolock``)."""
+    mount = mount_of(path, mountinfo)
+    if mount is None or mount[1] not in NETWORK_TYPES:
+        return False
+    options = set(mount[2].split(","))
+    return bool({"local_lock=all", "local_lock=flock", "nolock"} & options)

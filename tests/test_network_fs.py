@@ -1,0 +1,201 @@
+"""Logs on a network filesystem written by several hosts (see mplog.netfs).
+
+A real NFS server with two client mounts is the harness in the project's shared nfs-vm
+folder (minutes under emulation, run by hand). Here: which mounts count as network
+filesystems, and what the handler does differently on one, forced with network_fs=True
+on a local disk: no O_APPEND, each record at the published offset and synced before the
+lock is released, files known by inode alone, every record once from several processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
+import mplog  # noqa: E402
+from mplog.netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
+from recording import RecordingHandler  # noqa: E402
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
+30 22 0:40 / /mnt/logs rw,relatime shared:2 - nfs4 nfs.example:/ rw,vers=4.2,local_lock=none
+31 22 0:41 / /mnt/v3 rw,relatime shared:3 - nfs nfs.example:/srv rw,vers=3,nolock
+32 22 0:42 / /mnt/local\\040lock rw shared:4 - nfs4 nfs.example:/ rw,vers=4.2,local_lock=all
+33 22 0:43 / /var/lib/docker/overlay rw - fuse.fuse-overlayfs fuse-overlayfs rw
+34 30 0:44 / /mnt/logs/tmp rw - tmpfs tmpfs rw
+"""
+
+
+def _record(msg: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": msg})
+
+
+# -- which filesystems are shared ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "network", "local_locks"),
+    [
+        ("/var/log/app.log", False, False),
+        ("/mnt/logs/app.log", True, False),
+        ("/mnt/logs/sub/dir/app.log", True, False),
+        ("/mnt/logs/tmp/app.log", False, False),  # a local mount inside the NFS one
+        ("/mnt/v3/app.log", True, True),  # NFSv3 nolock
+        ("/mnt/local lock/app.log", True, True),  # local_lock=all, escaped space
+        ("/var/lib/docker/overlay/app.log", False, False),  # FUSE, but local
+    ],
+)
+def test_network_filesystems_are_told_from_the_mount_table(
+    path: str, network: bool, local_locks: bool
+) -> None:
+    """NFS, SMB and the like are network filesystems (by the mount holding the log's
+    directory, the deepest one); local filesystems and local FUSE ones are not; a mount
+    whose locks only this host sees is recognized."""
+    assert is_network_filesystem(path, MOUNTINFO) is network
+    assert local_locks_only(path, MOUNTINFO) is local_locks
+
+
+def test_the_deepest_mount_holds_the_path() -> None:
+    """A mount inside another one wins for paths below it."""
+    assert mount_of("/mnt/logs/tmp/app.log", MOUNTINFO) == ("/mnt/logs/tmp", "tmpfs", "rw")
+
+
+def test_network_fs_must_be_a_bool_or_none(tmp_path: Path) -> None:
+    """A bad network_fs value fails at construction, naming it."""
+    with pytest.raises(ValueError, match="network_fs='yes'"):
+        mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", network_fs="yes")  # type: ignore[arg-type]
+
+
+# -- what the handler does on one ----------------------------------------------------------------
+
+
+def test_records_go_at_the_published_offset_synchronously(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a network filesystem the log is opened without O_APPEND and with O_DSYNC (each
+    write is on the server when it returns, and exactly its bytes are sent), and each
+    record is written with pwrite at the size the shared state publishes, the lock held."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, network_fs=True)
+    events: list[tuple[int, bool]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if fd == handler._fd:
+            events.append((offset, handler._lock.owned()))
+        return real_pwrite(fd, data, offset)
+
+    try:
+        handler.emit(_record("one"))
+        flags = fcntl.fcntl(handler._fd, fcntl.F_GETFL)  # type: ignore[arg-type]
+        assert not flags & os.O_APPEND
+        assert flags & os.O_DSYNC == os.O_DSYNC
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        handler.emit(_record("two"))
+        handler.emit(_record("three"))
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    assert events == [(4, True), (8, True)]
+    assert path.read_text() == "one\ntwo\nthree\n"
+
+
+def test_another_hosts_record_is_not_overwritten_by_a_stale_view(tmp_path: Path) -> None:
+    """A host whose own view of the file is out of date (its size, here a descriptor
+    that sits at an old offset) still writes after the other host's record: the offset
+    comes from the shared state, not from this host's end of file."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True)
+    theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True)
+    try:
+        ours.emit(_record("ours 1"))
+        theirs.emit(_record("theirs 1"))
+        os.lseek(ours._fd, 0, os.SEEK_SET)  # type: ignore[arg-type]  # a stale position
+        ours.emit(_record("ours 2"))
+    finally:
+        ours.close()
+        theirs.close()
+    assert path.read_text() == "ours 1\ntheirs 1\nours 2\n"
+
+
+def test_files_are_known_by_inode_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Device numbers differ from mount to mount: a different st_dev for the same inode
+    is the same file, not a new one to announce and reopen."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=0)
+    try:
+        handler.emit(_record("one"))
+        fd = handler._fd
+        with handler._lock as shared:
+            generation = shared.load()[0]
+        real_stat = os.stat
+
+        def other_mount(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            st = real_stat(target, *args, **kwargs)
+            if os.fspath(target) != str(path):
+                return st
+            values = list(st)
+            values[2] += 1  # st_dev, as another mount shows it
+            return os.stat_result(values)
+
+        monkeypatch.setattr(os, "stat", other_mount)
+        handler.emit(_record("two"))
+        monkeypatch.undo()
+        assert handler._fd == fd, "reopened the same file"
+        with handler._lock as shared:
+            assert shared.load()[0] == generation, "announced the same file again"
+    finally:
+        handler.close()
+    assert path.read_text() == "one\ntwo\n"
+
+
+def test_a_mount_with_local_locks_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network filesystem mounted with local locks cannot keep hosts apart: the first
+    open says so through handleError, once, and logging goes on."""
+    monkeypatch.setattr(mplog.handler, "is_network_filesystem", lambda path: True)
+    monkeypatch.setattr(mplog.handler, "local_locks_only", lambda path: True)
+    handler = RecordingHandler(tmp_path / "app.log", delay=True)
+    try:
+        handler.emit(_record("one"))
+        handler.emit(_record("two"))
+    finally:
+        handler.close()
+    assert len(handler.errors_seen) == 1
+    assert "local_lock" in str(handler.errors_seen[0])
+    assert (tmp_path / "app.log").read_text() == "one\ntwo\n"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("batched", [False, True], ids=["sync", "batched"])
+def test_processes_on_a_network_filesystem_lose_nothing(tmp_path: Path, batched: bool) -> None:
+    """Four processes in network mode, rotating every few dozen records: every record
+    once, in per-process order."""
+    path = str(tmp_path / "app.log")
+    count = 800
+    kwargs = {"maxBytes": 8192, "backupCount": 500, "network_fs": True, "batched": batched}
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(4)
+    processes = [
+        ctx.Process(target=fleet_workers.mplog_writer, args=(path, kwargs, w, count, start))
+        for w in range(4)
+    ]
+    fleet_workers.run_fleet(processes, start)
+    found = fleet_workers.read_fleet(tmp_path)
+    fleet_workers.assert_each_once(found, dict.fromkeys(range(4), count))
+    for worker in range(4):
+        assert [seq for w, seq in found if w == worker] == list(range(count))
+    assert len(list(tmp_path.glob("app.log.*"))) > 5
