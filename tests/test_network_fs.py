@@ -199,3 +199,66 @@ def test_processes_on_a_network_filesystem_lose_nothing(tmp_path: Path, batched:
     for worker in range(4):
         assert [seq for w, seq in found if w == worker] == list(range(count))
     assert len(list(tmp_path.glob("app.log.*"))) > 5
+
+
+def test_the_announced_file_wins_over_a_stale_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another host rotated; this host's cache still maps the name to the old file (now
+    the backup). The record goes to the file the shared state announces, the new one,
+    and the old one is not announced again."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, backupCount=3)
+    theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, backupCount=3)
+    try:
+        ours.emit(_record("one"))
+        old = os.stat(path)
+        theirs.doRollover()  # app.log -> app.log.1, a new app.log announced
+        real_stat = os.stat
+
+        def stale(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            if os.fspath(target) == str(path):
+                return old  # the name still leads to the old file here
+            return real_stat(target, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stale)
+        ours.emit(_record("two"))
+        monkeypatch.undo()
+        theirs.emit(_record("three"))
+    finally:
+        ours.close()
+        theirs.close()
+    assert (tmp_path / "app.log.1").read_text() == "one\n"
+    assert path.read_text() == "two\nthree\n"
+
+
+def test_the_directory_is_refreshed_before_a_rotation_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before renaming anything, a network-mode rotation creates and removes a file of
+    its own in the log's directory (the server's reply then tells this host's client that
+    the directory changed); the probe leaves nothing behind."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, backupCount=2)
+    events: list[str] = []
+    real_remove, real_rename = os.remove, os.rename
+
+    def remove(target: Any, *args: Any, **kwargs: Any) -> None:
+        if ".mplog-" in os.fspath(target):
+            events.append("probe removed")
+        real_remove(target, *args, **kwargs)
+
+    def rename(source: Any, dest: Any, *args: Any, **kwargs: Any) -> None:
+        events.append(f"rename {os.path.basename(source)} -> {os.path.basename(dest)}")
+        real_rename(source, dest, *args, **kwargs)
+
+    try:
+        handler.emit(_record("one"))
+        monkeypatch.setattr(os, "remove", remove)
+        monkeypatch.setattr(os, "rename", rename)
+        handler.doRollover()
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    assert events == ["probe removed", "rename app.log -> app.log.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".__app.lock", "app.log", "app.log.1"]

@@ -33,7 +33,7 @@ from .exceptions import MplogError, QueueFull, ReentrantLogging
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, SharedState, lock_path_for
-from .netfs import is_network_filesystem, local_locks_only
+from .netfs import is_network_filesystem, is_nfs, local_locks_only
 from .permissions import FilePermissions, Owner, explained_open_errors
 from .placeholders import expand_placeholders
 from .retention import Retention
@@ -238,7 +238,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # said once, at the first open (see _open_file).
         self._local_locks_unreported = self._network and local_locks_only(log_path)
         lock_path = lock_path_for(log_path, lock_file_directory)
-        self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path)
+        # On NFS the shared state bypasses the client's cache (and any delegation).
+        direct = self._network and is_nfs(lock_path)
+        self._lock = FileLock(lock_path, lock_timeout, self.permissions, log_path, direct)
         super().__init__(filename, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
         self.backups = Backups(
             self.baseFilename,

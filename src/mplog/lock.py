@@ -125,6 +125,9 @@ class FileLock:
     :param log_path: the log the lock file serves; the header records it, and
         :meth:`acquire` raises :class:`LockFileConflict` if another log's
         handler claimed the file first.  ``None``: a bare lock, claiming nothing.
+    :param direct_io: read and write the shared state through an ``O_DIRECT``
+        descriptor (NFS, where it needs no alignment): every read then asks the
+        server, whatever this client caches or has been delegated.
 
     .. versionadded:: 0.1
     """
@@ -135,6 +138,7 @@ class FileLock:
         timeout: float | None = None,
         permissions: FilePermissions | None = None,
         log_path: str | None = None,
+        direct_io: bool = False,
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
@@ -144,6 +148,7 @@ class FileLock:
         self.log_path = log_path or path
         self._log_key: int | None = None if log_path is not None else 0  # 0: claims nothing
         self._fd: int | None = None
+        self.direct_io = direct_io and hasattr(os, "O_DIRECT")
         self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
         self._owner: int | None = None  # the thread holding (or waiting in flock for) the lock
@@ -228,7 +233,7 @@ class FileLock:
 
     def _attach(self, fd: int) -> SharedState:
         """Read the header of the lock file just locked; claim it for our log."""
-        shared = SharedState(fd)
+        shared = SharedState(self._state_fd(fd))
         try:
             other = shared.claim(self.log_path, self._key_of_log())
         except BaseException:
@@ -243,6 +248,16 @@ class FileLock:
             shared.claim(self.log_path, self._key_of_log())
         self._shared = shared
         return shared
+
+    def _state_fd(self, fd: int) -> int:
+        """The descriptor the shared state is read and written through: *fd*, or with
+        :attr:`direct_io` a second one on the same file, opened ``O_DIRECT``."""
+        if not self.direct_io:
+            return fd
+        try:
+            return os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
+        except OSError:
+            return fd
 
     def _orphan(self) -> int | None:
         """We just created the lock file although the log already holds records: the
@@ -414,7 +429,9 @@ class FileLock:
             raise
         _flock(old_fd, _UN)
         os.close(old_fd)
-        self._fd = shared.fd = new_fd
+        if shared.fd != old_fd:
+            os.close(shared.fd)
+        self._fd, shared.fd = new_fd, self._state_fd(new_fd)
         return True
 
     def forget(self) -> None:
@@ -444,7 +461,10 @@ class FileLock:
     def _close_fd(self) -> None:
         self._close_on_release = False
         fd, self._fd = self._fd, None
-        self._shared = None
+        shared, self._shared = self._shared, None
+        if shared is not None and shared.fd != fd:  # the O_DIRECT descriptor
+            with contextlib.suppress(OSError):
+                os.close(shared.fd)
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["is_network_filesystem", "local_locks_only", "mount_of"]
+__all__ = ["is_network_filesystem", "is_nfs", "local_locks_only", "mount_of"]
 
 # Filesystem types (as /proc/self/mountinfo names them) shared by several hosts.
 NETWORK_TYPES = frozenset(
@@ -103,3 +103,9 @@ def local_locks_only(path: str, mountinfo: str | None = None) -> bool:
         return False
     options = set(mount[2].split(","))
     return bool({"local_lock=all", "local_lock=flock", "nolock"} & options)
+
+
+def is_nfs(path: str, mountinfo: str | None = None) -> bool:
+    """True if *path* is on NFS, whose client takes ``O_DIRECT`` at any alignment."""
+    mount = mount_of(path, mountinfo)
+    return mount is not None and mount[1] in ("nfs", "nfs4")
