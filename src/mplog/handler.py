@@ -769,7 +769,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._close_stream()
             self._open_file()
             if announced not in (self._file_id, (0, 0)):  # perhaps a stale name
-                self._refresh_directory()
+                with contextlib.suppress(OSError):  # best effort: a read-only directory
+                    self._refresh_directory()
                 self._close_stream()
                 self._open_file()
         st = os.fstat(self._fd)  # type: ignore[arg-type]
