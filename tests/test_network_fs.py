@@ -262,3 +262,33 @@ def test_the_directory_is_refreshed_before_a_rotation_renames(
         handler.close()
     assert events == ["probe removed", "rename app.log -> app.log.1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".__app.lock", "app.log", "app.log.1"]
+
+
+def test_on_nfs_the_shared_state_is_read_past_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On NFS the lock file's state goes through a second descriptor opened O_DIRECT (the
+    NFS client needs no alignment for it): every read asks the server, whatever this
+    client caches or was delegated. The flock stays on the first descriptor."""
+    monkeypatch.setattr(mplog.handler, "is_nfs", lambda path: True)
+    direct: list[str] = []
+    real_open = os.open
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_DIRECT:
+            direct.append(os.fspath(path))
+            flags &= ~os.O_DIRECT  # this test's disk may want aligned O_DIRECT I/O
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", network_fs=True)
+    try:
+        handler.emit(_record("one"))
+        with handler._lock as shared:
+            assert shared.fd != handler._lock._fd
+            assert os.fstat(shared.fd).st_ino == os.fstat(handler._lock._fd).st_ino  # type: ignore[arg-type]
+    finally:
+        handler.close()
+    assert direct, "the shared state was not opened O_DIRECT"
+    assert all(path.startswith("/proc/self/fd/") for path in direct)
+    assert (tmp_path / "app.log").read_text() == "one\n"
