@@ -60,7 +60,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, collect_reports
+from mplog._bench_contenders import ErrorCounter, run_writers
 from mplog.units import parse_size
 
 LOG_NAME = "bench.log"
@@ -381,21 +381,7 @@ def _start_writers(contender: str, path: str, s: Settings) -> list[WriterReport]
     writers = [
         ctx.Process(target=writer_main, args=(contender, path, w, *options)) for w in range(s.procs)
     ]
-    try:
-        for p in writers:
-            p.start()
-        reports = collect_reports(results, s.procs, writers, contender)
-        for p in writers:
-            p.join()
-            if p.exitcode != 0:
-                raise RuntimeError(f"{contender}: a writer exited with code {p.exitcode}")
-    finally:
-        for p in writers:  # reap them on every path (a broken barrier, a crash)
-            if p.is_alive():
-                p.kill()
-            if p.pid is not None:
-                p.join()
-    return reports
+    return run_writers(writers, results, contender)
 
 
 def measure(contender: str, repetition: int, directory: str, s: Settings) -> Run:

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, collect_reports
+from mplog._bench_contenders import ErrorCounter, run_writers
 from mplog.cli import _positive
 from mplog.cli import _size as cli_size
 
@@ -229,20 +229,7 @@ def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
         ctx.Process(target=writer_main, args=(path, w, count, s, barrier, results))
         for w in range(s.procs)
     ]
-    try:
-        for p in writers:
-            p.start()
-        reports: list[WriterReport] = collect_reports(results, s.procs, writers, str(count))
-        for p in writers:
-            p.join()
-            if p.exitcode != 0:
-                raise RuntimeError(f"backupCount={count}: a writer exited with {p.exitcode}")
-    finally:
-        for p in writers:  # reap them on every path (a broken barrier, a crash)
-            if p.is_alive():
-                p.kill()
-            if p.pid is not None:
-                p.join()
+    reports: list[WriterReport] = run_writers(writers, results, f"backupCount={count}")
     calls = [v for r in reports for v in array("q", r.latencies)]
     traced = {name: [d for r in reports for d in r.traced.get(name, [])] for name in TRACED}
     elapsed = max(r.end for r in reports) - min(r.start for r in reports)

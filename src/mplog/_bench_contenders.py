@@ -194,6 +194,32 @@ class ErrorCounter:
         self.count += 1
 
 
+def reap(processes: list[Any]) -> None:
+    """Kill what is still running of *processes* and wait for all of them: on every exit
+    path of a run (a broken barrier, a crash), no child is left behind."""
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+        if p.pid is not None:
+            p.join()
+
+
+def run_writers(writers: list[Any], results: Any, what: str) -> list[Any]:
+    """Start *writers*, take one report from each off *results*, wait for them to exit
+    with status 0 (else RuntimeError naming *what*); reap them on every path."""
+    try:
+        for p in writers:
+            p.start()
+        reports = collect_reports(results, len(writers), writers, what)
+        for p in writers:
+            p.join()
+            if p.exitcode != 0:
+                raise RuntimeError(f"{what}: a writer exited with code {p.exitcode}")
+    finally:
+        reap(writers)
+    return reports
+
+
 def peak_rss() -> int | None:
     """This process's peak resident set size in bytes (None where unavailable)."""
     try:

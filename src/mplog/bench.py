@@ -50,6 +50,7 @@ from ._bench_contenders import (
     contender_available,
     installed,
     listener_main,
+    reap,
     verify,
     worker_main,
 )
@@ -132,11 +133,7 @@ def measure(
             if p.exitcode != 0:
                 raise RuntimeError(f"{contender}: a child exited with code {p.exitcode}")
     finally:
-        for p in children:  # reap them on every path (a failed barrier, a crash)
-            if p.is_alive():
-                p.kill()
-            if p.pid is not None:
-                p.join()
+        reap(children)  # on every path (a failed barrier, a crash)
     start = min(r.start for r in reports if r.worker != LISTENER)
     elapsed = max(r.end for r in reports) - start
     rss = [r.peak_rss for r in reports if r.peak_rss is not None]
