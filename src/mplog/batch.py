@@ -13,7 +13,7 @@ import threading
 import weakref
 from typing import Callable
 
-from .lifecycle import at_exit
+from .lifecycle import at_exit, start_thread
 
 __all__ = ["BatchWriter"]
 
@@ -99,18 +99,10 @@ class BatchWriter:
         return True
 
     def _start(self) -> None:
-        # Launching until the thread runs: a __del__ that the allocations below let the
-        # garbage collector run may log, re-entering put(), which must not start a
-        # second writer (the record it queues is drained by this one).
-        self._launching = True
-        try:
-            _writers.add(self)
-            at_exit(_flush_all, first=True)  # queues are written out before anything else
-            thread = threading.Thread(target=self._run, name="mplog-writer", daemon=True)
-            self._thread = thread
-            thread.start()
-        finally:
-            self._launching = False
+        # A re-entrant put() meanwhile leaves its record to this writer: see start_thread.
+        start_thread(self, self._run, "mplog-writer")
+        _writers.add(self)
+        at_exit(_flush_all, first=True)  # queues are written out before anything else
 
     def _run(self) -> None:
         cond = self._cond

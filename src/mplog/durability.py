@@ -29,7 +29,7 @@ import time
 import weakref
 from typing import Callable, Union
 
-from .lifecycle import at_exit
+from .lifecycle import at_exit, start_thread
 from .units import parse_duration
 
 __all__ = ["Durability", "FsyncLike", "GroupCommit", "SyncEach", "sync_data", "sync_directory"]
@@ -174,15 +174,9 @@ class GroupCommit(Durability):
                 self._start()
 
     def _start(self) -> None:
-        self._launching = True  # a re-entrant write meanwhile starts no second thread
-        try:
-            _committers.add(self)
-            at_exit(_sync_all)  # after the batched queues are written out
-            thread = threading.Thread(target=self._run, name="mplog-fsync", daemon=True)
-            self._thread = thread
-            thread.start()
-        finally:
-            self._launching = False
+        start_thread(self, self._run, "mplog-fsync")  # re-entered: no second thread
+        _committers.add(self)
+        at_exit(_sync_all)  # after the batched queues are written out
 
     def _run(self) -> None:
         cond = self._cond

@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import Callable, Protocol
 
-__all__ = ["ThreadGuard", "at_exit", "track"]
+__all__ = ["ThreadGuard", "at_exit", "start_thread", "track"]
 
 _get_ident = threading.get_ident
 
@@ -158,3 +158,26 @@ def at_exit(call: Callable[[], None], first: bool = False) -> None:
     except RuntimeError:  # pragma: no cover - already shutting down
         return
     _exit_hook_installed = True
+
+
+class _Starts(Protocol):
+    _thread: threading.Thread | None
+    _launching: bool
+
+
+def start_thread(owner: _Starts, target: Callable[[], None], name: str) -> None:
+    """Start *owner*'s background (daemon) thread running *target*, as its ``_thread``.
+
+    *owner* is launching until the thread runs: creating it allocates, so the garbage
+    collector may run a ``__del__`` that logs and re-enters the owner, which must then
+    see ``_launching`` and not start a second thread.
+    """
+    if owner._thread is not None or owner._launching:
+        return
+    owner._launching = True
+    try:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        owner._thread = thread
+        thread.start()
+    finally:
+        owner._launching = False
