@@ -32,6 +32,7 @@ The table shows medians over the repetitions; ``--json`` writes every run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import logging
@@ -93,16 +94,22 @@ def trace(durations: dict[str, list[int]]) -> None:
     from mplog.rotation import Backups
 
     clock = time.perf_counter_ns
-    targets: list[tuple[type, str]] = [
-        (ConcurrentRotatingFileHandler, "_rotate"),
-        (Backups, "files"),
-        (Backups, "locate"),
+    # (class, method, key): the rotation is Rollover.rotate, and the handler's
+    # _rotate in versions before mplog.rollover existed.
+    targets: list[tuple[type, str, str]] = [
+        (ConcurrentRotatingFileHandler, "_rotate", "_rotate"),
+        (Backups, "files", "files"),
+        (Backups, "locate", "locate"),
     ]
-    for owner, name in targets:
+    with contextlib.suppress(ImportError):
+        from mplog.rollover import Rollover
+
+        targets.append((Rollover, "rotate", "_rotate"))
+    for owner, name, key in targets:
         method = getattr(owner, name, None)
         if method is None:
             continue
-        spent = durations.setdefault(name, [])
+        spent = durations.setdefault(key, [])
 
         def timed(*args: Any, _method: Any = method, _spent: list[int] = spent) -> Any:
             start = clock()

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import mp_workers
+import mplog.active
 import mplog.handler
 
 # Where a worker can be made to stall, holding the inter-process lock in every case:
@@ -33,7 +34,7 @@ STALL_LIMIT = 90.0  # seconds a stalled worker waits for the test before giving 
 
 
 class _OsProxy:
-    """Stands in for the ``os`` module inside mplog.handler, with a replaced ``write``."""
+    """Stands in for the ``os`` module inside mplog.active, with a replaced ``write``."""
 
     def __init__(self, write: Any) -> None:
         self.write = write
@@ -85,7 +86,7 @@ def install_fault(
             _stall(reached, resume)
             raise AssertionError("unreachable: the test kills this process")
 
-        mplog.handler.os = _OsProxy(stalling_write)  # type: ignore[assignment]  # this child only
+        mplog.active.os = _OsProxy(stalling_write)  # type: ignore[assignment]  # this child only
     elif fault in ("rotate_before", "rotate_after"):
 
         def stalling_rotator(source: str, dest: str) -> None:

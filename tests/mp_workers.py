@@ -28,7 +28,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import mplog
+import mplog.active
 import mplog.handler
+import mplog.rollover
 
 HEADER_SIZE = len("<00000000:00000000>")
 
@@ -212,7 +214,8 @@ def paced_worker(
 
 
 class _FakeTime:
-    """Stands in for the ``time`` module inside mplog.handler: only ``time()`` is faked."""
+    """Stands in for the ``time`` module inside mplog's write path (the handler, the
+    active file, the rotation policy): only ``time()`` is faked."""
 
     def __init__(self, clock: Any) -> None:
         self._clock = clock
@@ -233,7 +236,8 @@ def remote_worker(
     modification times follow the fake clock, since mplog reads the log's mtime
     when a handler starts.
     """
-    mplog.handler.time = _FakeTime(clock)  # type: ignore[assignment]  # this child only
+    for module in (mplog.handler, mplog.active, mplog.rollover):  # this child only
+        module.time = _FakeTime(clock)  # type: ignore[attr-defined]
     logger: logging.Logger | None = None
 
     def touch() -> None:

@@ -56,13 +56,13 @@ from .compression import Compressor, reader_for
 from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
+from .reporting import Reporter
 from .rotation import Backup, group_backups
 
 __all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
 
 ListBackups = Callable[[], list[Backup]]
 Locate = Callable[[tuple[int, int], str], "str | None"]
-Report = Callable[[str, BaseException], None]
 
 _READ_FLAGS = (
     os.O_RDONLY
@@ -141,8 +141,8 @@ class Archiver:
         uncompressed backup with that ``(st_dev, st_ino)``, looking at *hint*
         first, or None (called with the writers' lock held).
     :param permissions: mode and owner of compressed files.
-    :param report: called (inside an ``except``) with a message and the error;
-        the same failure is reported once until a sweep succeeds.
+    :param reporter: the handler's failure reports: the same kind of failure is
+        reported once until a sweep succeeds.
     :param debug: called with a message for each file compressed.
     :param durable: make each commit durable (``fsync=`` on): sync the directory
         after naming the archive, before the original goes.
@@ -159,7 +159,7 @@ class Archiver:
         backups: ListBackups,
         locate: Locate,
         permissions: FilePermissions,
-        report: Report,
+        reporter: Reporter,
         debug: Callable[[str], None],
         delay: float = 0.0,
         *,
@@ -172,12 +172,11 @@ class Archiver:
         self._backups = backups
         self._locate = locate
         self._permissions = permissions
-        self._report = report
+        self._reporter = reporter
         self._debug = debug
         self.delay = delay
         self.clock: Callable[[], float] = time.time  # replaceable in tests
         self._prefix = f".{os.path.basename(base)}.mplog-"
-        self._reported: set[tuple[type, int | None]] = set()
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -323,16 +322,14 @@ class Archiver:
                 failed = True
                 self._failed(error)
         if not failed:
-            self._reported.clear()
+            self._reporter.recovered("compress")
         if schedule and self._due is not None:
             self._schedule(self._due)
 
     def _failed(self, error: Exception) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""
-        key = (type(error), getattr(error, "errno", None))
-        if key not in self._reported:
-            self._reported.add(key)
-            self._report(f"compressing the backups of {self.base} failed", error)
+        message = f"compressing the backups of {self.base} failed"
+        self._reporter.once("compress", message, error, by_kind=True)
 
     def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
         try:

@@ -51,17 +51,6 @@ class BatchWriter:
         self.stopped = False  # closed: the handler writes synchronously from now on
         self._reset()
 
-    @classmethod
-    def create(
-        cls, write_batch: WriteBatch, on_error: OnError, queue_size: int, overflow: str, on: bool
-    ) -> BatchWriter | None:
-        """Validate the handler's batched-mode options; return a writer if *on*."""
-        if overflow not in ("block", "drop"):
-            raise ValueError(f"overflow={overflow!r}: expected 'block' or 'drop'")
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size={queue_size!r}: expected a whole number >= 1")
-        return cls(write_batch, on_error, queue_size, overflow == "drop") if on else None
-
     def _reset(self) -> None:
         # Reentrant: a __del__ run by the garbage collector, or a signal handler, may
         # log from inside put() in the same thread.

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .compression import CompressLike
-from .handler import ConcurrentRotatingFileHandler, PathLike
+from .handler import ConcurrentRotatingFileHandler
+from .options import PathLike
 from .placeholders import expand_placeholders
 from .schema import check_config, check_keywords, explain_dict_config_error
 from .schema import handler_options as handler_options_of_mplog

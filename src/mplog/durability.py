@@ -27,16 +27,24 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Union
+from typing import Union
 
 from .lifecycle import at_exit, start_thread
+from .reporting import Reporter
 from .units import parse_duration
 
-__all__ = ["Durability", "FsyncLike", "GroupCommit", "SyncEach", "sync_data", "sync_directory"]
+__all__ = [
+    "Durability",
+    "FsyncLike",
+    "GroupCommit",
+    "SyncEach",
+    "parse_fsync",
+    "sync_data",
+    "sync_directory",
+]
 
 FsyncLike = Union[bool, int, float, str, datetime.timedelta, None]
 FileId = tuple[int, int]
-Report = Callable[[str, BaseException], None]
 
 _FORMS = "True, False, or a group-commit interval > 0 (seconds, a timedelta, or '1 s', '5 min')"
 
@@ -68,10 +76,32 @@ def sync_directory(path: str) -> None:
         os.close(fd)
 
 
+def parse_fsync(value: FsyncLike) -> bool | float:
+    """Validate the ``fsync`` option now, not at the first record: False (off), True
+    (each record) or a group-commit interval in seconds.
+
+    :raises ValueError: naming the value, for negative, zero, infinite or
+        unparsable intervals and for values of other types.
+    """
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, datetime.timedelta)):
+        raise ValueError(f"fsync={value!r}: expected {_FORMS}")
+    try:
+        seconds = parse_duration(value, "fsync")
+    except (TypeError, ValueError):
+        raise ValueError(f"fsync={value!r}: expected {_FORMS}") from None
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"fsync={value!r}: expected {_FORMS}")
+    return float(seconds)
+
+
 class Durability:
     """What the handler calls at each step of the write path when ``fsync`` is on.
 
-    :meth:`parse` picks the subclass; ``fsync=False`` gives None, so that the
+    :meth:`create` picks the subclass; ``fsync=False`` gives None, so that the
     default write path pays one ``is None`` test per record.
 
     .. versionadded:: 0.1
@@ -81,25 +111,14 @@ class Durability:
         self._directory_synced: FileId | None = None
 
     @staticmethod
-    def parse(value: FsyncLike, report: Report) -> Durability | None:
-        """Validate the ``fsync`` option now, not at the first record.
-
-        :raises ValueError: naming the value, for negative, zero, infinite or
-            unparsable intervals and for values of other types.
-        """
-        if value is None or value is False:
+    def create(fsync: bool | float, reporter: Reporter) -> Durability | None:
+        """The durability of a parsed ``fsync`` option (see :func:`parse_fsync`):
+        None when off."""
+        if fsync is False:
             return None
-        if value is True:
+        if fsync is True:
             return SyncEach()
-        if isinstance(value, bool) or not isinstance(value, (int, float, str, datetime.timedelta)):
-            raise ValueError(f"fsync={value!r}: expected {_FORMS}")
-        try:
-            seconds = parse_duration(value, "fsync")
-        except (TypeError, ValueError):
-            raise ValueError(f"fsync={value!r}: expected {_FORMS}") from None
-        if not 0 < seconds < math.inf:
-            raise ValueError(f"fsync={value!r}: expected {_FORMS}")
-        return GroupCommit(seconds, report)
+        return GroupCommit(fsync, reporter)
 
     def opened(self, directory: str, file_id: FileId) -> None:
         """A file was opened (lock held): if it is not the one whose name was last made
@@ -142,10 +161,10 @@ class GroupCommit(Durability):
     closed it since (a rotation noticed, ``keep_file_open=False``).
     """
 
-    def __init__(self, interval: float, report: Report) -> None:
+    def __init__(self, interval: float, reporter: Reporter) -> None:
         super().__init__()
         self.interval = interval
-        self._report = report
+        self._reporter = reporter
         self._reset()
 
     def _reset(self) -> None:
@@ -156,7 +175,6 @@ class GroupCommit(Durability):
         self._thread: threading.Thread | None = None
         self._launching = False
         self._closing = False
-        self._failing = False
 
     def written(self, fd: int, file_id: FileId) -> None:
         # Unlocked fast test: the thread clears _current *before* it syncs, so a
@@ -195,11 +213,9 @@ class GroupCommit(Durability):
             try:
                 self.sync()
             except OSError as error:
-                if not self._failing:
-                    self._failing = True
-                    self._report("syncing the log to disk failed (fsync)", error)
+                self._reporter.once("fsync", "syncing the log to disk failed (fsync)", error)
             else:
-                self._failing = False
+                self._reporter.recovered("fsync")
 
     def sync(self) -> None:
         """Sync every file written since the last sync, now, in the calling thread."""
@@ -238,7 +254,7 @@ class GroupCommit(Durability):
         try:
             self.sync()
         except OSError as error:
-            self._report("syncing the log to disk failed (fsync)", error)
+            self._reporter.report("syncing the log to disk failed (fsync)", error)
 
     def after_fork_in_child(self) -> None:
         """The parent syncs what it wrote; our copies of its descriptors only go."""

@@ -1,0 +1,205 @@
+"""The rotation policy: when the active file is rotated, and what a rotation does.
+
+:class:`Rollover` decides, before a write that the fast path does not take,
+whether the active file must rotate (by size, by time, or both), and rotates it
+holding the writers' lock: rename the file to its backup name (shifting numbered
+backups, or naming it after its period), open a fresh one and announce it to the
+other processes, apply retention, and wake the compressor (never compressing in
+the writer's thread).
+
+A rotation that fails (a directory we may not write, a backup name taken by a
+directory) costs no record: the file we hold is still the active one, so writers
+keep appending to it; the failure is reported once, and rotation is tried again
+after :data:`ROTATION_RETRY` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from .active import ActiveFile
+from .archive import Archiver, discard, is_claimed
+from .header import SharedState
+from .reporting import Reporter
+from .rotation import Backups
+from .triggers import TimeTrigger
+
+__all__ = ["ROTATION_RETRY", "Rollover"]
+
+#: Seconds between attempts to rotate after a rotation failed (the file keeps growing).
+ROTATION_RETRY = 10.0
+
+Rename = Callable[[str, str], None]
+
+
+class Rollover:
+    """Rotates one handler's active file (every method runs with the lock held).
+
+    :param file: the active file.
+    :param backups: the log's backups: naming, shifting, retention.
+    :param trigger: the time trigger, or None for size-only rotation.
+    :param rename: the handler's :meth:`~logging.handlers.BaseRotatingHandler.rotate`
+        (``rotator`` and ``namer`` hooks honoured).
+    :param backup_count: returns the handler's current ``backupCount``.
+    :param archiver: the compressor, or None.
+    :param reporter: where failures go.
+    :param debug: called with a message for each rename and deletion.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        file: ActiveFile,
+        backups: Backups,
+        trigger: TimeTrigger | None,
+        rename: Rename,
+        backup_count: Callable[[], int],
+        archiver: Archiver | None,
+        reporter: Reporter,
+        debug: Callable[[str], None],
+    ) -> None:
+        self.file = file
+        self.backups = backups
+        self.trigger = trigger
+        self._rename = rename
+        self._backup_count = backup_count
+        self.archiver = archiver
+        self.reporter = reporter
+        self._debug = debug
+        #: Rotate before a write would make the file larger than this; 0: never by size.
+        self.size_limit = 0
+        # Rotation failures: when to try again, and how many rotations were skipped
+        # in the current episode (None: not failing).
+        self._retry_at = 0.0
+        self._skipped: int | None = None
+        file.prepare = self.prepare
+
+    def prepare(self, shared: SharedState, nbytes: int) -> int:
+        """Make sure we append to the active file, rotate if due; return its size, or
+        -1 for a device or pipe (lock held).
+
+        Another process's rotation bumps the shared generation, so the common case
+        needs no system call; the path itself is stat'ed every *watch_interval*
+        seconds, and before any rotation, to notice other programs (logrotate).
+        """
+        file = self.file
+        now = time.time()
+        size, checked = file.sync(shared, now)
+        if not file.regular:  # bpo-45401: a device or pipe is never rotated
+            return -1
+        trigger = self.trigger
+        time_due = trigger is not None and trigger.needs_check(now) and trigger.due(now, not size)
+        limit = self.size_limit
+        size_due = limit and size > 0 and size + nbytes > limit
+        if (time_due or size_due) and now < self._retry_at:  # rotating fails: later
+            time_due = size_due = False
+        if (time_due or size_due) and not checked:
+            # confirm: another program may have moved or truncated the file, or the lock file
+            size = file.check(shared, now)
+            size_due = limit and size > 0 and size + nbytes > limit
+        if time_due or size_due:
+            size = self.rotate(shared, time_due)
+        # synced with the others above: the fast path stops at the next time boundary
+        file.arm(math.inf if trigger is None else trigger.rollover_at)
+        return size
+
+    def write_batch(self, shared: SharedState, batch: list[bytes]) -> None:
+        """Write queued records under one lock acquisition, rotating between them as due."""
+        file = self.file
+        size = self.prepare(shared, len(batch[0]))
+        if size < 0 or not self.size_limit:
+            file.write(shared, b"".join(batch), size)
+            return
+        start = 0
+        end_size = size
+        for i, data in enumerate(batch):
+            if i > start and end_size + len(data) > self.size_limit:
+                file.write(shared, b"".join(batch[start:i]), size)
+                size = end_size = self.rotate(shared, time_due=False)
+                start = i
+            end_size += len(data)
+        file.write(shared, b"".join(batch[start:]), size)
+
+    def rotate(self, shared: SharedState, time_due: bool) -> int:
+        """Rename the active file away, open a fresh one, tell the others; return the
+        new file's size (see the module docstring for failures)."""
+        file = self.file
+        now = time.time()
+        try:
+            if file.network:  # the names below must be the server's, not a stale view
+                file.refresh_directory()
+            if file.durability is not None:  # whole on disk before its new name is
+                file.durability.before_rename(file.fd, file.file_id)  # type: ignore[arg-type]
+            self._rename_active(now, time_due)
+        except Exception as error:
+            return self._failed(shared, now, error)
+        if self._skipped is not None:
+            skipped, self._skipped = self._skipped, None
+            self.reporter.recovered("rotation")
+            self.reporter.notify(
+                f"rotating {file.path} works again ({skipped} rotations were skipped "
+                "meanwhile, so the backup just made may be larger than maxBytes)"
+            )
+        size = file.reopen_after_rename(shared)
+        self.prune()  # once the new file is in place: a failure here costs no record
+        if self.archiver is not None:
+            # After retention, so it never finds the new backup already claimed. Only
+            # starts (or wakes) the background thread: never compresses in this
+            # thread, which holds the writers' lock (see Archiver.request).
+            self.archiver.request()
+        return size
+
+    def _rename_active(self, now: float, time_due: bool) -> None:
+        """Rename the active file to its backup name (shifting numbered backups)."""
+        path = self.file.path
+        trigger = self.trigger
+        if trigger is not None:
+            trigger.sync(now)  # name the file like every other process would
+            dest = self.backups.time_name(trigger.label())
+            self._debug(f"rotating {path} -> {dest}")
+            self._rename(path, dest)
+            if time_due or now >= trigger.rollover_at:
+                trigger.advance(now)
+            else:
+                trigger.share(now)
+        elif self._backup_count() > 0:
+            dest = self.backups.shift(self._rename, self._discard)
+            self._debug(f"rotating {path} -> {dest}")
+
+    def _failed(self, shared: SharedState, now: float, error: Exception) -> int:
+        """Keep the file we hold (called inside the rename's ``except``); return its size."""
+        self._retry_at = now + ROTATION_RETRY
+        size = shared.load()[1]
+        if self._skipped is None:
+            self._skipped = 0
+            self.reporter.once(
+                "rotation",
+                f"cannot rotate {self.file.path} (now {size} bytes, maxBytes="
+                f"{self.size_limit}); appending to it and trying again every "
+                f"{ROTATION_RETRY:g} s",
+                error,
+            )
+        self._skipped += 1
+        return size
+
+    def _discard(self, path: str) -> None:
+        """Drop a numbered backup pushed past backupCount, never under a compressor."""
+        self._debug(f"deleting {path}")
+        discard(path, self.file.path)
+
+    def prune(self) -> None:
+        """Apply retention, sparing files being compressed (writers' lock held).
+
+        A failure is reported, once until retention succeeds again, and never
+        fails the write that triggered the rotation."""
+        try:
+            for path in self.backups.prune(is_claimed):
+                self._debug(f"deleted {path}")
+        except Exception as error:
+            message = f"applying retention to the backups of {self.file.path}"
+            self.reporter.once("retention", message, error)
+        else:
+            self.reporter.recovered("retention")
