@@ -2,11 +2,10 @@
 
 The sidecar is never renamed or deleted by mplog, so every process that opens
 it, now or later, locks the same inode.  On POSIX the hot path calls
-``fcntl.flock`` directly (one system call; portalocker wraps the same primitive
-with more overhead per call); on Windows portalocker does the work.  flock locks
-belong to an *open file description*: a descriptor inherited over ``fork``
-shares the parent's lock and excludes nothing, so a forked child must call
-:meth:`FileLock.forget` and open its own (the handler arranges that with
+``fcntl.flock`` directly (one system call; see :mod:`mplog._platform_lock`).
+flock locks belong to an *open file description*: a descriptor inherited over
+``fork`` shares the parent's lock and excludes nothing, so a forked child must
+call :meth:`FileLock.forget` and open its own (the handler arranges that with
 ``os.register_at_fork``).
 
 The sidecar's header holds the state the writers share (:mod:`mplog.header`).
@@ -20,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import sys
 import tempfile
 import threading
 import time
 
+from ._platform_lock import EX_NB as _EX_NB
+from ._platform_lock import UN as _UN
+from ._platform_lock import flock as _flock
+from ._platform_lock import lock_descriptor, try_lock_descriptor
 from .exceptions import LockFileConflict, LockTimeout, ReentrantLogging
 from .header import HEADER_SIZE, SharedState, owner_key
 from .permissions import FilePermissions
@@ -51,64 +53,13 @@ _FOREIGN_AGE = 2.0
 
 _get_ident = threading.get_ident
 
-if sys.platform != "win32":
-    import fcntl
-
-    # The hot path calls flock itself: no Python frame between us and the system call.
-    _flock = fcntl.flock
-    _EX_NB, _UN = fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-else:  # pragma: no cover - exercised on Windows only
-    import portalocker
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            portalocker.lock(fd, portalocker.LOCK_EX | portalocker.LOCK_NB)
-        except portalocker.AlreadyLocked:
-            return False
-        return True
-
-    def _lock(fd: int) -> None:
-        portalocker.lock(fd, portalocker.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        portalocker.unlock(fd)
-
-    _EX_NB, _UN = 1, 0
-
-    def _flock(fd: int, operation: int) -> None:
-        if operation == _UN:
-            _unlock(fd)
-        elif not _try_lock(fd):
-            raise BlockingIOError(f"lock on descriptor {fd} is held")
-
+# Module globals, looked up at each call: the hot path binds no attribute, and a test
+# may patch them here.
+_lock, _try_lock = lock_descriptor, try_lock_descriptor
 
 # Attempts without blocking, after the first, before sleeping in flock: see
 # FileLock._contended.
 _RETRIES = 3
-
-
-def lock_descriptor(fd: int) -> None:
-    """Block until *fd*'s file is locked exclusively by this open file description."""
-    _lock(fd)
-
-
-def try_lock_descriptor(fd: int) -> bool:
-    """Lock *fd*'s file exclusively if nobody else holds it; return whether it did."""
-    return _try_lock(fd)
 
 
 class FileLock:
