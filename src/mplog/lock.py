@@ -1,32 +1,27 @@
-"""The inter-process lock: an exclusive lock on a sidecar file.
+"""The inter-process lock: an exclusive lock on a sidecar file, shared by threads too.
 
-The sidecar is never renamed or deleted by mplog, so every process that opens
-it, now or later, locks the same inode.  On POSIX the hot path calls
-``fcntl.flock`` directly (one system call; portalocker wraps the same primitive
-with more overhead per call); on Windows portalocker does the work.  flock locks
-belong to an *open file description*: a descriptor inherited over ``fork``
-shares the parent's lock and excludes nothing, so a forked child must call
-:meth:`FileLock.forget` and open its own (the handler arranges that with
-``os.register_at_fork``).
+On POSIX the hot path calls ``fcntl.flock`` directly (one system call; see
+:mod:`mplog._platform_lock`).  flock locks belong to an *open file description*:
+a descriptor inherited over ``fork`` shares the parent's lock and excludes
+nothing, so a forked child must call :meth:`FileLock.forget` and open its own
+(the handler arranges that with ``os.register_at_fork``).
 
-The sidecar's header holds the state the writers share (:mod:`mplog.header`).
-Other programs may delete, replace or truncate the sidecar: :meth:`FileLock.verify`
-notices (the handler calls it at each path check and before each rotation) and
-moves this process to the file the path names now, carrying the shared state over.
+The lock file itself, its shared header and its defence against damage,
+deletion and replacement are :mod:`mplog.lock_file`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
-import sys
-import tempfile
 import threading
 import time
 
-from .exceptions import LockFileConflict, LockTimeout, ReentrantLogging
-from .header import HEADER_SIZE, SharedState, owner_key
+from ._platform_lock import EX_NB as _EX_NB
+from ._platform_lock import UN as _UN
+from ._platform_lock import flock as _flock
+from ._platform_lock import lock_descriptor, try_lock_descriptor
+from .exceptions import LockTimeout, ReentrantLogging
+from .header import SharedState
+from .lock_file import LockFile, is_special_file, lock_path_for
 from .permissions import FilePermissions
 
 __all__ = [
@@ -38,85 +33,24 @@ __all__ = [
     "try_lock_descriptor",
 ]
 
-_OPEN_FLAGS = (
-    os.O_RDWR
-    | os.O_CREAT
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_BINARY", 0)
-)
-# An empty lock file older than this was made by a program that does not write
-# mplog's header (concurrent-log-handler): see FileLock.foreign.
-_FOREIGN_AGE = 2.0
-
 _get_ident = threading.get_ident
 
-if sys.platform != "win32":
-    import fcntl
-
-    # The hot path calls flock itself: no Python frame between us and the system call.
-    _flock = fcntl.flock
-    _EX_NB, _UN = fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-else:  # pragma: no cover - exercised on Windows only
-    import portalocker
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            portalocker.lock(fd, portalocker.LOCK_EX | portalocker.LOCK_NB)
-        except portalocker.AlreadyLocked:
-            return False
-        return True
-
-    def _lock(fd: int) -> None:
-        portalocker.lock(fd, portalocker.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        portalocker.unlock(fd)
-
-    _EX_NB, _UN = 1, 0
-
-    def _flock(fd: int, operation: int) -> None:
-        if operation == _UN:
-            _unlock(fd)
-        elif not _try_lock(fd):
-            raise BlockingIOError(f"lock on descriptor {fd} is held")
-
+# Module globals, looked up at each call: the hot path binds no attribute, and a test
+# may patch them here.
+_lock, _try_lock = lock_descriptor, try_lock_descriptor
 
 # Attempts without blocking, after the first, before sleeping in flock: see
 # FileLock._contended.
 _RETRIES = 3
 
 
-def lock_descriptor(fd: int) -> None:
-    """Block until *fd*'s file is locked exclusively by this open file description."""
-    _lock(fd)
-
-
-def try_lock_descriptor(fd: int) -> bool:
-    """Lock *fd*'s file exclusively if nobody else holds it; return whether it did."""
-    return _try_lock(fd)
-
-
-class FileLock:
+class FileLock(LockFile):
     """An exclusive, non-reentrant lock on *path*, shared by every process and thread.
 
     flock does not exclude threads that share the descriptor, so a thread lock
     is taken first: a handler's writer thread, ``doRollover()`` and direct
-    ``emit()`` calls from several threads exclude each other too.
+    ``emit()`` calls from several threads exclude each other too.  The lock file's
+    header and repairs (:meth:`verify`) are :class:`~mplog.lock_file.LockFile`'s.
 
     :param path: the sidecar lock file; created (with *mode*) if missing.
     :param timeout: seconds to wait before raising :class:`LockTimeout`;
@@ -142,38 +76,11 @@ class FileLock:
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
-        self.path = path
+        super().__init__(path, permissions, log_path, direct_io)
         self.timeout = timeout
-        self.permissions = permissions or FilePermissions()
-        self.log_path = log_path or path
-        self._log_key: int | None = None if log_path is not None else 0  # 0: claims nothing
-        self._fd: int | None = None
-        self.direct_io = direct_io and hasattr(os, "O_DIRECT")
-        self._shared: SharedState | None = None
         self._thread_lock = threading.Lock()
         self._owner: int | None = None  # the thread holding (or waiting in flock for) the lock
         self._close_on_release = False
-        self._created = False  # the lock file was new (empty) when we opened it
-        #: True once this lock file was found made by a program that does not write
-        #: mplog's header (concurrent-log-handler); the handler reports it to the others.
-        self.foreign = False
-
-    def _open(self) -> int:
-        fd = self.permissions.open(self.path, _OPEN_FLAGS)
-        try:
-            st = os.fstat(fd)
-            if st.st_size == 0 and time.time() - st.st_mtime > _FOREIGN_AGE:
-                self.foreign = True  # mplog grows its lock files at once; this one is old
-            self._created = st.st_size == 0 and not self.foreign
-            if st.st_size < HEADER_SIZE:
-                # Growing is safe without the lock: it never shortens a header
-                # another process may have written meanwhile.
-                os.ftruncate(fd, HEADER_SIZE)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return fd
 
     @property
     def shared(self) -> SharedState:
@@ -230,77 +137,6 @@ class FileLock:
             _lock(fd)
         elif not _try_lock(fd):
             self._wait(fd, time.monotonic() + timeout, timeout)
-
-    def _attach(self, fd: int) -> SharedState:
-        """Read the header of the lock file just locked; claim it for our log."""
-        shared = SharedState(self._state_fd(fd))
-        try:
-            other = shared.claim(self.log_path, self._key_of_log())
-        except BaseException:
-            _flock(fd, _UN)
-            raise
-        if other is not None and _real(other) != _real(self.log_path) and os.path.exists(other):
-            _flock(fd, _UN)
-            self._close_fd()
-            raise LockFileConflict(self.log_path, self.path, other)
-        if other is not None:  # the other log is gone (or is ours by another path): take over
-            shared.repair()
-            shared.claim(self.log_path, self._key_of_log())
-        self._shared = shared
-        return shared
-
-    def _state_fd(self, fd: int) -> int:
-        """The descriptor the shared state is read and written through: *fd*, or with
-        :attr:`direct_io` a second one on the same file, opened ``O_DIRECT``."""
-        if not self.direct_io:
-            return fd
-        try:
-            return os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
-        except OSError:
-            return fd
-
-    def _orphan(self) -> int | None:
-        """We just created the lock file although the log already holds records: the
-        old lock file may have been deleted while processes still use it.  Find it
-        (Linux: through /proc) and lock it, before our new one, as :meth:`_move` does."""
-        self._created = False
-        try:
-            if not os.path.getsize(self.log_path):
-                return None
-        except OSError:
-            return None
-        fd = find_deleted(self.path)
-        if fd is not None:
-            try:
-                self._lock_fd(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-        return fd
-
-    def _adopt(self, orphan: int, shared: SharedState) -> None:
-        """Carry the deleted lock file's state over to our new one, and send its users
-        through their checks (they move here at their next record); then let go of it."""
-        try:
-            old = SharedState(orphan)
-            if old.valid(self._key_of_log()):
-                shared.copy_from(old)
-                shared.bump()
-                old.bump()
-        finally:
-            _flock(orphan, _UN)
-            os.close(orphan)
-
-    def _key_of_log(self) -> int:
-        """The log's key in the header: its directory's inode and its name, the same
-        through every mount of a shared filesystem (paths and device numbers differ
-        from host to host), and the same for every path that names it locally."""
-        key = self._log_key
-        if key is None:
-            folder, name = os.path.split(os.path.abspath(self.log_path))
-            os.makedirs(folder, exist_ok=True)  # about to be created for the log anyway
-            key = self._log_key = owner_key(f"{os.stat(folder).st_ino}/{name}")
-        return key
 
     def _wait_for_thread(self, timeout: float | None = None) -> None:
         """Take the thread lock that another thread holds, or raise if this thread holds
@@ -366,74 +202,6 @@ class FileLock:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    # -- the lock file itself ------------------------------------------------------------
-
-    def verify(self) -> str | None:
-        """Check that the path still names the locked file and that its header is
-        intact (lock held); repair what is not.  Return what was wrong, or None.
-
-        Deleted or replaced (``rm``, a tmp cleaner): move to the file the path
-        names now, creating it if needed, and carry the shared state over unless
-        processes started since already keep theirs there; both generations are
-        bumped so that every writer, on either file, checks everything at its
-        next record (and those on the old file move too).  Truncated or
-        overwritten: write a fresh header.  Another log's handler may have
-        claimed a recreated file: :class:`LockFileConflict`.
-        """
-        fd, shared = self._fd, self._shared
-        assert fd is not None, "acquire the lock first"
-        assert shared is not None, "acquire the lock first"
-        held = os.fstat(fd)
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            current = None
-        if (
-            current is None
-            or held.st_nlink == 0
-            or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino)
-        ):
-            if self._move(fd, shared):
-                return f"lock file {self.path} was deleted or replaced; moved to the new one"
-            return None
-        if not shared.valid(self._key_of_log()):
-            shared.repair()
-            shared.claim(self.log_path, self._key_of_log())
-            return f"lock file {self.path} was damaged (truncated or overwritten); repaired"
-        return None
-
-    def _move(self, old_fd: int, shared: SharedState) -> bool:
-        """Lock the file now at our path while still holding the old one, then let go
-        of the old one (see :meth:`verify`).  No deadlock: only a process moving off
-        the old file holds both, and nobody on the new file waits for the old one."""
-        new_fd = self.permissions.open(self.path, _OPEN_FLAGS)
-        held, now_named = os.fstat(old_fd), os.fstat(new_fd)
-        if (held.st_dev, held.st_ino) == (now_named.st_dev, now_named.st_ino):
-            os.close(new_fd)  # the same file after all: locking it again would wait for us
-            return False
-        try:
-            if now_named.st_size < HEADER_SIZE:
-                os.ftruncate(new_fd, HEADER_SIZE)
-            self._lock_fd(new_fd)
-            new = SharedState(new_fd)
-            if not new.valid(self._key_of_log()):  # a fresh file: the state we know is the best
-                other = new.claim(self.log_path, self._key_of_log())
-                if other is not None and _real(other) != _real(self.log_path):
-                    _flock(new_fd, _UN)
-                    raise LockFileConflict(self.log_path, self.path, other)
-                new.copy_from(shared)
-            new.bump()
-            shared.bump()
-        except BaseException:
-            os.close(new_fd)
-            raise
-        _flock(old_fd, _UN)
-        os.close(old_fd)
-        if shared.fd != old_fd:
-            os.close(shared.fd)
-        self._fd, shared.fd = new_fd, self._state_fd(new_fd)
-        return True
-
     def forget(self) -> None:
         """Drop the descriptor inherited over fork without touching the parent's lock.
 
@@ -460,66 +228,4 @@ class FileLock:
 
     def _close_fd(self) -> None:
         self._close_on_release = False
-        fd, self._fd = self._fd, None
-        shared, self._shared = self._shared, None
-        if shared is not None and shared.fd != fd:  # the O_DIRECT descriptor
-            with contextlib.suppress(OSError):
-                os.close(shared.fd)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def find_deleted(path: str) -> int | None:
-    """Open the deleted file last named *path* that some process still holds open
-    (through ``/proc/<pid>/fd``, as far as this user may look); None if there is none."""
-    target = f"{path} (deleted)"
-    try:
-        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
-    except OSError:  # no /proc: not Linux
-        return None
-    for pid in pids:
-        folder = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(folder)
-        except OSError:
-            continue
-        for fd in fds:
-            link = f"{folder}/{fd}"
-            try:
-                if os.readlink(link) == target:
-                    # The /proc link must be followed: no O_NOFOLLOW here.
-                    return os.open(link, _OPEN_FLAGS & ~(os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)))
-            except OSError:
-                continue
-    return None
-
-
-def _real(path: str) -> str:
-    """*path* with its directory's symbolic links resolved (the file may not exist)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(os.path.realpath(folder), name)
-
-
-def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
-    """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``, next to the log
-    or in *directory* (created if missing)."""
-    folder, name = os.path.split(log_path)
-    if name.endswith(".log"):
-        name = name[:-4]
-    if directory is not None:
-        folder = os.path.abspath(os.fspath(directory))
-        os.makedirs(folder, exist_ok=True)
-    elif is_special_file(log_path):
-        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
-        # directory is usually not writable by us: keep the lock in the temp dir.
-        folder = tempfile.gettempdir()
-    return os.path.join(folder, f".__{name}.lock")
-
-
-def is_special_file(path: str) -> bool:
-    """True if *path* exists and is not a regular file (a device, FIFO or socket)."""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+        super()._close_fd()
