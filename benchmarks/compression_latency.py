@@ -39,16 +39,13 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import gzip
 import importlib.util
-import io
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -57,16 +54,15 @@ import textwrap
 import time
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, run_writers
+from mplog._bench_contenders import LOG_NAME, ErrorCounter, parse_record, run_writers
 from mplog.units import parse_size
+from mplog.verify import Verification, read_back
 
-LOG_NAME = "bench.log"
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [%(module)s:%(lineno)d] %(message)s"
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s bytes=%d took=%.2fms"
-RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")
 TARGET_NS = 5_000_000  # the issue's goal for p99.9 during rotations; calls above it are counted
 CONTENDERS = {
     "mplog-nocompress": "mplog.ConcurrentRotatingFileHandler without compression (the floor)",
@@ -214,61 +210,6 @@ def record_length() -> int:
     return len(logging.Formatter(FORMAT).format(record).encode()) + 1
 
 
-# -- reading the files back -----------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    """What reading every file back found."""
-
-    written: int = 0
-    found: int = 0  # distinct records found
-    lost: int = 0
-    duplicated: int = 0
-    torn: int = 0  # lines without a well-formed (writer, seq) pair
-    backups: int = 0  # rotated files, compressed or not
-    compressed: int = 0  # of which .gz
-    stray: list[str] = field(default_factory=list)  # unexpected files (temporary leftovers)
-
-
-def _open_log(path: str) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def _is_lock_file(name: str) -> bool:
-    return name.startswith(".__") and name.endswith(".lock")
-
-
-def verify(directory: str, procs: int, records: int) -> Check:
-    """Read back the log and every backup in *directory*; count what arrived."""
-    seen = [bytearray(records) for _ in range(procs)]
-    check = Check(written=procs * records)
-    lines = matched = 0
-    for name in sorted(os.listdir(directory)):
-        if not name.startswith(LOG_NAME):
-            if not _is_lock_file(name):
-                check.stray.append(name)
-            continue
-        if name != LOG_NAME:
-            check.backups += 1
-            check.compressed += name.endswith(".gz")
-        with _open_log(os.path.join(directory, name)) as f:
-            for line in f:
-                lines += 1
-                for w, s in RECORD_RE.findall(line):
-                    writer, seq = int(w), int(s)
-                    if writer >= procs or seq >= records:
-                        continue
-                    matched += 1
-                    if seen[writer][seq]:
-                        check.duplicated += 1
-                    seen[writer][seq] = 1
-    check.found = sum(flags.count(1) for flags in seen)
-    check.lost = check.written - check.found
-    check.torn = lines - matched
-    return check
-
-
 # -- one run ------------------------------------------------------------------------------------
 
 
@@ -357,7 +298,7 @@ class Run:
     latency: Latency  # every writer's samples merged
     writers: list[Latency]  # each writer's own
     during: DuringCompression | None  # None: nothing was compressed
-    check: Check
+    check: Verification
 
 
 @dataclass
@@ -401,7 +342,7 @@ def measure(contender: str, repetition: int, directory: str, s: Settings) -> Run
         latency=Latency.of(v for values in samples for v in values),
         writers=[Latency.of(values) for values in samples],
         during=split_by_compression(reports),
-        check=verify(directory, s.procs, s.records),
+        check=read_back(directory, LOG_NAME, parse_record, s.procs, s.records),
     )
 
 

@@ -51,9 +51,10 @@ from mplog._bench_contenders import (
     collect_reports,
     contender_available,
     make_handler,
-    verify,
+    parse_record,
 )
 from mplog.cli import _positive, _process_counts, _size
+from mplog.verify import read_back
 
 CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
 DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
@@ -171,7 +172,8 @@ def measure(
         for name in contenders:
             durations = [end - start for start, end in slices[name]]
             ratios = sorted(ref / own for ref, own in zip(reference, durations))
-            check = verify(os.path.join(directory, name), procs, rounds * slice_size)
+            files = os.path.join(directory, name)
+            check = read_back(files, LOG_NAME, parse_record, procs, rounds * slice_size)
             rows.append(
                 Row(
                     contender=name,

@@ -32,14 +32,12 @@ The table shows medians over the repetitions; ``--json`` writes every run.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -50,14 +48,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, run_writers
+from mplog._bench_contenders import FORMAT, LOG_NAME, ErrorCounter, parse_record, run_writers
 from mplog.cli import _positive
 from mplog.cli import _size as cli_size
+from mplog.verify import Verification, read_back
 
-LOG_NAME = "bench.log"
-FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s took=%.2fms"
-RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")
 TRACED = ("_rotate", "files", "locate")  # what each writer times, see trace()
 
 
@@ -150,44 +146,6 @@ def writer_main(
     results.put(WriterReport(writer, start, end, errors.count, latencies.tobytes(), traced))
 
 
-# -- reading the files back -------------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    """What reading back the files retention left found."""
-
-    backups: int = 0  # rotated files left, compressed or not
-    compressed: int = 0  # of which .gz
-    found: int = 0  # distinct records found
-    duplicated: int = 0
-    torn: int = 0  # lines without a well-formed (writer, seq) pair
-
-
-def verify(directory: str, procs: int, records: int) -> Check:
-    """Read back the log and every backup left in *directory*."""
-    seen = [bytearray(records) for _ in range(procs)]
-    check = Check()
-    for name in sorted(os.listdir(directory)):
-        if not name.startswith(LOG_NAME):
-            continue
-        if name != LOG_NAME:
-            check.backups += 1
-            check.compressed += name.endswith(".gz")
-        path = os.path.join(directory, name)
-        with gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb") as f:
-            for line in f:
-                match = RECORD_RE.search(line)
-                if match is None or int(match[1]) >= procs or int(match[2]) >= records:
-                    check.torn += 1
-                    continue
-                writer, seq = int(match[1]), int(match[2])
-                check.duplicated += seen[writer][seq]
-                seen[writer][seq] = 1
-    check.found = sum(flags.count(1) for flags in seen)
-    return check
-
-
 # -- runs and summaries ----------------------------------------------------------------------------
 
 
@@ -217,7 +175,7 @@ class Run:
     listing_p50: int
     locates: int  # Backups.locate calls: the compressor's commits
     locate_p50: int
-    check: Check
+    check: Verification  # retention deleted the oldest records: only what is left counts
 
 
 def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
@@ -250,7 +208,7 @@ def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
         listing_p50=percentile(traced["files"], 0.5),
         locates=len(traced["locate"]),
         locate_p50=percentile(traced["locate"], 0.5),
-        check=verify(directory, s.procs, s.records),
+        check=read_back(directory, LOG_NAME, parse_record, s.procs, s.records),
     )
 
 

@@ -5,8 +5,8 @@ process builds its own handler (:func:`make_handler`), logs its records and
 reports a :class:`ProcessReport` on a results queue.  The ``queuelistener``
 contender also runs one listener process (:func:`listener_main`) that owns
 the only ``FileHandler``; it reports too, as worker ``LISTENER``.
-:func:`verify` then reads the files back and finds each record by the worker
-id and sequence number it carries.
+:func:`mplog.verify.read_back` then reads the files back, finding each record
+by the worker id and sequence number it carries (:func:`parse_record`).
 
 These functions are module-level so that spawn and forkserver children can
 import them by name.
@@ -18,7 +18,6 @@ import importlib.util
 import logging
 import logging.handlers
 import math
-import os
 import queue
 import re
 import sys
@@ -36,13 +35,12 @@ __all__ = [
     "REFERENCE",
     "Contender",
     "ProcessReport",
-    "Verification",
     "collect_reports",
     "contender_available",
     "installed",
     "listener_main",
     "make_handler",
-    "verify",
+    "parse_record",
     "worker_main",
 ]
 
@@ -50,7 +48,7 @@ FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 LOG_NAME = "bench.log"
 LISTENER = -1  # the worker id of the queue listener's report
 MESSAGE_SIZE = 100  # bytes of %(message)s; the whole line is ~150 bytes
-_RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")  # what worker_main logs
+_TAG = re.compile(rb" w=(\d+) seq=(\d+) ")  # in every message logged here and in benchmarks/
 
 
 @dataclass(frozen=True)
@@ -236,6 +234,16 @@ def percentile(values: array[int], fraction: float) -> int:
     return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)]
 
 
+def parse_record(line: bytes) -> tuple[int, int] | None:
+    """The (worker, seq) a line holds, from its ``w=<worker> seq=<seq>`` tag; None for
+    a line with no tag or with several (records written into one another)."""
+    tags = _TAG.findall(line)
+    if len(tags) != 1:
+        return None
+    worker, seq = tags[0]
+    return int(worker), int(seq)
+
+
 def worker_main(
     contender: str,
     path: str,
@@ -301,46 +309,3 @@ def listener_main(
     handler.close()
     end = handler.last
     results.put(ProcessReport(LISTENER, end, end, errors.count, None, peak_rss()))
-
-
-@dataclass
-class Verification:
-    """What reading every file back found."""
-
-    lines: int = 0
-    unique: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    torn: int = 0  # lines that do not carry a well-formed (worker, seq) pair
-    files: int = 0
-
-
-def verify(directory: str, procs: int, records: int) -> Verification:
-    """Read back every log file in *directory* and count what arrived.
-
-    Line by line: memory the parent allocates here stays in its resident set,
-    and the workers forked for the next measurement would start with it.
-    """
-    seen = [bytearray(records) for _ in range(procs)]
-    result = Verification()
-    matched = 0
-    for name in os.listdir(directory):
-        if not name.startswith(LOG_NAME):
-            continue  # lock files
-        result.files += 1
-        with open(os.path.join(directory, name), "rb") as f:
-            for line in f:
-                result.lines += 1
-                for wid, seq in _RECORD_RE.findall(line):
-                    w, s = int(wid), int(seq)
-                    if w >= procs or s >= records:
-                        continue
-                    matched += 1
-                    if seen[w][s]:
-                        result.duplicated += 1
-                    else:
-                        seen[w][s] = 1
-    result.unique = sum(flags.count(1) for flags in seen)
-    result.lost = procs * records - result.unique
-    result.torn = result.lines - matched
-    return result

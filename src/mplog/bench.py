@@ -7,8 +7,8 @@ total number of records divided by (latest end - earliest start), taken from
 the processes' monotonic clocks (system-wide on Linux); a record counts once it
 is in the file (batched handlers are flushed, the queue listener's last write
 ends its run).  After each measurement every file (the log and its backups) is
-read back to count lost, duplicated and torn records: each message carries its
-worker id and sequence number.
+read back (:func:`mplog.verify.read_back`) to count lost, duplicated and torn
+records: each message carries its worker id and sequence number.
 
 The contenders (see :mod:`mplog._bench_contenders`) run in the same process
 tree, interleaved: each repetition runs them in a rotated order, so slow drifts
@@ -45,15 +45,15 @@ from ._bench_contenders import (
     LOG_NAME,
     REFERENCE,
     ProcessReport,
-    Verification,
     collect_reports,
     contender_available,
     installed,
     listener_main,
+    parse_record,
     reap,
-    verify,
     worker_main,
 )
+from .verify import Verification, read_back
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,7 +70,6 @@ __all__ = [
     "plot",
     "require_matplotlib",
     "run",
-    "verify",
     "write_json",
 ]
 
@@ -147,7 +146,7 @@ def measure(
         errors=sum(r.errors for r in reports),
         p99_emit_ns=round(statistics.median(r.p99_ns for r in reports if r.p99_ns is not None)),
         peak_rss=max(rss) if rss else None,
-        check=verify(directory, procs, records),
+        check=read_back(directory, LOG_NAME, parse_record, procs, records),
     )
 
 
@@ -286,7 +285,7 @@ def _summarize(
                     duplicated=max(m.check.duplicated for m in group),
                     torn=max(m.check.torn for m in group),
                     errors=max(m.errors for m in group),
-                    files=max(m.check.files for m in group),
+                    files=max(len(m.check.files) for m in group),
                     p99_emit_ns=round(statistics.median(m.p99_emit_ns for m in group)),
                     peak_rss=max(rss) if rss else None,
                 )
