@@ -39,25 +39,32 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import importlib.util
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import textwrap
 import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any, TextIO
 
-from mplog._bench_contenders import LOG_NAME, ErrorCounter, parse_record, run_writers
+from mplog._bench_contenders import (
+    LOG_NAME,
+    contender_available,
+    fresh_runs,
+    nearest_rank,
+    parse_record,
+    rotated,
+    run_writers,
+    writer_logger,
+)
 from mplog.units import parse_size
 from mplog.verify import Verification, read_back
 
@@ -164,12 +171,7 @@ def writer_main(
     compressions: list[tuple[int, int]] = []
     trace_compressions(contender, compressions)
     handler = make_handler(contender, path, size, backup_count)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    errors = ErrorCounter(handler)
-    logger = logging.getLogger(f"shop.api.worker{writer}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger, errors = writer_logger(f"shop.api.worker{writer}", handler, FORMAT)
     info, clock, sleep = logger.info, time.perf_counter_ns, time.sleep
     starts = array("q", [0]) * records  # preallocated: nothing allocated per record
     latencies = array("q", [0]) * records
@@ -229,12 +231,9 @@ class Latency:
         ranked = sorted(values)
         if not ranked:
             return cls(0, 0, 0, 0, 0, 0)
-
-        def rank(fraction: float) -> int:
-            return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)]
-
+        p50, p99, p999 = (nearest_rank(ranked, f) for f in (0.5, 0.99, 0.999))
         over = len(ranked) - bisect.bisect_right(ranked, TARGET_NS)
-        return cls(len(ranked), rank(0.5), rank(0.99), rank(0.999), ranked[-1], over)
+        return cls(len(ranked), p50, p99, p999, ranked[-1], over)
 
 
 @dataclass
@@ -487,39 +486,22 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
 # -- driving it ---------------------------------------------------------------------------------
 
 
-def available(name: str) -> str | None:
-    """None if contender *name* can run here, else why not."""
-    if name not in CONTENDERS:
-        return f"unknown contender {name!r} (choose from {', '.join(CONTENDERS)})"
-    if name == "clh" and importlib.util.find_spec("concurrent_log_handler") is None:
-        return "concurrent-log-handler is not installed (pip install 'mplog[bench]')"
-    return None
-
-
 def run_all(
     contenders: Sequence[str], repeat: int, s: Settings, root: str | None, progress: TextIO | None
 ) -> list[Run]:
     """Every contender *repeat* times, in a rotated order each repetition."""
     runs: list[Run] = []
     total = repeat * len(contenders)
-    base = tempfile.mkdtemp(prefix="mplog-compression-", dir=root)
-    try:
-        for rep in range(repeat):
-            shift = rep % len(contenders)
-            for name in [*contenders[shift:], *contenders[:shift]]:
-                if progress is not None:
-                    progress.write(f"  [{len(runs) + 1}/{total}] rep {rep + 1} {name:<17}")
-                    progress.flush()
-                directory = os.path.join(base, f"{name}-{rep}")
-                os.mkdir(directory)
-                run = measure(name, rep, directory, s)
-                shutil.rmtree(directory)
-                runs.append(run)
-                if progress is not None:
-                    progress.write(_progress(run))
-                    progress.flush()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    order = partial(rotated, contenders)
+    for rep, name, directory in fresh_runs(repeat, order, "mplog-compression-", root):
+        if progress is not None:
+            progress.write(f"  [{len(runs) + 1}/{total}] rep {rep + 1} {name:<17}")
+            progress.flush()
+        run = measure(name, rep, directory, s)
+        runs.append(run)
+        if progress is not None:
+            progress.write(_progress(run))
+            progress.flush()
     return runs
 
 
@@ -585,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = settings_from(args)
     notes, contenders = [], []
     for name in dict.fromkeys(n.strip() for n in args.contenders.split(",") if n.strip()):
-        reason = available(name)
+        reason = contender_available(name, CONTENDERS)
         if reason is None:
             contenders.append(name)
         else:

@@ -33,22 +33,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
 import multiprocessing
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, TextIO
 
-from mplog._bench_contenders import FORMAT, LOG_NAME, ErrorCounter, parse_record, run_writers
+from mplog._bench_contenders import (
+    FORMAT,
+    LOG_NAME,
+    fresh_runs,
+    parse_record,
+    percentile,
+    rotated,
+    run_writers,
+    writer_logger,
+)
 from mplog.cli import _positive
 from mplog.cli import _size as cli_size
 from mplog.verify import Verification, read_back
@@ -126,12 +132,7 @@ def writer_main(
         compress_delay=0,  # the cost measured includes compressing during the run
         max_total_size=s.max_total_size,
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
-    errors = ErrorCounter(handler)
-    logger = logging.getLogger(f"shop.api.worker{writer}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger, errors = writer_logger(f"shop.api.worker{writer}", handler, FORMAT)
     info, clock = logger.info, time.perf_counter_ns
     latencies = array("q", [0]) * s.records  # preallocated: nothing allocated per record
 
@@ -147,12 +148,6 @@ def writer_main(
 
 
 # -- runs and summaries ----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[int], fraction: float) -> int:
-    """Nearest-rank percentile of *values*; 0 if there are none."""
-    ranked = sorted(values)
-    return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)] if ranked else 0
 
 
 @dataclass
@@ -283,25 +278,17 @@ def run_all(
 ) -> list[Run]:
     """Every count *repeat* times, in a rotated order each repetition."""
     runs: list[Run] = []
-    base = tempfile.mkdtemp(prefix="mplog-rotation-cost-", dir=root)
-    try:
-        for rep in range(repeat):
-            shift = rep % len(counts)
-            for count in [*counts[shift:], *counts[:shift]]:
-                directory = os.path.join(base, f"{count}-{rep}")
-                os.mkdir(directory)
-                run = measure(count, rep, directory, s)
-                shutil.rmtree(directory)
-                runs.append(run)
-                if progress is not None:
-                    progress.write(
-                        f"  rep {rep + 1} backupCount={count:<7} {run.elapsed:6.2f} s, "
-                        f"{run.rotations} rotations, rotate p50 {_duration(run.rotation_p50)}, "
-                        f"call p99.9 {_duration(run.p999)}, {run.check.backups} backups\n"
-                    )
-                    progress.flush()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    order = partial(rotated, counts)
+    for rep, count, directory in fresh_runs(repeat, order, "mplog-rotation-cost-", root):
+        run = measure(count, rep, directory, s)
+        runs.append(run)
+        if progress is not None:
+            progress.write(
+                f"  rep {rep + 1} backupCount={count:<7} {run.elapsed:6.2f} s, "
+                f"{run.rotations} rotations, rotate p50 {_duration(run.rotation_p50)}, "
+                f"call p99.9 {_duration(run.p999)}, {run.check.backups} backups\n"
+            )
+            progress.flush()
     return runs
 
 
