@@ -39,34 +39,37 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import gzip
-import importlib.util
-import io
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import re
-import shutil
 import statistics
 import sys
-import tempfile
 import textwrap
 import time
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, run_writers
+from mplog._bench_contenders import (
+    LOG_NAME,
+    contender_available,
+    fresh_runs,
+    nearest_rank,
+    parse_record,
+    rotated,
+    run_writers,
+    writer_logger,
+)
 from mplog.units import parse_size
+from mplog.verify import Verification, read_back
 
-LOG_NAME = "bench.log"
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [%(module)s:%(lineno)d] %(message)s"
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s bytes=%d took=%.2fms"
-RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")
 TARGET_NS = 5_000_000  # the issue's goal for p99.9 during rotations; calls above it are counted
 CONTENDERS = {
     "mplog-nocompress": "mplog.ConcurrentRotatingFileHandler without compression (the floor)",
@@ -168,12 +171,7 @@ def writer_main(
     compressions: list[tuple[int, int]] = []
     trace_compressions(contender, compressions)
     handler = make_handler(contender, path, size, backup_count)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    errors = ErrorCounter(handler)
-    logger = logging.getLogger(f"shop.api.worker{writer}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger, errors = writer_logger(f"shop.api.worker{writer}", handler, FORMAT)
     info, clock, sleep = logger.info, time.perf_counter_ns, time.sleep
     starts = array("q", [0]) * records  # preallocated: nothing allocated per record
     latencies = array("q", [0]) * records
@@ -214,61 +212,6 @@ def record_length() -> int:
     return len(logging.Formatter(FORMAT).format(record).encode()) + 1
 
 
-# -- reading the files back -----------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    """What reading every file back found."""
-
-    written: int = 0
-    found: int = 0  # distinct records found
-    lost: int = 0
-    duplicated: int = 0
-    torn: int = 0  # lines without a well-formed (writer, seq) pair
-    backups: int = 0  # rotated files, compressed or not
-    compressed: int = 0  # of which .gz
-    stray: list[str] = field(default_factory=list)  # unexpected files (temporary leftovers)
-
-
-def _open_log(path: str) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def _is_lock_file(name: str) -> bool:
-    return name.startswith(".__") and name.endswith(".lock")
-
-
-def verify(directory: str, procs: int, records: int) -> Check:
-    """Read back the log and every backup in *directory*; count what arrived."""
-    seen = [bytearray(records) for _ in range(procs)]
-    check = Check(written=procs * records)
-    lines = matched = 0
-    for name in sorted(os.listdir(directory)):
-        if not name.startswith(LOG_NAME):
-            if not _is_lock_file(name):
-                check.stray.append(name)
-            continue
-        if name != LOG_NAME:
-            check.backups += 1
-            check.compressed += name.endswith(".gz")
-        with _open_log(os.path.join(directory, name)) as f:
-            for line in f:
-                lines += 1
-                for w, s in RECORD_RE.findall(line):
-                    writer, seq = int(w), int(s)
-                    if writer >= procs or seq >= records:
-                        continue
-                    matched += 1
-                    if seen[writer][seq]:
-                        check.duplicated += 1
-                    seen[writer][seq] = 1
-    check.found = sum(flags.count(1) for flags in seen)
-    check.lost = check.written - check.found
-    check.torn = lines - matched
-    return check
-
-
 # -- one run ------------------------------------------------------------------------------------
 
 
@@ -288,12 +231,9 @@ class Latency:
         ranked = sorted(values)
         if not ranked:
             return cls(0, 0, 0, 0, 0, 0)
-
-        def rank(fraction: float) -> int:
-            return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)]
-
+        p50, p99, p999 = (nearest_rank(ranked, f) for f in (0.5, 0.99, 0.999))
         over = len(ranked) - bisect.bisect_right(ranked, TARGET_NS)
-        return cls(len(ranked), rank(0.5), rank(0.99), rank(0.999), ranked[-1], over)
+        return cls(len(ranked), p50, p99, p999, ranked[-1], over)
 
 
 @dataclass
@@ -357,7 +297,7 @@ class Run:
     latency: Latency  # every writer's samples merged
     writers: list[Latency]  # each writer's own
     during: DuringCompression | None  # None: nothing was compressed
-    check: Check
+    check: Verification
 
 
 @dataclass
@@ -401,7 +341,7 @@ def measure(contender: str, repetition: int, directory: str, s: Settings) -> Run
         latency=Latency.of(v for values in samples for v in values),
         writers=[Latency.of(values) for values in samples],
         during=split_by_compression(reports),
-        check=verify(directory, s.procs, s.records),
+        check=read_back(directory, LOG_NAME, parse_record, s.procs, s.records),
     )
 
 
@@ -546,39 +486,22 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
 # -- driving it ---------------------------------------------------------------------------------
 
 
-def available(name: str) -> str | None:
-    """None if contender *name* can run here, else why not."""
-    if name not in CONTENDERS:
-        return f"unknown contender {name!r} (choose from {', '.join(CONTENDERS)})"
-    if name == "clh" and importlib.util.find_spec("concurrent_log_handler") is None:
-        return "concurrent-log-handler is not installed (pip install 'mplog[bench]')"
-    return None
-
-
 def run_all(
     contenders: Sequence[str], repeat: int, s: Settings, root: str | None, progress: TextIO | None
 ) -> list[Run]:
     """Every contender *repeat* times, in a rotated order each repetition."""
     runs: list[Run] = []
     total = repeat * len(contenders)
-    base = tempfile.mkdtemp(prefix="mplog-compression-", dir=root)
-    try:
-        for rep in range(repeat):
-            shift = rep % len(contenders)
-            for name in [*contenders[shift:], *contenders[:shift]]:
-                if progress is not None:
-                    progress.write(f"  [{len(runs) + 1}/{total}] rep {rep + 1} {name:<17}")
-                    progress.flush()
-                directory = os.path.join(base, f"{name}-{rep}")
-                os.mkdir(directory)
-                run = measure(name, rep, directory, s)
-                shutil.rmtree(directory)
-                runs.append(run)
-                if progress is not None:
-                    progress.write(_progress(run))
-                    progress.flush()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    order = partial(rotated, contenders)
+    for rep, name, directory in fresh_runs(repeat, order, "mplog-compression-", root):
+        if progress is not None:
+            progress.write(f"  [{len(runs) + 1}/{total}] rep {rep + 1} {name:<17}")
+            progress.flush()
+        run = measure(name, rep, directory, s)
+        runs.append(run)
+        if progress is not None:
+            progress.write(_progress(run))
+            progress.flush()
     return runs
 
 
@@ -644,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = settings_from(args)
     notes, contenders = [], []
     for name in dict.fromkeys(n.strip() for n in args.contenders.split(",") if n.strip()):
-        reason = available(name)
+        reason = contender_available(name, CONTENDERS)
         if reason is None:
             contenders.append(name)
         else:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import multiprocessing
 import os
 import platform
@@ -47,13 +46,15 @@ from mplog._bench_contenders import (
     LOG_NAME,
     MESSAGE_SIZE,
     REFERENCE,
-    ErrorCounter,
-    collect_reports,
     contender_available,
     make_handler,
-    verify,
+    parse_record,
+    rotated,
+    run_writers,
+    writer_logger,
 )
 from mplog.cli import _positive, _process_counts, _size
+from mplog.verify import read_back
 
 CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
 DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
@@ -80,12 +81,7 @@ def worker_main(
     for name in contenders:
         path = os.path.join(directory, name, LOG_NAME)
         handler = make_handler(name, path, max_bytes, backup_count)
-        handler.setFormatter(logging.Formatter(FORMAT))
-        counters[name] = ErrorCounter(handler)
-        logger = logging.getLogger(f"interleaved.{name}.{worker}")
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logger, counters[name] = writer_logger(f"interleaved.{name}.{worker}", handler, FORMAT)
         loggers.append((name, logger, handler))
     filler = "x" * max(1, MESSAGE_SIZE - len(f"w={worker} seq={rounds * slice_size} "))
     spans: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
@@ -111,7 +107,7 @@ def worker_main(
 def order(count: int, round_: int) -> list[int]:
     """The contenders' order in *round_*: rotated each round, so that none always
     follows the same one."""
-    return [(round_ + i) % count for i in range(count)]
+    return rotated(range(count), round_)
 
 
 # -- one measurement -------------------------------------------------------------------------
@@ -154,11 +150,7 @@ def measure(
         workers = [
             ctx.Process(target=worker_main, args=(w, *args, barrier, results)) for w in range(procs)
         ]
-        for process in workers:
-            process.start()
-        reports = collect_reports(results, procs, workers, f"{procs} processes")
-        for process in workers:
-            process.join()
+        reports = run_writers(workers, results, f"{procs} processes")
         slices = {
             name: [
                 (min(r[1][name][i][0] for r in reports), max(r[1][name][i][1] for r in reports))
@@ -171,7 +163,8 @@ def measure(
         for name in contenders:
             durations = [end - start for start, end in slices[name]]
             ratios = sorted(ref / own for ref, own in zip(reference, durations))
-            check = verify(os.path.join(directory, name), procs, rounds * slice_size)
+            files = os.path.join(directory, name)
+            check = read_back(files, LOG_NAME, parse_record, procs, rounds * slice_size)
             rows.append(
                 Row(
                     contender=name,

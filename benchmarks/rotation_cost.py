@@ -33,32 +33,34 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import json
-import logging
-import math
 import multiprocessing
 import os
 import platform
-import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, TextIO
 
-from mplog._bench_contenders import ErrorCounter, run_writers
+from mplog._bench_contenders import (
+    FORMAT,
+    LOG_NAME,
+    fresh_runs,
+    parse_record,
+    percentile,
+    rotated,
+    run_writers,
+    writer_logger,
+)
 from mplog.cli import _positive
 from mplog.cli import _size as cli_size
+from mplog.verify import Verification, read_back
 
-LOG_NAME = "bench.log"
-FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s took=%.2fms"
-RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")
 TRACED = ("_rotate", "files", "locate")  # what each writer times, see trace()
 
 
@@ -137,12 +139,7 @@ def writer_main(
         compress_delay=0,  # the cost measured includes compressing during the run
         max_total_size=s.max_total_size,
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
-    errors = ErrorCounter(handler)
-    logger = logging.getLogger(f"shop.api.worker{writer}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger, errors = writer_logger(f"shop.api.worker{writer}", handler, FORMAT)
     info, clock = logger.info, time.perf_counter_ns
     latencies = array("q", [0]) * s.records  # preallocated: nothing allocated per record
 
@@ -157,51 +154,7 @@ def writer_main(
     results.put(WriterReport(writer, start, end, errors.count, latencies.tobytes(), traced))
 
 
-# -- reading the files back -------------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    """What reading back the files retention left found."""
-
-    backups: int = 0  # rotated files left, compressed or not
-    compressed: int = 0  # of which .gz
-    found: int = 0  # distinct records found
-    duplicated: int = 0
-    torn: int = 0  # lines without a well-formed (writer, seq) pair
-
-
-def verify(directory: str, procs: int, records: int) -> Check:
-    """Read back the log and every backup left in *directory*."""
-    seen = [bytearray(records) for _ in range(procs)]
-    check = Check()
-    for name in sorted(os.listdir(directory)):
-        if not name.startswith(LOG_NAME):
-            continue
-        if name != LOG_NAME:
-            check.backups += 1
-            check.compressed += name.endswith(".gz")
-        path = os.path.join(directory, name)
-        with gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb") as f:
-            for line in f:
-                match = RECORD_RE.search(line)
-                if match is None or int(match[1]) >= procs or int(match[2]) >= records:
-                    check.torn += 1
-                    continue
-                writer, seq = int(match[1]), int(match[2])
-                check.duplicated += seen[writer][seq]
-                seen[writer][seq] = 1
-    check.found = sum(flags.count(1) for flags in seen)
-    return check
-
-
 # -- runs and summaries ----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[int], fraction: float) -> int:
-    """Nearest-rank percentile of *values*; 0 if there are none."""
-    ranked = sorted(values)
-    return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)] if ranked else 0
 
 
 @dataclass
@@ -224,7 +177,7 @@ class Run:
     listing_p50: int
     locates: int  # Backups.locate calls: the compressor's commits
     locate_p50: int
-    check: Check
+    check: Verification  # retention deleted the oldest records: only what is left counts
 
 
 def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
@@ -257,7 +210,7 @@ def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
         listing_p50=percentile(traced["files"], 0.5),
         locates=len(traced["locate"]),
         locate_p50=percentile(traced["locate"], 0.5),
-        check=verify(directory, s.procs, s.records),
+        check=read_back(directory, LOG_NAME, parse_record, s.procs, s.records),
     )
 
 
@@ -332,25 +285,17 @@ def run_all(
 ) -> list[Run]:
     """Every count *repeat* times, in a rotated order each repetition."""
     runs: list[Run] = []
-    base = tempfile.mkdtemp(prefix="mplog-rotation-cost-", dir=root)
-    try:
-        for rep in range(repeat):
-            shift = rep % len(counts)
-            for count in [*counts[shift:], *counts[:shift]]:
-                directory = os.path.join(base, f"{count}-{rep}")
-                os.mkdir(directory)
-                run = measure(count, rep, directory, s)
-                shutil.rmtree(directory)
-                runs.append(run)
-                if progress is not None:
-                    progress.write(
-                        f"  rep {rep + 1} backupCount={count:<7} {run.elapsed:6.2f} s, "
-                        f"{run.rotations} rotations, rotate p50 {_duration(run.rotation_p50)}, "
-                        f"call p99.9 {_duration(run.p999)}, {run.check.backups} backups\n"
-                    )
-                    progress.flush()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    order = partial(rotated, counts)
+    for rep, count, directory in fresh_runs(repeat, order, "mplog-rotation-cost-", root):
+        run = measure(count, rep, directory, s)
+        runs.append(run)
+        if progress is not None:
+            progress.write(
+                f"  rep {rep + 1} backupCount={count:<7} {run.elapsed:6.2f} s, "
+                f"{run.rotations} rotations, rotate p50 {_duration(run.rotation_p50)}, "
+                f"call p99.9 {_duration(run.p999)}, {run.check.backups} backups\n"
+            )
+            progress.flush()
     return runs
 
 

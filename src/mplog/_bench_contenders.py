@@ -5,11 +5,14 @@ process builds its own handler (:func:`make_handler`), logs its records and
 reports a :class:`ProcessReport` on a results queue.  The ``queuelistener``
 contender also runs one listener process (:func:`listener_main`) that owns
 the only ``FileHandler``; it reports too, as worker ``LISTENER``.
-:func:`verify` then reads the files back and finds each record by the worker
-id and sequence number it carries.
+:func:`mplog.verify.read_back` then reads the files back, finding each record
+by the worker id and sequence number it carries (:func:`parse_record`).
 
 These functions are module-level so that spawn and forkserver children can
-import them by name.
+import them by name.  The scripts in ``benchmarks/`` share this module: its
+contenders, the runner (:func:`fresh_runs`, :func:`rotated`, :func:`run_writers`,
+:func:`reap`), the writers' logger (:func:`writer_logger`), the record tag
+(:func:`parse_record`) and the percentiles.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import math
 import os
 import queue
 import re
+import shutil
 import sys
+import tempfile
 import time
 from array import array
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 __all__ = [
     "CONTENDERS",
@@ -33,24 +39,32 @@ __all__ = [
     "FORMAT",
     "LISTENER",
     "LOG_NAME",
+    "MESSAGE_SIZE",
     "REFERENCE",
     "Contender",
+    "ErrorCounter",
     "ProcessReport",
-    "Verification",
     "collect_reports",
     "contender_available",
+    "fresh_runs",
     "installed",
     "listener_main",
     "make_handler",
-    "verify",
+    "nearest_rank",
+    "parse_record",
+    "percentile",
+    "reap",
+    "rotated",
+    "run_writers",
     "worker_main",
+    "writer_logger",
 ]
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 LOG_NAME = "bench.log"
 LISTENER = -1  # the worker id of the queue listener's report
 MESSAGE_SIZE = 100  # bytes of %(message)s; the whole line is ~150 bytes
-_RECORD_RE = re.compile(rb" w=(\d+) seq=(\d+) ")  # what worker_main logs
+_TAG = re.compile(rb" w=(\d+) seq=(\d+) ")  # in every message logged here and in benchmarks/
 
 
 @dataclass(frozen=True)
@@ -110,10 +124,10 @@ def installed(module: str) -> bool:
         return False
 
 
-def contender_available(name: str) -> str | None:
-    """Return None if contender *name* can run here, else the reason why not."""
-    if name not in CONTENDERS:
-        return f"unknown contender {name!r} (choose from {', '.join(CONTENDERS)})"
+def contender_available(name: str, known: Collection[str] = CONTENDERS) -> str | None:
+    """Return None if contender *name*, one of *known*, can run here, else the reason why not."""
+    if name not in known:
+        return f"unknown contender {name!r} (choose from {', '.join(known)})"
     if name == "clh" and not installed("concurrent_log_handler"):
         return "concurrent-log-handler is not installed (pip install 'mplog[bench]')"
     return None
@@ -204,20 +218,65 @@ def reap(processes: list[Any]) -> None:
             p.join()
 
 
-def run_writers(writers: list[Any], results: Any, what: str) -> list[Any]:
+def run_writers(
+    writers: list[Any], results: Any, what: str, listener: Any = None, stop: Any = None
+) -> list[Any]:
     """Start *writers*, take one report from each off *results*, wait for them to exit
-    with status 0 (else RuntimeError naming *what*); reap them on every path."""
+    with status 0 (else RuntimeError naming *what*); reap them on every path.
+
+    A *listener* process starts first; once every writer has exited, and so put all
+    its records on the listener's queue, *stop* is set and the listener's report is
+    taken too.
+    """
+    children = [*writers, *([listener] if listener is not None else [])]
     try:
-        for p in writers:
+        for p in children[len(writers) :] + writers:  # the listener first
             p.start()
-        reports = collect_reports(results, len(writers), writers, what)
+        reports = collect_reports(results, len(writers), children, what)
         for p in writers:
             p.join()
+        if listener is not None:
+            stop.set()
+            reports += collect_reports(results, 1, children, what)
+        for p in children:
+            p.join()
             if p.exitcode != 0:
-                raise RuntimeError(f"{what}: a writer exited with code {p.exitcode}")
+                raise RuntimeError(f"{what}: a child exited with code {p.exitcode}")
     finally:
-        reap(writers)
+        reap(children)
     return reports
+
+
+T = TypeVar("T")
+
+
+def rotated(items: Iterable[T], shift: int) -> list[T]:
+    """*items* rotated left by *shift*: repetition *shift* runs them in this order, so
+    that a slow drift of the machine does not always hit the same one."""
+    ordered = list(items)
+    shift = shift % len(ordered) if ordered else 0
+    return ordered[shift:] + ordered[:shift]
+
+
+def fresh_runs(
+    repeat: int, order: Callable[[int], Iterable[T]], prefix: str, parent: str | None = None
+) -> Iterator[tuple[int, T, str]]:
+    """``(repetition, item, directory)`` for each of *repeat* repetitions and each item
+    of ``order(repetition)``, in an empty directory of its own.
+
+    Each directory is removed once the next is asked for, and the temporary
+    directory holding them (named *prefix*..., in *parent*) at the end, on every path.
+    """
+    base = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        for rep in range(repeat):
+            for index, item in enumerate(order(rep)):
+                directory = os.path.join(base, f"{rep}-{index}")
+                os.mkdir(directory)
+                yield rep, item, directory
+                shutil.rmtree(directory)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def peak_rss() -> int | None:
@@ -230,10 +289,38 @@ def peak_rss() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; others: KiB
 
 
-def percentile(values: array[int], fraction: float) -> int:
-    """Nearest-rank percentile of *values* (non-empty)."""
-    ranked = sorted(values)
-    return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)]
+def nearest_rank(ranked: Sequence[int], fraction: float) -> int:
+    """Nearest-rank percentile of *ranked*, sorted in ascending order; 0 if it is empty."""
+    return ranked[max(0, math.ceil(fraction * len(ranked)) - 1)] if ranked else 0
+
+
+def percentile(values: Iterable[int], fraction: float) -> int:
+    """Nearest-rank percentile of *values*; 0 if there are none."""
+    return nearest_rank(sorted(values), fraction)
+
+
+def writer_logger(
+    name: str, handler: logging.Handler, fmt: str
+) -> tuple[logging.Logger, ErrorCounter]:
+    """A logger *name* writing only through *handler* with format *fmt*, at INFO, and
+    the counter of the records *handler* failed to write."""
+    handler.setFormatter(logging.Formatter(fmt))
+    errors = ErrorCounter(handler)
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger, errors
+
+
+def parse_record(line: bytes) -> tuple[int, int] | None:
+    """The (worker, seq) a line holds, from its ``w=<worker> seq=<seq>`` tag; None for
+    a line with no tag or with several (records written into one another)."""
+    tags = _TAG.findall(line)
+    if len(tags) != 1:
+        return None
+    worker, seq = tags[0]
+    return int(worker), int(seq)
 
 
 def worker_main(
@@ -249,12 +336,7 @@ def worker_main(
 ) -> None:  # pragma: no cover - runs in a child process
     """Child entry point: log *records* records once every worker is ready, then report."""
     handler = make_handler(contender, path, max_bytes, backup_count, log_queue)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    errors = ErrorCounter(handler)
-    logger = logging.getLogger(f"bench.worker{worker}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger, errors = writer_logger(f"bench.worker{worker}", handler, FORMAT)
     filler = "x" * max(1, MESSAGE_SIZE - len(f"w={worker} seq={records} "))
     info = logger.info
     clock = time.perf_counter_ns
@@ -269,7 +351,7 @@ def worker_main(
     handler.flush()  # batched handlers: the records count once they are in the file
     end = time.perf_counter()
     handler.close()
-    p99 = percentile(latencies, 0.99) if records else 0
+    p99 = percentile(latencies, 0.99)
     results.put(ProcessReport(worker, start, end, errors.count, p99, peak_rss()))
 
 
@@ -301,46 +383,3 @@ def listener_main(
     handler.close()
     end = handler.last
     results.put(ProcessReport(LISTENER, end, end, errors.count, None, peak_rss()))
-
-
-@dataclass
-class Verification:
-    """What reading every file back found."""
-
-    lines: int = 0
-    unique: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    torn: int = 0  # lines that do not carry a well-formed (worker, seq) pair
-    files: int = 0
-
-
-def verify(directory: str, procs: int, records: int) -> Verification:
-    """Read back every log file in *directory* and count what arrived.
-
-    Line by line: memory the parent allocates here stays in its resident set,
-    and the workers forked for the next measurement would start with it.
-    """
-    seen = [bytearray(records) for _ in range(procs)]
-    result = Verification()
-    matched = 0
-    for name in os.listdir(directory):
-        if not name.startswith(LOG_NAME):
-            continue  # lock files
-        result.files += 1
-        with open(os.path.join(directory, name), "rb") as f:
-            for line in f:
-                result.lines += 1
-                for wid, seq in _RECORD_RE.findall(line):
-                    w, s = int(wid), int(seq)
-                    if w >= procs or s >= records:
-                        continue
-                    matched += 1
-                    if seen[w][s]:
-                        result.duplicated += 1
-                    else:
-                        seen[w][s] = 1
-    result.unique = sum(flags.count(1) for flags in seen)
-    result.lost = procs * records - result.unique
-    result.torn = result.lines - matched
-    return result

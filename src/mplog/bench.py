@@ -7,8 +7,8 @@ total number of records divided by (latest end - earliest start), taken from
 the processes' monotonic clocks (system-wide on Linux); a record counts once it
 is in the file (batched handlers are flushed, the queue listener's last write
 ends its run).  After each measurement every file (the log and its backups) is
-read back to count lost, duplicated and torn records: each message carries its
-worker id and sequence number.
+read back (:func:`mplog.verify.read_back`) to count lost, duplicated and torn
+records: each message carries its worker id and sequence number.
 
 The contenders (see :mod:`mplog._bench_contenders`) run in the same process
 tree, interleaved: each repetition runs them in a rotated order, so slow drifts
@@ -29,10 +29,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,15 +43,16 @@ from ._bench_contenders import (
     LOG_NAME,
     REFERENCE,
     ProcessReport,
-    Verification,
-    collect_reports,
     contender_available,
+    fresh_runs,
     installed,
     listener_main,
-    reap,
-    verify,
+    parse_record,
+    rotated,
+    run_writers,
     worker_main,
 )
+from .verify import Verification, read_back
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,7 +69,6 @@ __all__ = [
     "plot",
     "require_matplotlib",
     "run",
-    "verify",
     "write_json",
 ]
 
@@ -118,22 +116,7 @@ def measure(
     workers = [
         ctx.Process(target=worker_main, args=(contender, path, w, *options)) for w in range(procs)
     ]
-    children = workers + ([listener] if listener is not None else [])
-    try:
-        for p in [*children[procs:], *workers]:  # the listener first
-            p.start()
-        reports: list[ProcessReport] = collect_reports(results, procs, children, contender)
-        for p in workers:
-            p.join()
-        if stop is not None:  # every producer is gone: its records are in the queue
-            stop.set()
-            reports += collect_reports(results, 1, children, contender)
-        for p in children:
-            p.join()
-            if p.exitcode != 0:
-                raise RuntimeError(f"{contender}: a child exited with code {p.exitcode}")
-    finally:
-        reap(children)  # on every path (a failed barrier, a crash)
+    reports: list[ProcessReport] = run_writers(workers, results, contender, listener, stop)
     start = min(r.start for r in reports if r.worker != LISTENER)
     elapsed = max(r.end for r in reports) - start
     rss = [r.peak_rss for r in reports if r.peak_rss is not None]
@@ -147,7 +130,7 @@ def measure(
         errors=sum(r.errors for r in reports),
         p99_emit_ns=round(statistics.median(r.p99_ns for r in reports if r.p99_ns is not None)),
         peak_rss=max(rss) if rss else None,
-        check=verify(directory, procs, records),
+        check=read_back(directory, LOG_NAME, parse_record, procs, records),
     )
 
 
@@ -206,37 +189,30 @@ def run(
         else:
             notes.append(f"{name} skipped: {reason}")
     measurements: list[Measurement] = []
-    total, done = repeat * len(procs) * len(active), 0
-    root = tempfile.mkdtemp(prefix="mplog-bench-", dir=directory)
-    try:
-        for rep in range(repeat):
-            order = active[rep % len(active) :] + active[: rep % len(active)] if active else []
-            for n in procs:
-                for name in order:
-                    done += 1
-                    if out is not None:
-                        out.write(f"  [{done:>3}/{total}] rep {rep + 1}/{repeat} {n:>3} procs ")
-                        out.write(f"{name:<19}")
-                        out.flush()
-                    run_dir = os.path.join(root, f"{name}-{n}-{rep}")
-                    os.mkdir(run_dir)
-                    m = measure(
-                        name,
-                        n,
-                        records,
-                        run_dir,
-                        repetition=rep,
-                        start_method=start_method,
-                        max_bytes=max_bytes,
-                        backup_count=backup_count,
-                    )
-                    shutil.rmtree(run_dir)
-                    measurements.append(m)
-                    if out is not None:
-                        out.write(f" {m.rate:>9,.0f} rec/s {m.elapsed:6.2f}s lost {m.check.lost}\n")
-                        out.flush()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    total = repeat * len(procs) * len(active)
+
+    def order(rep: int) -> list[tuple[int, str]]:
+        return [(n, name) for n in procs for name in rotated(active, rep)]
+
+    for rep, (n, name), run_dir in fresh_runs(repeat, order, "mplog-bench-", directory):
+        if out is not None:
+            out.write(f"  [{len(measurements) + 1:>3}/{total}] rep {rep + 1}/{repeat}")
+            out.write(f" {n:>3} procs {name:<19}")
+            out.flush()
+        m = measure(
+            name,
+            n,
+            records,
+            run_dir,
+            repetition=rep,
+            start_method=start_method,
+            max_bytes=max_bytes,
+            backup_count=backup_count,
+        )
+        measurements.append(m)
+        if out is not None:
+            out.write(f" {m.rate:>9,.0f} rec/s {m.elapsed:6.2f}s lost {m.check.lost}\n")
+            out.flush()
     _fill_ratios(measurements)
     environment = {
         "python": sys.version.split()[0],
@@ -286,7 +262,7 @@ def _summarize(
                     duplicated=max(m.check.duplicated for m in group),
                     torn=max(m.check.torn for m in group),
                     errors=max(m.errors for m in group),
-                    files=max(m.check.files for m in group),
+                    files=max(len(m.check.files) for m in group),
                     p99_emit_ns=round(statistics.median(m.p99_emit_ns for m in group)),
                     peak_rss=max(rss) if rss else None,
                 )

@@ -1,13 +1,13 @@
 """``mplog demo``: several processes log into one rotating file, then every record is checked.
 
-Each worker writes lines ``<worker> <seq> <crc32> <payload>``; the checker reads
-the active file and every backup (decompressing them with ``--compress``) and
-counts lost, duplicated and torn records.
+Each worker writes lines ``<worker> <seq> <crc32> <payload>``; the check
+(:func:`mplog.verify.read_back`, with the demo's line rule) reads the active file
+and every backup (decompressing them with ``--compress``) and counts lost,
+duplicated, torn and reordered records and oversized backups.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import multiprocessing
 import os
@@ -15,11 +15,11 @@ import sys
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .compression import BUILTIN_SUFFIXES, reader_for
 from .handler import ConcurrentRotatingFileHandler
+from .verify import Verification, read_back
 
 __all__ = ["DemoConfig", "Report", "run_demo", "verify_log"]
 
@@ -43,24 +43,15 @@ class DemoConfig:
 
 @dataclass
 class Report:
-    """What the checker found in the files."""
+    """What the demo found: the check of every file, where they are, how long it took."""
 
-    expected: int = 0
-    found: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    torn: int = 0
-    out_of_order: int = 0
-    files: list[str] = field(default_factory=list)
-    oversized: list[str] = field(default_factory=list)
-    compressed: int = 0  # backups found compressed
+    check: Verification
+    directory: str
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (
-            self.lost or self.duplicated or self.torn or self.out_of_order or self.oversized
-        )
+        return self.check.ok
 
 
 def _line(worker: int, seq: int, payload: str) -> str:
@@ -94,78 +85,20 @@ def _worker(
     handler.close()
 
 
-def _ordered_files(directory: str) -> list[str]:
-    """Backups oldest first (highest number first), then the active file."""
-    names = [n for n in os.listdir(directory) if n.startswith(LOG_NAME)]
-
-    def key(name: str) -> tuple[int, str, int]:
-        if name == LOG_NAME:
-            return (2, "", 0)
-        suffix = _strip_compression(name)[len(LOG_NAME) + 1 :]
-        if suffix.isdigit():  # size-only backups: .1 is the newest
-            return (0, "", -int(suffix))
-        # time-named: <period> then <period>.1, <period>.2 ... in rotation order
-        period, _, counter = suffix.partition(".")
-        return (1, period, int(counter or 0))
-
-    return [os.path.join(directory, n) for n in sorted(names, key=key)]
+def _parse_line(line: bytes) -> tuple[int, int] | None:
+    """The (worker, seq) of a demo line, None unless it is whole: its CRC matches."""
+    parts = line.split(b" ", 3)
+    if len(parts) != 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    worker, seq, crc, payload = int(parts[0]), int(parts[1]), parts[2], parts[3]
+    if crc != b"%08x" % zlib.crc32(b"%d %d %s" % (worker, seq, payload)):
+        return None
+    return worker, seq
 
 
-def _strip_compression(name: str) -> str:
-    for suffix in BUILTIN_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _read(path: str) -> bytes:
-    """The content of a log file, decompressed if it was compressed."""
-    with open(path, "rb") as raw:
-        reader = reader_for(path, raw)
-        if reader is None:
-            return raw.read()
-        try:
-            return reader.read()
-        finally:
-            reader.close()
-
-
-def verify_log(directory: str, processes: int, records: int, max_bytes: int = 0) -> Report:
-    """Read every file of the demo log and count what is missing, doubled or damaged."""
-    report = Report(expected=processes * records)
-    seen: set[tuple[int, int]] = set()
-    last = [-1] * processes
-    for path in _ordered_files(directory):
-        report.files.append(path)
-        is_backup = os.path.basename(path) != LOG_NAME
-        data = _read(path)
-        if _strip_compression(path) != path:
-            report.compressed += 1
-        if max_bytes and is_backup and len(data) > max_bytes:
-            report.oversized.append(path)
-        with io.StringIO(data.decode("utf-8", errors="replace"), newline="\n") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(" ", 3)
-                try:
-                    worker, seq, crc, payload = int(parts[0]), int(parts[1]), parts[2], parts[3]
-                except (IndexError, ValueError):
-                    report.torn += 1
-                    continue
-                if _line(worker, seq, payload).split(" ", 3)[2] != crc or not (
-                    0 <= worker < processes
-                ):
-                    report.torn += 1
-                    continue
-                if (worker, seq) in seen:
-                    report.duplicated += 1
-                    continue
-                seen.add((worker, seq))
-                report.found += 1
-                if seq < last[worker]:
-                    report.out_of_order += 1
-                last[worker] = seq
-    report.lost = report.expected - report.found
-    return report
+def verify_log(directory: str, processes: int, records: int, max_bytes: int = 0) -> Verification:
+    """Read every file of the demo log back and count what is missing, doubled or damaged."""
+    return read_back(directory, LOG_NAME, _parse_line, processes, records, max_bytes=max_bytes)
 
 
 def run_demo(config: DemoConfig, out: TextIO | None = None) -> Report:
@@ -203,9 +136,8 @@ def run_demo(config: DemoConfig, out: TextIO | None = None) -> Report:
     failed = [proc.exitcode for proc in workers if proc.exitcode != 0]
     if failed:
         raise RuntimeError(f"demo workers exited with {failed}")
-    report = verify_log(directory, config.processes, config.records, config.max_bytes)
-    report.seconds = elapsed
-    return report
+    check = verify_log(directory, config.processes, config.records, config.max_bytes)
+    return Report(check, directory, elapsed)
 
 
 def _show_progress(out: TextIO, done: int, total: int) -> None:
@@ -217,22 +149,20 @@ def _show_progress(out: TextIO, done: int, total: int) -> None:
 
 def format_report(config: DemoConfig, report: Report, logs: str | None = None) -> str:
     """The summary the CLI prints; *logs* says where the logs are (default: their directory)."""
-    rate = report.found / report.seconds if report.seconds else 0.0
-    rotated = len(report.files) - 1
-    if logs is None:
-        logs = os.path.dirname(report.files[0]) if report.files else "-"
+    check = report.check
+    rate = check.found / report.seconds if report.seconds else 0.0
     lines = [
-        f"logs          : {logs}",
+        f"logs          : {report.directory if logs is None else logs}",
         f"processes     : {config.processes} x {config.records:,} records"
         f" ({config.start_method or multiprocessing.get_start_method()})",
-        f"written       : {report.found:,} of {report.expected:,}",
-        f"files         : {len(report.files)} ({rotated} rotations"
-        + (f", {report.compressed} compressed)" if config.compress else ")"),
-        f"lost          : {report.lost}",
-        f"duplicated    : {report.duplicated}",
-        f"torn          : {report.torn}",
-        f"out of order  : {report.out_of_order}",
-        f"oversized     : {len(report.oversized)} (backups larger than --max-bytes"
+        f"written       : {check.found:,} of {check.written:,}",
+        f"files         : {len(check.files)} ({check.backups} rotations"
+        + (f", {check.compressed} compressed)" if config.compress else ")"),
+        f"lost          : {check.lost}",
+        f"duplicated    : {check.duplicated}",
+        f"torn          : {check.torn}",
+        f"out of order  : {check.out_of_order}",
+        f"oversized     : {len(check.oversized)} (backups larger than --max-bytes"
         f" {config.max_bytes:,})",
         f"throughput    : {rate:,.0f} records/s",
         "result        : " + ("OK, every record exactly once" if report.ok else "FAILED"),
