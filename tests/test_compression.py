@@ -36,7 +36,7 @@ import pytest
 import mplog.archive
 import mplog.compression
 import mplog.rotation
-from conftest import T0, Clock
+from helpers import DAY, HOUR, T0, Clock, info_record
 from mplog.archive import is_claimed
 from mplog.compression import Compressor
 from mplog.retention import Retention, Stored
@@ -50,7 +50,6 @@ mp_workers = importlib.import_module("mp_workers")
 
 BASE = "app.log"
 LOCK = ".__app.lock"
-DAY, HOUR = 24 * 60 * 60, 60 * 60
 P0, P1 = "2024-01-10_13", "2024-01-10_14"  # hourly period names of T0 and T0 + 1 h
 RECORD = 39  # bytes of every record written by _write() (text + newline)
 
@@ -115,10 +114,6 @@ class TimedHandler(Reporting, mplog.ConcurrentTimedRotatingFileHandler):
     pass
 
 
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
-
-
 def _text(number: int) -> str:
     """Record *number*: always RECORD bytes on disk."""
     return f"record {number:06d} " + "x" * (RECORD - 15)
@@ -126,7 +121,7 @@ def _text(number: int) -> str:
 
 def _write(handler: logging.Handler, numbers: Sequence[int] | range) -> None:
     for number in numbers:
-        handler.emit(_record(_text(number)))
+        handler.emit(info_record(_text(number)))
 
 
 def _numbers(data: bytes) -> list[int]:
@@ -476,8 +471,8 @@ def test_mixed_forms_shift_together_and_the_oldest_goes_in_every_form(tmp_path: 
         tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip", compress_delay=0
     )
     try:
-        handler.emit(_record(_text(2)))
-        handler.emit(_record(_text(3)))  # rotates: .2 -> .3, .1.gz -> .2.gz, active -> .1
+        handler.emit(info_record(_text(2)))
+        handler.emit(info_record(_text(3)))  # rotates: .2 -> .3, .1.gz -> .2.gz, active -> .1
         assert _backups(tmp_path) == [BASE, f"{BASE}.1", f"{BASE}.2", f"{BASE}.3"]
     finally:
         handler.close()
@@ -486,7 +481,7 @@ def test_mixed_forms_shift_together_and_the_oldest_goes_in_every_form(tmp_path: 
         tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress="gzip", compress_delay=0
     )
     try:
-        handler.emit(_record(_text(4)))  # rotates: .3.gz (record 0) goes
+        handler.emit(info_record(_text(4)))  # rotates: .3.gz (record 0) goes
     finally:
         handler.close()
     assert _numbers_in(_numbered(tmp_path, ".gz")) == [[1], [2], [3], [4]]
@@ -895,10 +890,10 @@ def test_a_claimed_backup_survives_retention_until_released(tmp_path: Path) -> N
             _rotate_once(handler, 0)  # .3 -> .4, claimed: kept; the old .2 and .3 go
             assert _names(tmp_path) == [BASE, f"{BASE}.1", f"{BASE}.4"]
             assert (tmp_path / f"{BASE}.4").stat().st_ino == inode
-            handler.emit(_record(_text(2)))  # another rotation while still claimed
+            handler.emit(info_record(_text(2)))  # another rotation while still claimed
             assert (tmp_path / f"{BASE}.4").stat().st_ino == inode
         assert not is_claimed(str(tmp_path / f"{BASE}.4"))
-        handler.emit(_record(_text(3)))
+        handler.emit(info_record(_text(3)))
         assert not (tmp_path / f"{BASE}.4").exists()
         assert _names(tmp_path) == [BASE, f"{BASE}.1", f"{BASE}.2", f"{BASE}.3"]
     finally:
@@ -943,7 +938,7 @@ def test_a_backup_shifted_out_while_being_compressed_is_not_committed(tmp_path: 
     try:
         _write(handler, [0, 1])  # record 0 -> .1, being compressed by the background thread
         assert entered.wait(30), "the compressor never started"
-        handler.emit(_record(_text(2)))  # record 1 -> .1; record 0's file is deleted
+        handler.emit(info_record(_text(2)))  # record 1 -> .1; record 0's file is deleted
         release.set()
     finally:
         release.set()
@@ -997,9 +992,9 @@ def test_a_compressed_backup_keeps_its_sources_mtime_for_retention(tmp_path: Pat
         tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
     )
     try:
-        handler.emit(_record(_text(0)))
+        handler.emit(info_record(_text(0)))
         os.utime(tmp_path / BASE, (old, old))
-        handler.emit(_record(_text(1)))  # rotates the old file to .1
+        handler.emit(info_record(_text(1)))  # rotates the old file to .1
     finally:
         handler.close()
     assert (tmp_path / f"{BASE}.1.gz").stat().st_mtime == pytest.approx(old, abs=1e-3)
@@ -1166,10 +1161,10 @@ def test_without_a_mode_option_a_compressed_backup_keeps_its_sources_mode(tmp_pa
         tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
     )
     try:
-        handler.emit(_record(_text(0)))
+        handler.emit(info_record(_text(0)))
         os.chmod(tmp_path / BASE, 0o604)
-        handler.emit(_record(_text(1)))  # rotates the 0o604 file to .1
-        handler.emit(_record(_text(2)))  # rotates the new file (process default mode)
+        handler.emit(info_record(_text(1)))  # rotates the 0o604 file to .1
+        handler.emit(info_record(_text(2)))  # rotates the new file (process default mode)
     finally:
         handler.close()
     assert _mode(tmp_path / f"{BASE}.2.gz") == 0o604

@@ -44,8 +44,8 @@ import compression_fault_workers as workers
 import fault_workers
 import mp_workers
 import mplog.archive
-import recording
 import test_multiprocess as mp  # readers and checkers of the files
+from helpers import RecordingHandler
 from test_faults import kill_and_reap, lock_is_held
 
 pytestmark = pytest.mark.skipif(
@@ -283,7 +283,7 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
         with pytest.raises((EOFError, OSError, ValueError)):
             _DECOMPRESS[SUFFIXES[codec]](temp.read_bytes())
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     for seq in range(3):
         emit(handler, 1, seq)
     handler.doRollover()  # the sweep after this rotation cleans up the leftover
@@ -408,9 +408,7 @@ def test_sigkill_inside_a_callable_compressor_leaves_leftovers_the_next_sweep_re
         gzip.decompress((logs / f"{link.name}.gz").read_bytes())
 
     recover = "gzip" if recover_with == "gzip" else workers.blocking_gzip  # never stalls here
-    handler = recording.RecordingHandler(
-        logs / BASE, **{**kwargs, "compress": recover, "compress_delay": 0}
-    )
+    handler = RecordingHandler(logs / BASE, **{**kwargs, "compress": recover, "compress_delay": 0})
     assert errors_at_close(handler) == []
     final = listing(logs)
     assert final.temps == []
@@ -440,7 +438,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
         original = (logs / f"{BASE}.1").read_bytes()
         claimed = lock_is_held(files[0])
 
-        handler = recording.RecordingHandler(
+        handler = RecordingHandler(
             logs / BASE, **{**kwargs, "compress": "gzip", "compress_delay": 0}
         )
         handler.doRollover()  # app.log.1 (being compressed) -> .2; sweeps here, twice
@@ -484,7 +482,7 @@ def test_sigkill_between_the_commits_rename_and_remove(logs: Path, control: Cont
     assert content(both.compressed[1]) == original
     assert ids(mp.parse_records(original, "app.log.1")) == [(0, s) for s in range(per_file)]
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
     assert errors_at_close(handler) == []  # the record was written: the lock was free
     final = listing(logs)
@@ -510,7 +508,7 @@ def test_sigkill_after_the_original_is_set_aside(logs: Path, control: Control) -
     expected = content(left.compressed[1])
     assert ids(mp.parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
     assert errors_at_close(handler) == []
     final = listing(logs)
@@ -538,7 +536,7 @@ def test_a_backup_left_both_plain_and_compressed(logs: Path, archive: str) -> No
     (logs / f"{BASE}.1").write_bytes(original)
     packed = _ARCHIVES[archive](original)
     (logs / f"{BASE}.1.gz").write_bytes(packed)
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 3, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(50, 3, "gzip"))
     if archive == "same":
         assert errors_at_close(handler) == []
         final = listing(logs)
@@ -566,7 +564,7 @@ def test_a_conflicting_backup_does_not_stop_the_others_from_being_compressed(
     (logs / f"{BASE}.1.gz").write_bytes(gzip.compress(_backup_bytes(9, 50)))
     (logs / f"{BASE}.2").write_bytes(_backup_bytes(1, 50))
     (logs / f"{BASE}.3").write_bytes(_backup_bytes(2, 50))
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
     errors = errors_at_close(handler)
     assert len(errors) == 1, errors
     final = listing(logs)
@@ -594,8 +592,8 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
     original = _backup_bytes(0, 100)
     (logs / f"{BASE}.1").write_bytes(original)
     (logs / f"{BASE}.1.gz").write_bytes(gzip.compress(original))
-    sweeper = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
-    rotator = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, None))
+    sweeper = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    rotator = RecordingHandler(logs / BASE, **size_kwargs(50, 5, None))
     emit(rotator, 1, 0)
     rotated: list[Any] = []
     real_open = os.open
@@ -611,7 +609,7 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
     monkeypatch.undo()
     assert rotated, "the sweep never opened app.log.1"
     assert errors_at_close(rotator) == []
-    last = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    last = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
     assert errors_at_close(last) == []
     final = listing(logs)
     assert (final.plain, sorted(final.compressed), final.temps) == ({}, [1, 2], [])
@@ -640,13 +638,13 @@ def test_a_temporary_file_is_removed_only_once_its_lock_is_free(
     holder = os.open(logs / names[0], os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
-        handler = recording.RecordingHandler(logs / BASE, **kwargs)
+        handler = RecordingHandler(logs / BASE, **kwargs)
         handler.doRollover()  # sweeps after the rotation, and at close
         assert errors_at_close(handler) == []
         assert sorted(listing(logs, [foreign.name]).temps) == sorted(names)
     finally:
         os.close(holder)
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     assert errors_at_close(handler) == []
     assert listing(logs, [foreign.name]).temps == []
     assert foreign.exists()
@@ -665,13 +663,13 @@ def test_a_callables_output_without_its_input_goes_once_its_process_is_dead(
         dead = logs / f"{TEMP_PREFIX}{dead_pid()}-4567cdef.tmp.gz"
         orphan.write_bytes(b"partial")
         dead.write_bytes(b"partial")
-        handler = recording.RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
+        handler = RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
         assert errors_at_close(handler) == []
         assert listing(logs).temps == [orphan.name]
     finally:
         alive.kill()
         alive.wait(JOIN_TIMEOUT)
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
     assert errors_at_close(handler) == []
     assert listing(logs).temps == []
 
@@ -791,7 +789,7 @@ def test_retention_spares_a_backup_while_it_is_compressed(logs: Path, control: C
     assert all(path.suffix == ".gz" for path in committed.values()), "left uncompressed"
     assert not [name for name in os.listdir(logs) if name.startswith(TEMP_PREFIX)]
 
-    pruner = recording.RecordingHandler(logs / BASE, **kwargs)
+    pruner = RecordingHandler(logs / BASE, **kwargs)
     pruner.doRollover()
     assert errors_at_close(pruner) == []
     assert claimed not in time_backups(logs), "no longer claimed: pruned at the next rotation"

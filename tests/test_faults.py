@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 import mplog
+from helpers import RecordingHandler
 
 # Child processes import their entry points by module name: put this directory on
 # sys.path (multiprocessing hands it on to spawned children).
@@ -46,7 +47,6 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 mp_workers = importlib.import_module("mp_workers")
 fault_workers = importlib.import_module("fault_workers")
-recording = importlib.import_module("recording")
 mp = importlib.import_module("test_multiprocess")  # readers and checkers of the files
 
 pytestmark = pytest.mark.skipif(
@@ -61,7 +61,7 @@ JOIN_TIMEOUT = 60
 # -- helpers -----------------------------------------------------------------------------
 
 
-class Reporting(recording.RecordingHandler):
+class Reporting(RecordingHandler):
     """Keeps the records passed to handleError too, to count what each report covers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -441,7 +441,7 @@ def test_a_path_through_a_regular_file_fails_at_construction_naming_it(tmp_path:
     with pytest.raises(OSError, match=re.escape(str(blocker))) as info:
         mplog.ConcurrentRotatingFileHandler(blocker / BASE)
     assert info.value.errno == errno.ENOTDIR
-    handler = recording.RecordingHandler(blocker / BASE, delay=True)
+    handler = RecordingHandler(blocker / BASE, delay=True)
     logger = private_logger(handler, "mplog.tests.blocked")
     try:
         logger.info("first")  # never raises
@@ -485,7 +485,7 @@ def test_missing_directories_are_created(tmp_path: Path, delay: bool) -> None:
     delay=True, at the first record."""
     path = tmp_path / "a" / "b" / BASE
     locks = tmp_path / "locks" / "c"
-    handler = recording.RecordingHandler(path, delay=delay, lock_file_directory=locks)
+    handler = RecordingHandler(path, delay=delay, lock_file_directory=locks)
     assert path.parent.is_dir() is not delay  # created at construction unless delayed
     logger = private_logger(handler, "mplog.tests.mkdir")
     try:

@@ -28,8 +28,8 @@ from typing import Any, Callable
 import pytest
 
 import mplog
+from helpers import RecordingHandler, make_record
 from mplog.lock import FileLock
-from recording import RecordingHandler
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -67,10 +67,6 @@ def on_sigusr1() -> Iterator[Callable[[Callable[[], None]], list[str]]]:
     signal.signal(signal.SIGUSR1, old)
 
 
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
-
-
 def _signal_in_next_write(handler: mplog.ConcurrentRotatingFileHandler) -> Callable[..., int]:
     """An ``os.write`` that raises SIGUSR1 in this thread at the handler's next write
     (the lock held, the record not yet written), once."""
@@ -89,7 +85,7 @@ def _signal_in_next_write(handler: mplog.ConcurrentRotatingFileHandler) -> Calla
 def _reopen_and_log(handler: logging.Handler) -> Callable[[], None]:
     def action() -> None:
         gunicorn_reopen(handler)
-        handler.handle(_record("from the signal handler"))
+        handler.handle(make_record("from the signal handler"))
 
     return action
 
@@ -107,7 +103,7 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
     reopened, and later records are written as usual."""
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, lock_timeout=lock_timeout)
-    handler.emit(_record("before"))
+    handler.emit(make_record("before"))
     done = on_sigusr1(_reopen_and_log(handler))
     holder = FileLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
@@ -129,11 +125,11 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
     thread = threading.Thread(target=signal_then_release)
     thread.start()
     try:
-        handler.emit(_record("waiting"))
+        handler.emit(make_record("waiting"))
         thread.join(15)
         assert done == ["done"], "the signal handler did not return while the lock was held"
         assert released.is_set()
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
     finally:
         holder.close()
         handler.close()
@@ -156,14 +152,14 @@ def test_reopen_in_the_middle_of_a_write_keeps_the_record_whole(
     write_with_signal = _signal_in_next_write(handler)
     fd_before = None
     try:
-        handler.emit(_record("before"))
+        handler.emit(make_record("before"))
         fd_before = handler.stream
         monkeypatch.setattr(os, "write", write_with_signal)
-        handler.emit(_record("outer"))
+        handler.emit(make_record("outer"))
         monkeypatch.undo()
         assert done == ["done"]
         assert handler.stream is not fd_before, "not reopened"
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
     finally:
         handler.close()
     assert path.read_text() == "before\nouter\nafter\n"
@@ -195,13 +191,13 @@ def test_reopen_inside_the_batched_queue_keeps_batched_mode(
             super().append(item)
 
     try:
-        handler.emit(_record("before"))
+        handler.emit(make_record("before"))
         handler.flush()
         with batch._cond:
             batch._pending = SignalsOnAppend(batch._pending)
-        handler.emit(_record("outer"))
+        handler.emit(make_record("outer"))
         assert done == ["done"]
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
         assert not batch.stopped, "reopening left the handler in sync mode"
         assert batch._thread is not None
         assert batch._thread.is_alive()
@@ -222,10 +218,10 @@ def test_reopen_from_outside_keeps_batched_mode(tmp_path: Path) -> None:
     batch = handler._batch
     assert batch is not None
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         gunicorn_reopen(handler)
         assert not batch.stopped
-        handler.emit(_record("two"))
+        handler.emit(make_record("two"))
         assert batch._thread is not None, "written synchronously: batched mode lost"
         handler.flush()
     finally:
@@ -261,7 +257,7 @@ def test_reopen_while_the_rotation_wakes_the_compressor(tmp_path: Path, on_sigus
     archiver._state = SignalsWhileHeld()  # type: ignore[assignment]
     try:
         for i in range(4):
-            handler.emit(_record(f"record {i:02d} {'x' * 8}"))  # 19 bytes: rotates at 2
+            handler.emit(make_record(f"record {i:02d} {'x' * 8}"))  # 19 bytes: rotates at 2
         assert done == ["done"]
     finally:
         handler.close()
@@ -284,12 +280,12 @@ def test_rollover_and_flush_from_a_signal_handler_are_deferred(
     done = on_sigusr1(lambda: (handler.flush(), handler.doRollover()))
     write_with_signal = _signal_in_next_write(handler)
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         monkeypatch.setattr(os, "write", write_with_signal)
-        handler.emit(_record("two"))
+        handler.emit(make_record("two"))
         monkeypatch.undo()
         assert done == ["done"]
-        handler.emit(_record("three"))
+        handler.emit(make_record("three"))
     finally:
         handler.close()
     assert (tmp_path / "app.log.1").read_text() == "one\ntwo\n"
@@ -389,7 +385,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
     def thread_logging_first(*args: Any, **kwargs: Any) -> threading.Thread:
         if not started:
             started.append(real_thread())  # the re-entrant record comes first
-            handler.handle(_record("from __del__"))
+            handler.handle(make_record("from __del__"))
         thread = real_thread(*args, **kwargs)
         started.append(thread)
         return thread
@@ -397,7 +393,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
     monkeypatch.setattr(mplog.batch.threading, "Thread", thread_logging_first)
     try:
         for i in range(5):
-            handler.emit(_record(f"main {i}"))
+            handler.emit(make_record(f"main {i}"))
         handler.flush()
     finally:
         monkeypatch.undo()
@@ -432,12 +428,12 @@ def test_a_deferred_reopen_that_fails_is_reported_not_raised(
         return real_open_file()
 
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         monkeypatch.setattr(os, "write", write_with_signal)
         monkeypatch.setattr(handler, "_open_file", open_file_failing_once)
-        handler.emit(_record("two"))  # the deferred reopen fails when this call leaves
+        handler.emit(make_record("two"))  # the deferred reopen fails when this call leaves
         monkeypatch.undo()
-        handler.emit(_record("three"))
+        handler.emit(make_record("three"))
     finally:
         handler.close()
     assert path.read_text() == "one\ntwo\nthree\n"
