@@ -6,10 +6,21 @@ Test modules import what they need from here by name; no test module imports ano
 from __future__ import annotations
 
 import calendar
+import contextlib
 import logging
+import os
+import re
+import signal
 import sys
+import time
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import mp_workers
 import mplog
 
 # -- time ------------------------------------------------------------------------------------
@@ -54,3 +65,221 @@ class RecordingHandler(mplog.ConcurrentRotatingFileHandler):
         error = sys.exc_info()[1]
         assert error is not None
         self.errors_seen.append(error)
+
+
+# -- framed records in the files of a log (see mp_workers) ----------------------------------
+
+BASE = "app.log"
+LOCK = ".__app.lock"
+WORKERS = 4  # processes of a multi-process scenario
+PAYLOAD = 60  # characters of payload of a fixed-size record
+
+
+@dataclass(frozen=True)
+class Rec:
+    """One record read back from a file."""
+
+    worker: int
+    seq: int
+    created: float
+    kind: str
+    nbytes: int  # on disk, framing and terminator included
+
+
+_HEADER = re.compile(rb"<(\d{8}):([0-9a-f]{8})>")
+_TRACEBACK = "\nTraceback (most recent call last):\n"
+
+
+def parse_records(data: bytes, where: str) -> list[Rec]:
+    """Split *data* into framed records; fail on any stray, torn or foreign byte."""
+    records = []
+    pos = 0
+    while pos < len(data):
+        match = _HEADER.match(data, pos)
+        if match is None:
+            raise AssertionError(f"{where}: stray bytes at offset {pos}: {data[pos : pos + 80]!r}")
+        end = match.end() + int(match.group(1))
+        body = data[match.end() : end]
+        if data[end : end + 1] != b"\n":
+            raise AssertionError(f"{where}: record at offset {pos} is cut short or run into")
+        if zlib.crc32(body) != int(match.group(2), 16):
+            raise AssertionError(f"{where}: record at offset {pos} fails its checksum (torn)")
+        records.append(_decode(body.decode("utf-8"), f"{where}@{pos}", end + 1 - pos))
+        pos = end + 1
+    return records
+
+
+def _decode(text: str, where: str, nbytes: int) -> Rec:
+    created, worker_text, seq_text, kind, rest = text.split(" ", 4)
+    worker, seq = int(worker_text), int(seq_text)
+    if kind == "exc":
+        rest, _, tb = rest.partition(_TRACEBACK)
+        assert tb.endswith(f"ValueError: boom {worker} {seq}"), f"{where}: bad traceback"
+    size = len(rest) if kind == "small" else None
+    assert rest == mp_workers.payload(worker, seq, kind, size), f"{where}: foreign payload"
+    return Rec(worker, seq, float(created), kind, nbytes)
+
+
+def read_records(path: Path) -> list[Rec]:
+    return parse_records(path.read_bytes(), path.name)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """A file of the log: a backup (period/counter for time names) or the active file."""
+
+    path: Path
+    period: str = ""  # time-named backups only
+    counter: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def period_start(self) -> float:
+        """The UTC epoch of the start of the named period."""
+        fmt = "%Y-%m-%d_%H-%M-%S" if len(self.period) > 13 else "%Y-%m-%d_%H"
+        return float(calendar.timegm(time.strptime(self.period, fmt)))
+
+
+_PERIODS = {
+    "S": r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d",
+    "H": r"\d{4}-\d\d-\d\d_\d\d",
+}
+
+
+def log_files(directory: Path, when: str | None = None, extra: Sequence[str] = ()) -> list[LogFile]:
+    """Every file of the log, oldest first (then *extra* names, then the active file).
+
+    Fails on any unexpected directory entry, and on a gap in the backup numbering
+    (a gap means a backup was overwritten or lost; callers do not prune backups,
+    except the backupCount test, where the oldest numbers are the ones to go).
+    """
+    names = set(os.listdir(directory)) - {LOCK, *extra}
+    assert BASE in names, f"no active file in {sorted(names)}"
+    names.discard(BASE)
+    if when is None:
+        numbers = []
+        for name in names:
+            match = re.fullmatch(re.escape(BASE) + r"\.([1-9]\d*)", name)
+            assert match, f"unexpected file {name!r}"
+            numbers.append(int(match.group(1)))
+        missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+        assert not missing, f"backups overwritten or lost: no {[f'{BASE}.{n}' for n in missing]}"
+        backups = [LogFile(directory / f"{BASE}.{n}") for n in sorted(numbers, reverse=True)]
+    else:
+        backups = []
+        for name in names:
+            match = re.fullmatch(re.escape(BASE) + rf"\.({_PERIODS[when]})(?:\.([1-9]\d*))?", name)
+            assert match, f"unexpected file {name!r}"
+            backups.append(LogFile(directory / name, match.group(1), int(match.group(2) or 0)))
+        backups.sort(key=lambda f: (f.period, f.counter))
+        by_period: dict[str, list[int]] = defaultdict(list)
+        for backup in backups:
+            by_period[backup.period].append(backup.counter)
+        for period, counters in by_period.items():
+            assert counters == list(range(len(counters))), f"{period}: counters {counters}"
+    return [*backups, *(LogFile(directory / name) for name in extra), LogFile(directory / BASE)]
+
+
+def assert_each_once_in_order(records: Sequence[Rec], counts: dict[int, int]) -> None:
+    """Worker w's records, read in file order, are exactly seq 0 .. counts[w]-1 in order."""
+    seqs: dict[int, list[int]] = defaultdict(list)
+    for record in records:
+        seqs[record.worker].append(record.seq)
+    problems = [f"records from unknown workers {sorted(set(seqs) - set(counts))}"] * bool(
+        set(seqs) - set(counts)
+    )
+    for worker, count in counts.items():
+        got = seqs.get(worker, [])
+        if got == list(range(count)):
+            continue
+        seen = Counter(got)
+        missing = sorted(set(range(count)) - set(seen))
+        doubled = sorted(seq for seq, n in seen.items() if n > 1)
+        disorder = next((i for i in range(1, len(got)) if got[i] <= got[i - 1]), None)
+        problems.append(
+            f"worker {worker}: {len(missing)} lost {missing[:5]}, {len(doubled)} duplicated "
+            f"{doubled[:5]}, first out of order at position {disorder}"
+            + (f" ({got[disorder - 1]} then {got[disorder]})" if disorder else "")
+        )
+    assert not problems, "\n".join(problems)
+
+
+def all_records(files: Sequence[LogFile]) -> list[Rec]:
+    return [record for file in files for record in read_records(file.path)]
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def reap(processes: Sequence[Any]) -> None:
+    """Make sure no child outlives the test, whatever happened."""
+    for process in processes:
+        if process.pid is None:  # never started
+            continue
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+@contextlib.contextmanager
+def started(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
+    """Start one process per argument tuple, release them together; reap them all on exit."""
+    barrier = ctx.Barrier(len(arglists) + 1)
+    processes = [
+        ctx.Process(target=target, args=(*args, barrier), daemon=True) for args in arglists
+    ]
+    try:
+        for process in processes:
+            process.start()
+        barrier.wait(60)
+        yield processes
+    finally:
+        reap(processes)
+
+
+@contextlib.contextmanager
+def parent_logger(path: Path, handler_kwargs: dict[str, Any], name: str) -> Iterator[Any]:
+    """A logger configured in this (the parent) process, torn down afterwards."""
+    logger = mp_workers.make_logger(str(path), handler_kwargs, name)
+    try:
+        yield logger
+    finally:
+        mp_workers.close_logger(logger)
+
+
+# -- processes killed, locks probed ----------------------------------------------------------
+
+
+def lock_is_held(lock_path: Path) -> bool:
+    """True if some process holds the flock on *lock_path* (probed with our own descriptor)."""
+    import fcntl
+
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing our only descriptor releases the lock if we got it
+    return False
+
+
+def kill_and_reap(process: Any, timeout: float = 60) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(timeout)
+    assert process.exitcode == -signal.SIGKILL
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    """Poll *condition* until it is true; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.001)

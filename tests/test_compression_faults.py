@@ -44,15 +44,24 @@ import compression_fault_workers as workers
 import fault_workers
 import mp_workers
 import mplog.archive
-import test_multiprocess as mp  # readers and checkers of the files
-from helpers import RecordingHandler
-from test_faults import kill_and_reap, lock_is_held
+from helpers import (
+    BASE,
+    LOCK,
+    RecordingHandler,
+    assert_each_once_in_order,
+    kill_and_reap,
+    lock_is_held,
+    parent_logger,
+    parse_records,
+    read_records,
+    started,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SIGKILL, fork, flock, /proc: Linux scenarios"
 )
 
-BASE, LOCK = mp.BASE, mp.LOCK
 PAYLOAD = 60
 RECORD_SIZE = mp_workers.fixed_record_size(PAYLOAD)
 TEMP_PREFIX = f".{BASE}.mplog-"
@@ -60,8 +69,6 @@ JOIN_TIMEOUT = 60
 SUFFIXES = {"gzip": ".gz", "bz2": ".bz2", "xz": ".xz"}
 _DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 _NAME = re.compile(re.escape(BASE) + r"\.([1-9]\d*)(\.gz|\.bz2|\.xz)?")
-
-started = mp.started  # start together, reap on every exit path
 
 
 # -- the files of a log ---------------------------------------------------------------------
@@ -101,7 +108,7 @@ def content(path: Path) -> bytes:
 
 
 def records_of(path: Path) -> list[Any]:
-    records: list[Any] = mp.parse_records(content(path), path.name)  # fails if torn, stray
+    records: list[Any] = parse_records(content(path), path.name)  # fails if torn, stray
     return records
 
 
@@ -113,7 +120,7 @@ def all_records(directory: Path) -> list[Any]:
     assert not both, f"backups both plain and compressed: {sorted(both)}"
     numbers = sorted({**files.plain, **files.compressed}.items(), reverse=True)
     records = [record for _, path in numbers for record in records_of(path)]
-    active: list[Any] = mp.read_records(directory / BASE)
+    active: list[Any] = read_records(directory / BASE)
     return records + active
 
 
@@ -178,7 +185,7 @@ class Control:
 
     def wait_started(self, pid: int, what: str) -> tuple[str, int]:
         """Wait until child *pid* stalls; return the path and inode it is compressing."""
-        fault_workers.wait_until(lambda: self._marks("started", pid), JOIN_TIMEOUT, what)
+        wait_until(lambda: self._marks("started", pid), JOIN_TIMEOUT, what)
         path, inode = self._marks("started", pid)[0].read_text().split()
         return path, int(inode)
 
@@ -266,16 +273,14 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
         if stall:
             control.wait_started(child.process.pid, "the compression to stall")
         else:
-            fault_workers.wait_until(
-                lambda: temps_of(logs, child.process.pid), JOIN_TIMEOUT, "a temporary file"
-            )
+            wait_until(lambda: temps_of(logs, child.process.pid), JOIN_TIMEOUT, "a temporary file")
         kill_and_reap(child.process)
 
     after_kill = listing(logs)
     assert after_kill.compressed == {}, "the kill should fall before the commit"
     assert list(after_kill.plain) == [1]
-    assert ids(mp.read_records(logs / f"{BASE}.1")) == [(0, seq) for seq in range(per_file)]
-    assert ids(mp.read_records(logs / BASE)) == [(0, per_file)]
+    assert ids(read_records(logs / f"{BASE}.1")) == [(0, seq) for seq in range(per_file)]
+    assert ids(read_records(logs / BASE)) == [(0, per_file)]
     assert len(after_kill.temps) == 1, after_kill.temps
     temp = logs / after_kill.temps[0]
     assert not lock_is_held(temp), "a dead process's lock must be free"
@@ -287,7 +292,7 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
     for seq in range(3):
         emit(handler, 1, seq)
     handler.doRollover()  # the sweep after this rotation cleans up the leftover
-    fault_workers.wait_until(lambda: not listing(logs).temps, JOIN_TIMEOUT, "the cleanup")
+    wait_until(lambda: not listing(logs).temps, JOIN_TIMEOUT, "the cleanup")
     assert errors_at_close(handler) == []
 
     final = listing(logs)
@@ -295,7 +300,7 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
     assert final.plain == {}, "close() must leave no backup uncompressed"
     assert sorted(final.compressed) == [1, 2]
     assert all(path.suffix == SUFFIXES[codec] for path in final.compressed.values())
-    mp.assert_each_once_in_order(all_records(logs), {0: per_file + 1, 1: 3})
+    assert_each_once_in_order(all_records(logs), {0: per_file + 1, 1: 3})
 
 
 # -- 2. SIGKILL at random moments of a compressing, rotating run -----------------------------
@@ -344,7 +349,7 @@ def test_random_sigkills_during_a_compressing_run_lose_nothing_acknowledged(
                         del pending[w]
                 return not pending
 
-            fault_workers.wait_until(kill_due, JOIN_TIMEOUT, f"the kills of round {round_}")
+            wait_until(kill_due, JOIN_TIMEOUT, f"the kills of round {round_}")
             for w, process in by_worker.items():
                 process.join(JOIN_TIMEOUT)
                 if process.exitcode == -signal.SIGKILL:
@@ -354,7 +359,7 @@ def test_random_sigkills_during_a_compressing_run_lose_nothing_acknowledged(
                     expected[w] = (count, count)
     note = f"seed={seed} kills={kills}"
 
-    with mp.parent_logger(logs / BASE, kwargs, "mplog.tests.last") as logger:
+    with parent_logger(logs / BASE, kwargs, "mplog.tests.last") as logger:
         for seq in range(5):
             mp_workers.emit(logger, 99, seq, "small", PAYLOAD)
     expected[99] = (5, 5)
@@ -395,7 +400,7 @@ def test_sigkill_inside_a_callable_compressor_leaves_leftovers_the_next_sweep_re
 
     backup = logs / f"{BASE}.1"
     original = backup.read_bytes()
-    assert ids(mp.parse_records(original, backup.name)) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(original, backup.name)) == [(0, s) for s in range(per_file)]
     after_kill = listing(logs)
     assert after_kill.compressed == {}
     link = Path(path)  # what the callable was given: a hard link (or a copy) of the backup
@@ -452,7 +457,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
     final = listing(logs)
     assert (final.plain, sorted(final.compressed), final.temps) == ({}, [1, 2], [])
     assert content(final.compressed[2]) == original
-    mp.assert_each_once_in_order(all_records(logs), {0: per_file + 1})
+    assert_each_once_in_order(all_records(logs), {0: per_file + 1})
 
 
 # -- 4. a crash between the commit's rename and remove ---------------------------------------
@@ -480,7 +485,7 @@ def test_sigkill_between_the_commits_rename_and_remove(logs: Path, control: Cont
     assert (list(both.plain), list(both.compressed), both.temps) == ([1], [1], [])
     original = both.plain[1].read_bytes()
     assert content(both.compressed[1]) == original
-    assert ids(mp.parse_records(original, "app.log.1")) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(original, "app.log.1")) == [(0, s) for s in range(per_file)]
 
     handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
@@ -506,7 +511,7 @@ def test_sigkill_after_the_original_is_set_aside(logs: Path, control: Control) -
     left = listing(logs)
     assert (left.plain, list(left.compressed), len(left.temps)) == ({}, [1], 1)
     expected = content(left.compressed[1])
-    assert ids(mp.parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
 
     handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
@@ -704,7 +709,7 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         original = first.read_bytes()
 
         plain = {**kwargs, "compress": None}  # this process rotates, never compresses
-        with mp.parent_logger(logs / BASE, plain, "mplog.tests.shifter") as logger:
+        with parent_logger(logs / BASE, plain, "mplog.tests.shifter") as logger:
             for seq in range(2 * per_file):  # two rotations
                 mp_workers.emit(logger, 1, seq, "small", PAYLOAD)
         # (a callable's input is a hidden hard link to the same file: not a name of it)
@@ -721,7 +726,7 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         assert control.finished(pid) == [], "the compression should still be stalled"
 
         control.release()
-        fault_workers.wait_until(lambda: control.finished(pid), JOIN_TIMEOUT, "the compression")
+        wait_until(lambda: control.finished(pid), JOIN_TIMEOUT, "the compression")
         assert child.close() == []
 
     final = listing(logs)
@@ -732,13 +737,13 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         assert sorted(archives) == [1, 2, 3]
         assert archives[3] == original
         counts = {0: per_file + 1, 1: 2 * per_file}
-        mp.assert_each_once_in_order(all_records(logs), counts)
+        assert_each_once_in_order(all_records(logs), counts)
     else:
         assert sorted(archives) == [1, 2]
         assert original not in archives.values()
         records = all_records(logs)
         assert [seq for w, seq in ids(records) if w == 0] == [per_file]  # the rest pruned
-        mp.assert_each_once_in_order([r for r in records if r.worker == 1], {1: 2 * per_file})
+        assert_each_once_in_order([r for r in records if r.worker == 1], {1: 2 * per_file})
 
 
 _TIME_NAME = re.compile(re.escape(BASE) + r"\.\d{4}-\d\d-\d\d_\d\d(?:\.\d+)?(\.gz)?")
@@ -774,7 +779,7 @@ def test_retention_spares_a_backup_while_it_is_compressed(logs: Path, control: C
         original = (logs / claimed).read_bytes()
 
         plain = {**kwargs, "compress": None}
-        with mp.parent_logger(logs / BASE, plain, "mplog.tests.pruner") as logger:
+        with parent_logger(logs / BASE, plain, "mplog.tests.pruner") as logger:
             for seq in range(2 * per_file):  # two rotations, each pruning to one backup
                 mp_workers.emit(logger, 1, seq, "small", PAYLOAD)
         kept = time_backups(logs)
@@ -830,4 +835,4 @@ def test_writers_never_wait_for_a_stalled_compression(logs: Path, control: Contr
     final = listing(logs)
     assert final.temps == []
     assert final.plain == {}
-    mp.assert_each_once_in_order(all_records(logs), {0: 4 * per_file + 1, 1: 10 * per_file})
+    assert_each_once_in_order(all_records(logs), {0: 4 * per_file + 1, 1: 10 * per_file})
