@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
 import zlib
@@ -19,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import mp_workers
 import mplog
@@ -283,3 +287,109 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.001)
+
+
+# -- the examples, servers among them, in subprocesses ---------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SERVER_START_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def process_group(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """Start *args* in a new process group; on exit, make sure it and its children are gone."""
+    with subprocess.Popen(args, start_new_session=True, text=True, **kwargs) as proc:
+        try:
+            yield proc
+        finally:
+            stop_process_group(proc, grace=0)
+
+
+def stop_process_group(proc: subprocess.Popen[str], grace: float) -> None:
+    """SIGTERM *proc* and wait *grace* seconds; then SIGKILL its process group and reap it.
+
+    The group is killed only while the child is not yet reaped, so its PID (the
+    group's id) cannot have been reused.
+    """
+    try:
+        if grace and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def example_env(**variables: str) -> dict[str, str]:
+    """This process's environment plus *variables*; no .pyc files written into examples/."""
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **variables}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(
+    args: list[str], tmp_path: Path, ready: tuple[Path, str, int], **kwargs: Any
+) -> Iterator[subprocess.Popen[str]]:
+    """Start a server in *tmp_path*, wait until it is ready, and SIGTERM it by PID when done.
+
+    Ready means: *ready* = ``(log, pattern, count)``, *pattern* occurs *count*
+    times in *log*.  Fails if the server exits first or the deadline passes.
+    """
+    output = tmp_path / "server-output.txt"
+    log, pattern, count = ready
+    with (
+        output.open("w") as out,
+        process_group(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, **kwargs) as server,
+    ):
+        try:
+            deadline = time.monotonic() + SERVER_START_SECONDS
+            while len(re.findall(pattern, log.read_text() if log.exists() else "")) < count:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"not ready: {count} x {pattern!r}:\n{output.read_text()}")
+                time.sleep(0.05)
+            yield server
+        finally:
+            stop_process_group(server, grace=20)
+    assert server.returncode == 0, output.read_text()
+
+
+def files_of_log(log_dir: Path, name: str) -> list[Path]:
+    """*name* and its rotated files, oldest first: ``name.3``, ``name.2``, ``name.1``, ``name``
+    (or ``name.<period>``..., ``name`` for time-named backups)."""
+
+    def age(path: Path) -> tuple[int, int, str]:
+        suffix = path.name[len(name) + 1 :]
+        if not suffix:
+            return (2, 0, "")
+        return (0, -int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
+
+    paths = [p for p in log_dir.iterdir() if p.name == name or p.name.startswith(name + ".")]
+    return sorted(paths, key=age)
+
+
+def log_lines(log_dir: Path, name: str) -> list[str]:
+    lines: list[str] = []
+    for path in files_of_log(log_dir, name):
+        text = path.read_text(encoding="utf-8")
+        assert not text or text.endswith("\n"), f"{path.name}: torn last record"
+        lines += text.splitlines()
+    return lines
+
+
+def assert_exactly_once(found: list[Any], expected: Any) -> None:
+    """Every expected item appears once in *found*, and nothing else does."""
+    counts = Counter(found)
+    duplicated = {item: n for item, n in counts.items() if n > 1}
+    assert not duplicated, f"duplicated: {list(duplicated.items())[:5]}"
+    missing = set(expected) - set(counts)
+    assert not missing, f"{len(missing)} missing, e.g. {sorted(missing)[:5]}"
+    assert set(counts) == set(expected), f"unexpected: {sorted(set(counts) - set(expected))[:5]}"

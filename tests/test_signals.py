@@ -28,7 +28,16 @@ from typing import Any, Callable
 import pytest
 
 import mplog
-from helpers import RecordingHandler, make_record
+from helpers import (
+    EXAMPLES,
+    RecordingHandler,
+    assert_exactly_once,
+    example_env,
+    free_port,
+    log_lines,
+    make_record,
+    running_server,
+)
 from mplog.lock import FileLock
 
 pytestmark = [
@@ -314,13 +323,11 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
     in its signal handler, often while it waits for the log lock.  No worker hangs or is
     replaced, every request is answered, and every request's access and application
     records are in the logs exactly once."""
-    from test_examples import EXAMPLES, _env, _exactly_once, _free_port, _lines, _server
-
     log_dir = tmp_path / "example-logs"
     config = tmp_path / "gunicorn_storm.py"
     config.write_text(_STORM_CONFIG.format(examples=str(EXAMPLES), batched=batched))
-    port = _free_port()
-    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
+    port = free_port()
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
     args = [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{port}"]
     error_log = log_dir / "gunicorn.error.log"
     ids: list[str] = []
@@ -341,7 +348,9 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
                 return
             ids.append(rid)
 
-    with _server(args, tmp_path, (error_log, "Booting worker with pid", 3), env=env) as server:
+    with running_server(
+        args, tmp_path, (error_log, "Booting worker with pid", 3), env=env
+    ) as server:
         clients = [threading.Thread(target=client) for _ in range(4)]
         for thread in clients:
             thread.start()
@@ -356,11 +365,11 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
                 thread.join(60)
     assert not failures, f"{len(failures)} requests failed, first: {failures[0]!r}"
     assert len(ids) > 100
-    access = _lines(log_dir, "gunicorn.access.log")
-    _exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
-    errors = "\n".join(_lines(log_dir, "gunicorn.error.log"))
+    access = log_lines(log_dir, "gunicorn.access.log")
+    assert_exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
+    errors = "\n".join(log_lines(log_dir, "gunicorn.error.log"))
     handled = re.findall(r" app: handled /\?rid=(\w+)", errors)
-    _exactly_once(handled, ids)
+    assert_exactly_once(handled, ids)
     assert "WORKER TIMEOUT" not in errors
     assert len(re.findall(r"Booting worker with pid", errors)) == 3, "a worker was replaced"
     assert errors.count("Handling signal: usr1") >= 5  # the master got the storm
