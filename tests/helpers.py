@@ -5,11 +5,15 @@ Test modules import what they need from here by name; no test module imports ano
 
 from __future__ import annotations
 
+import bz2
 import calendar
 import contextlib
+import gzip
 import logging
+import lzma
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,12 +24,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 import mp_workers
 import mplog
+import mplog.compression
 
 # -- time ------------------------------------------------------------------------------------
 
@@ -287,6 +292,149 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.001)
+
+
+# -- numbered text records in backups, plain or compressed --------------------------------
+#
+# The compression, retention, rotation naming and permission tests write records
+# "record 000012 xxx..." of RECORD bytes each and read them back from every form.
+
+P0, P1 = "2024-01-10_13", "2024-01-10_14"  # hourly period names of T0 and T0 + 1 h
+RECORD = 39  # bytes of every record written by write_records() (text + newline)
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    zstd = mplog.compression._zstd_module()
+    if hasattr(zstd, "ZstdFile"):  # Python 3.14's compression.zstd
+        return zstd.decompress(data)  # type: ignore[no-any-return]
+    return zstd.ZstdDecompressor().decompressobj().decompress(data)  # type: ignore[no-any-return]
+
+
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".gz": gzip.decompress,
+    ".gz2": gzip.decompress,  # the custom compressor below writes gzip
+    ".bz2": bz2.decompress,
+    ".xz": lzma.decompress,
+    ".zst": _zstd_decompress,
+}
+
+
+class _Reporting:
+    """Mixin: keep what goes to handleError (message and exception) instead of printing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.reports: list[tuple[str, BaseException | None]] = []  # before: __init__ may report
+        super().__init__(*args, **kwargs)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.reports.append((record.getMessage(), sys.exc_info()[1]))
+
+
+class ReportingHandler(_Reporting, mplog.ConcurrentRotatingFileHandler):
+    """A size- (and time-) rotating handler whose reports are kept in ``reports``."""
+
+
+class ReportingTimedHandler(_Reporting, mplog.ConcurrentTimedRotatingFileHandler):
+    """A time-rotating handler whose reports are kept in ``reports``."""
+
+
+def record_text(number: int) -> str:
+    """Record *number*: always RECORD bytes on disk."""
+    return f"record {number:06d} " + "x" * (RECORD - 15)
+
+
+def write_records(handler: logging.Handler, numbers: Sequence[int] | range) -> None:
+    for number in numbers:
+        handler.emit(info_record(record_text(number)))
+
+
+def record_numbers(data: bytes) -> list[int]:
+    """The record numbers in *data*, which must hold nothing but whole records."""
+    lines = data.decode("utf-8").split("\n")
+    assert lines[-1] == "", f"a record is cut short: {lines[-1]!r}"
+    numbers = [int(line.split()[1]) for line in lines[:-1]]
+    assert [record_text(n) for n in numbers] == lines[:-1], "foreign bytes in a log file"
+    return numbers
+
+
+def _suffix_of(name: str) -> str:
+    return next((s for s in _DECOMPRESS if name.endswith(s)), "")
+
+
+def read_log(path: Path) -> bytes:
+    """The content of a log file, decompressed if its suffix says so."""
+    suffix = _suffix_of(path.name)
+    return _DECOMPRESS[suffix](path.read_bytes()) if suffix else path.read_bytes()
+
+
+def names_in(directory: Path) -> list[str]:
+    """The directory's entries, the lock file left out."""
+    return sorted(name for name in os.listdir(directory) if name != LOCK)
+
+
+def uncompressed_names(directory: Path) -> list[str]:
+    """The log's files by uncompressed name, hidden ones left out: what a test may check
+    while the background compressor may be renaming app.log.1 to app.log.1.gz."""
+    return sorted(
+        {name.removesuffix(_suffix_of(name)) for name in names_in(directory) if name[0] != "."}
+    )
+
+
+def size_named(directory: Path, suffix: str) -> list[Path]:
+    """The size-named backups, oldest first, then the active file; every backup must
+    be compressed with *suffix*, numbered 1..n without a gap."""
+    names = set(names_in(directory)) - {BASE}
+    pattern = re.compile(re.escape(BASE) + r"\.([1-9]\d*)" + re.escape(suffix))
+    numbers = sorted(int(m.group(1)) for m in map(pattern.fullmatch, names) if m)
+    assert len(numbers) == len(names), f"unexpected files: {sorted(names)}"
+    assert numbers == list(range(1, len(numbers) + 1)), f"a gap in {numbers}"
+    return [directory / f"{BASE}.{n}{suffix}" for n in reversed(numbers)] + [directory / BASE]
+
+
+def record_numbers_in(paths: Sequence[Path]) -> list[list[int]]:
+    return [record_numbers(read_log(path)) for path in paths]
+
+
+def gzip_file(path: Path, data: bytes, mtime: float | None = None) -> Path:
+    path.write_bytes(gzip.compress(data))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def plain_file(path: Path, data: bytes, mtime: float | None = None) -> Path:
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def rotate_once(handler: logging.Handler, first: int) -> None:
+    """Write two records into a fresh active file: the second rotates (maxBytes < 2 records)."""
+    write_records(handler, [first, first + 1])
+
+
+@contextlib.contextmanager
+def claimed(path: Path) -> Iterator[None]:
+    """Hold the claim another process's compressor would hold on *path*."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def gzip2(path: str) -> str:
+    """A custom compressor: gzip *path* into *path*.gz2, leaving *path* in place."""
+    with open(path, "rb") as source, gzip.open(path + ".gz2", "wb") as target:
+        shutil.copyfileobj(source, target)
+    return path + ".gz2"
+
+
+gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
 
 
 # -- the examples, servers among them, in subprocesses ---------------------------------------
