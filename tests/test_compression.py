@@ -1,6 +1,6 @@
-"""Compression of rotated files and the modes of what it makes.  Retention, which deletes
-backups in every form, is in test_retention.py; how compressed backups are named and
-shifted, in test_rotation_naming.py.
+"""Compression of rotated files.  Retention, which deletes backups in every form, is in
+test_retention.py; how compressed backups are named and shifted, in
+test_rotation_naming.py; the modes of what compression makes, in test_permissions.py.
 
 Compression runs in a background thread, so while it may be running the tests look at
 backups only by their uncompressed names (``uncompressed_names``): ``close()`` waits for
@@ -11,18 +11,16 @@ asserts a duration.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import logging
 import multiprocessing
 import os
 import re
-import stat
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ import mplog.rotation
 from helpers import (
     BASE,
     DAY,
-    LOCK,
     RECORD,
     ReportingHandler,
     claimed,
@@ -75,16 +72,6 @@ ZSTD = _zstd_available()
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_umask() -> Iterator[None]:
-    """Run with umask 0, so that a file created wider than requested would show it."""
-    saved = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(saved)
 
 
 def _temp_files(directory: Path) -> list[str]:
@@ -506,148 +493,6 @@ def test_processes_leave_every_backup_compressed_and_every_record_once(
         assert got == list(range(count)), f"worker {worker}: lost, doubled or out of order"
 
 
-# -- permissions -----------------------------------------------------------------------------
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.mark.usefixtures("no_umask")
-@pytest.mark.parametrize(
-    ("option", "mode"),
-    [
-        ({"chmod": 0o640}, 0o640),
-        ({"umask": 0o027}, 0o640),
-        ({"chmod": "0640"}, 0o640),
-        ({"chmod": 0o400}, 0o400),
-    ],
-    ids=["chmod", "umask", "str", "read-only"],
-)
-def test_every_file_made_gets_the_requested_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: dict[str, Any], mode: int
-) -> None:
-    """chmod=0o640 (or umask=0o027): the active log, the lock file and every compressed
-    backup are 0o640.  The temporary archive is created exclusively with a mode no wider
-    than the requested one nor than 0o600, and has the requested mode while written."""
-    created: list[tuple[str, int, int]] = []
-    real_open = os.open
-
-    def spy_open(path: Any, flags: int, open_mode: int = 0o777, **kwargs: Any) -> int:
-        if ".mplog-" in os.fspath(path):
-            created.append((os.fspath(path), flags, open_mode))
-        return real_open(path, flags, open_mode, **kwargs)
-
-    modes_while_writing: list[int] = []
-    real_compress_fd = Compressor.compress_fd
-
-    def spy_compress_fd(self: Compressor, source: int, target: int, mtime: float) -> None:
-        modes_while_writing.append(stat.S_IMODE(os.fstat(target).st_mode))
-        real_compress_fd(self, source, target, mtime)
-
-    monkeypatch.setattr(os, "open", spy_open)
-    monkeypatch.setattr(Compressor, "compress_fd", spy_compress_fd)
-    handler = ReportingHandler(
-        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0, **option
-    )
-    try:
-        write_records(handler, range(4))
-    finally:
-        handler.close()
-    monkeypatch.undo()
-    assert handler.reports == []
-    files = size_named(tmp_path, ".gz")
-    assert {path.name: _mode(path) for path in [*files, tmp_path / LOCK]} == {
-        path.name: mode for path in [*files, tmp_path / LOCK]
-    }
-    temp_creations = [c for c in created if c[1] & os.O_CREAT]
-    assert len(temp_creations) == 3
-    for path, flags, created_mode in temp_creations:
-        assert created_mode & ~mode == 0, f"{path}: created {created_mode:#o}, asked {mode:#o}"
-        assert created_mode & ~0o600 == 0, f"{path}: created {created_mode:#o}"
-        assert flags & os.O_EXCL, path
-    assert modes_while_writing == [mode] * 3
-
-
-@pytest.mark.usefixtures("no_umask")
-def test_without_a_mode_option_a_compressed_backup_keeps_its_sources_mode(tmp_path: Path) -> None:
-    """No chmod/umask: the .gz gets the mode of the file it compresses (0o604 here)."""
-    handler = ReportingHandler(
-        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0
-    )
-    try:
-        handler.emit(info_record(record_text(0)))
-        os.chmod(tmp_path / BASE, 0o604)
-        handler.emit(info_record(record_text(1)))  # rotates the 0o604 file to .1
-        handler.emit(info_record(record_text(2)))  # rotates the new file (process default mode)
-    finally:
-        handler.close()
-    assert _mode(tmp_path / f"{BASE}.2.gz") == 0o604
-    assert _mode(tmp_path / f"{BASE}.1.gz") == 0o666  # the default, with umask 0
-    assert record_numbers_in(size_named(tmp_path, ".gz")) == [[0], [1], [2]]
-
-
-@pytest.mark.usefixtures("no_umask")
-def test_a_callable_compressors_output_gets_the_requested_mode(tmp_path: Path) -> None:
-    """chmod=0o640 applies to a callable's output too, whatever mode the callable gave it."""
-
-    def loose(path: str) -> str:
-        out = gzip2(path)
-        os.chmod(out, 0o666)
-        return out
-
-    loose.suffix = ".gz2"  # type: ignore[attr-defined]
-    handler = ReportingHandler(
-        tmp_path / BASE,
-        maxBytes=RECORD,
-        backupCount=5,
-        compress=loose,
-        compress_delay=0,
-        chmod=0o640,
-    )
-    try:
-        write_records(handler, range(3))
-    finally:
-        handler.close()
-    files = size_named(tmp_path, ".gz2")
-    assert [_mode(path) for path in files] == [0o640] * 3
-    assert record_numbers_in(files) == [[0], [1], [2]]
-
-
-def test_a_failed_chown_is_reported_once_and_logging_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """owner= that this process may not give: one report naming the owner and a path; every
-    file is still made (lock, log, compressed backups) and every record written."""
-
-    def refuse(fd: int, uid: int, gid: int) -> None:
-        raise PermissionError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(os, "fchown", refuse)
-    monkeypatch.setattr(os, "chown", lambda *args, **kwargs: refuse(-1, 0, 0))
-    owner = (os.getuid(), os.getgid())
-    handler = ReportingHandler(
-        tmp_path / BASE,
-        maxBytes=RECORD,
-        backupCount=5,
-        compress="gzip",
-        compress_delay=0,
-        owner=owner,
-    )
-    try:
-        write_records(handler, range(5))
-    finally:
-        handler.close()
-    assert len(handler.reports) == 1, handler.reports
-    message, error = handler.reports[0]
-    assert isinstance(error, PermissionError)
-    assert "owner" in message
-    assert str(owner) in message
-    assert str(tmp_path) in message
-    assert (tmp_path / LOCK).exists()
-    assert record_numbers_in(size_named(tmp_path, ".gz")) == [[0], [1], [2], [3], [4]]
-
-
 # -- setup_logging ---------------------------------------------------------------------------
 
 
@@ -763,33 +608,3 @@ def test_the_compression_thread_is_never_a_daemon(tmp_path: Path) -> None:
     finally:
         release.set()
         handler.close()
-
-
-def test_with_owner_only_a_callables_output_gets_the_source_mode(
-    tmp_path: Path, no_umask: None
-) -> None:
-    """owner= without chmod=: the compressed file still gets its source's mode, not the
-    (wider) mode the function created it with."""
-
-    def wide_gzip2(path: str) -> str:
-        out = gzip2(path)
-        os.chmod(out, 0o666)
-        return out
-
-    wide_gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
-    handler = ReportingHandler(
-        tmp_path / BASE,
-        maxBytes=RECORD,
-        backupCount=3,
-        compress=wide_gzip2,
-        compress_delay=0,
-        owner=(os.getuid(), os.getgid()),
-    )
-    try:
-        write_records(handler, [0])
-        os.chmod(tmp_path / BASE, 0o640)
-        write_records(handler, [1])
-    finally:
-        handler.close()
-    assert handler.reports == []
-    assert stat.S_IMODE((tmp_path / f"{BASE}.1.gz2").stat().st_mode) == 0o640
