@@ -43,6 +43,16 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def _wide_gzip2(path: str) -> str:
+    """A callable compressor that gives its output a wide mode (0o666): gzip2, then chmod."""
+    out = gzip2(path)
+    os.chmod(out, 0o666)
+    return out
+
+
+_wide_gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
+
+
 # -- modes -----------------------------------------------------------------------------------
 
 
@@ -123,18 +133,11 @@ def test_without_a_mode_option_a_compressed_backup_keeps_its_sources_mode(tmp_pa
 @pytest.mark.usefixtures("no_umask")
 def test_a_callable_compressors_output_gets_the_requested_mode(tmp_path: Path) -> None:
     """chmod=0o640 applies to a callable's output too, whatever mode the callable gave it."""
-
-    def loose(path: str) -> str:
-        out = gzip2(path)
-        os.chmod(out, 0o666)
-        return out
-
-    loose.suffix = ".gz2"  # type: ignore[attr-defined]
     handler = ReportingHandler(
         tmp_path / BASE,
         maxBytes=RECORD,
         backupCount=5,
-        compress=loose,
+        compress=_wide_gzip2,
         compress_delay=0,
         chmod=0o640,
     )
@@ -189,18 +192,11 @@ def test_with_owner_only_a_callables_output_gets_the_source_mode(
 ) -> None:
     """owner= without chmod=: the compressed file still gets its source's mode, not the
     (wider) mode the function created it with."""
-
-    def wide_gzip2(path: str) -> str:
-        out = gzip2(path)
-        os.chmod(out, 0o666)
-        return out
-
-    wide_gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
     handler = ReportingHandler(
         tmp_path / BASE,
         maxBytes=RECORD,
         backupCount=3,
-        compress=wide_gzip2,
+        compress=_wide_gzip2,
         compress_delay=0,
         owner=(os.getuid(), os.getgid()),
     )
