@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -229,21 +225,6 @@ def test_keep_file_open_false_closes_after_each_record(tmp_path: Path) -> None:
     assert (tmp_path / "app.log").read_text() == "one\ntwo\n"
 
 
-def test_chmod_and_umask_set_exact_modes(tmp_path: Path) -> None:
-    """chmod gives created files exactly that mode; umask gives 0o666 & ~umask."""
-    old = os.umask(0o077)
-    try:
-        handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", chmod=0o640)
-        handler.close()
-        other = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.log", umask=0o022)
-        other.close()
-    finally:
-        os.umask(old)
-    assert (tmp_path / "a.log").stat().st_mode & 0o7777 == 0o640
-    assert (tmp_path / ".__a.lock").stat().st_mode & 0o7777 == 0o640
-    assert (tmp_path / "b.log").stat().st_mode & 0o7777 == 0o644
-
-
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
@@ -414,54 +395,3 @@ def test_a_symlink_planted_as_a_rotation_target_is_replaced_not_followed(
     assert victim.read_bytes() == b"precious"
     assert not (tmp_path / "app.log.1").is_symlink()
     assert (tmp_path / "app.log.1").read_text() == "0123456789\n"
-
-
-def test_permission_errors_name_the_log_the_need_and_the_fix() -> None:
-    """A log in a directory this user cannot write (the log itself is writable): the error
-    names the log, says mplog creates its lock file there, and names both fixes; a
-    missing parent that cannot be created is named as such; lock_file_directory= works.
-
-    Runs in a subprocess without root privileges, which bypass permission bits."""
-    directory = tempfile.mkdtemp(prefix="mplog-perm-")
-    writable = tempfile.mkdtemp(prefix="mplog-perm-lock-")
-    try:
-        log = os.path.join(directory, "app.log")
-        with open(log, "w", encoding="utf-8"):
-            pass
-        os.chmod(log, 0o666)
-        os.chmod(directory, 0o555)  # readable and searchable, not writable
-        os.chmod(writable, 0o777)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).with_name("permission_check.py")),
-                directory,
-                writable,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        report = json.loads(result.stdout)
-        assert report["uid"] != 0
-        assert report["log_writable"]
-        assert not report["dir_writable"]
-        in_dir = report["in_dir"]
-        assert in_dir["type"] == "PermissionError"
-        assert in_dir["message"].startswith(f"[Errno 13] cannot log to {log}: Permission denied")
-        assert (
-            f"mplog needs to create its lock file (and rename files for rotation) in {directory}"
-            in in_dir["message"]
-        )
-        assert f"write permission on {directory}" in in_dir["message"]
-        assert "lock_file_directory=" in in_dir["message"]
-        missing = report["missing_parent"]
-        assert missing["type"] == "PermissionError"
-        assert f"creating the directory {os.path.join(directory, 'sub')}:" in missing["message"]
-        assert report["with_lock_dir"] == {"type": None, "message": ""}
-    finally:
-        os.chmod(directory, 0o755)
-        shutil.rmtree(directory)
-        shutil.rmtree(writable)
