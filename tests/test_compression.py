@@ -12,7 +12,6 @@ asserts a duration.
 from __future__ import annotations
 
 import importlib
-import logging
 import multiprocessing
 import os
 import re
@@ -491,33 +490,6 @@ def test_processes_leave_every_backup_compressed_and_every_record_once(
     assert sorted(seqs) == list(range(workers))
     for worker, got in seqs.items():
         assert got == list(range(count)), f"worker {worker}: lost, doubled or out of order"
-
-
-# -- setup_logging ---------------------------------------------------------------------------
-
-
-def test_setup_logging_wires_compression_and_retention(tmp_path: Path) -> None:
-    """setup_logging(compress='gzip', max_age='7 days'): the handler compresses with gzip and
-    retention deletes backups older than 7 days."""
-    path = tmp_path / BASE
-    handler = mplog.setup_logging(
-        path, max_bytes=200, compress="gzip", compress_delay=0, max_age="7 days"
-    )
-    assert handler is not None
-    assert handler.compressor is not None
-    assert handler.compressor.name == "gzip"
-    assert handler.backupCount == 5
-    logger = logging.getLogger("mplog.tests.compression")
-    for number in range(12):
-        logger.info("message %03d", number)
-    handler.close()
-    files = size_named(tmp_path, ".gz")
-    assert len(files) > 2
-    text = "".join(read_log(f).decode("utf-8") for f in files)
-    assert re.findall(r"message (\d{3})", text) == [f"{n:03d}" for n in range(12)]
-    old = time.time() - 8 * DAY
-    os.utime(files[0], (old, old))
-    assert handler.getFilesToDelete() == [str(files[0])]
 
 
 # -- review findings: signal handlers, retention failures, thread kind, modes -----------------
