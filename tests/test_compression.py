@@ -495,59 +495,6 @@ def test_processes_leave_every_backup_compressed_and_every_record_once(
 # -- review findings: signal handlers, retention failures, thread kind, modes -----------------
 
 
-_REOPEN_DURING_WRITE = """
-import faulthandler, logging, sys
-import mplog
-
-faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails, loudly
-
-
-class Interrupted(mplog.ConcurrentRotatingFileHandler):
-    reopened = 0
-
-    def _write(self, shared, data, size):
-        super()._write(shared, data, size)
-        if self.reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
-            self.reopened += 1
-            self.close()
-            self.stream = self._open()
-
-
-handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0)
-for number in range(40):
-    handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
-handler.close()
-print("done")
-"""
-
-
-def test_close_from_a_signal_handler_that_interrupted_a_write(tmp_path: Path) -> None:
-    """gunicorn's reopen_files() runs close() then _open() in a signal handler, which may
-    interrupt emit() while it holds the writers' lock: close() must neither wait for the
-    compressor (which needs that lock) nor release the lock under the write; every record
-    ends up once in the files and every backup compressed."""
-    import subprocess
-
-    script = tmp_path / "reopen.py"
-    script.write_text(_REOPEN_DURING_WRITE, encoding="utf-8")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(script), str(logs / BASE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "done"
-    names = names_in(logs)
-    assert not [n for n in names if n != BASE and not n.endswith(".gz")], names
-    records = [line for name in names for line in read_log(logs / name).decode().splitlines()]
-    numbers = sorted(int(line.split()[1]) for line in records)
-    assert numbers == list(range(40))
-
-
 def test_the_compression_thread_is_never_a_daemon(tmp_path: Path) -> None:
     """In batched mode the rotation happens in the (daemon) writer thread; the compression
     thread it starts must not inherit that, or a multiprocessing child's exit kills it."""

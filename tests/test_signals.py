@@ -6,7 +6,8 @@ log.  Python runs the handler between two bytecodes of the main thread, wherever
 it is: waiting for the lock, holding it, inside the batched queue, rotating.  Each
 test delivers the signal at one such point and checks that the handler returns
 (no hang: each test has a timeout), the record being written is whole, the
-handler stays usable, and it keeps its mode.
+handler stays usable, and it keeps its mode.  (One test, in a subprocess, does in
+the middle of every write what gunicorn's signal handler does, compression on.)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pytest
 
 import mplog
 from helpers import (
+    BASE,
     EXAMPLES,
     RecordingHandler,
     assert_exactly_once,
@@ -36,6 +38,8 @@ from helpers import (
     free_port,
     log_lines,
     make_record,
+    names_in,
+    read_log,
     running_server,
 )
 from mplog.lock import FileLock
@@ -173,6 +177,62 @@ def test_reopen_in_the_middle_of_a_write_keeps_the_record_whole(
         handler.close()
     assert path.read_text() == "before\nouter\nafter\n"
     assert [type(e) for e in handler.errors_seen] == [mplog.ReentrantLogging]
+
+
+_REOPEN_DURING_WRITE = """
+import faulthandler, logging, sys
+import mplog
+
+faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails, loudly
+
+
+class Interrupted(mplog.ConcurrentRotatingFileHandler):
+    reopened = 0
+
+    def _write(self, shared, data, size):
+        super()._write(shared, data, size)
+        if self.reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
+            self.reopened += 1
+            self.close()
+            self.stream = self._open()
+
+
+handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0)
+for number in range(40):
+    handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
+handler.close()
+print("done")
+"""
+
+
+# the default timeout, not this module's 30 s: past the child's own 60 s watchdog, which
+# dumps the tracebacks of a deadlock
+@pytest.mark.timeout(120)
+def test_close_from_a_signal_handler_that_interrupted_a_write(tmp_path: Path) -> None:
+    """gunicorn's reopen_files() runs close() then _open() in a signal handler, which may
+    interrupt emit() while it holds the writers' lock: close() must neither wait for the
+    compressor (which needs that lock) nor release the lock under the write; every record
+    ends up once in the files and every backup compressed."""
+    import subprocess
+
+    script = tmp_path / "reopen.py"
+    script.write_text(_REOPEN_DURING_WRITE, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(script), str(logs / BASE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    names = names_in(logs)
+    assert not [n for n in names if n != BASE and not n.endswith(".gz")], names
+    records = [line for name in names for line in read_log(logs / name).decode().splitlines()]
+    numbers = sorted(int(line.split()[1]) for line in records)
+    assert numbers == list(range(40))
 
 
 # -- batched: inside the queue ------------------------------------------------------------------
