@@ -1,12 +1,16 @@
-"""Compression of rotated files.  Retention, which deletes backups in every form, is in
-test_retention.py; how compressed backups are named and shifted, in
-test_rotation_naming.py; the modes of what compression makes, in test_permissions.py.
+"""Compression of rotated files (``compress=``): the codecs and callable compressors, what
+the background compressor does with a backup that another process is compressing or a
+crash left behind, and several processes compressing at once.
 
-Compression runs in a background thread, so while it may be running the tests look at
-backups only by their uncompressed names (``uncompressed_names``): ``close()`` waits for
-it and compresses whatever is left, and a test that needs compressed backups before the
-next rotation closes the handler and opens a new one (a "session").  Nothing here
-asserts a duration.
+Compression runs in a background thread: ``close()`` waits for it and compresses
+whatever is left, so the tests check the compressed backups after ``close()`` (a test
+that needs them before the next rotation closes the handler and opens a new one, a
+"session").  Nothing here asserts a duration.
+
+Elsewhere: retention, which deletes backups in every form, in test_retention.py; how
+compressed backups are named and shifted, in test_rotation_naming.py; the modes of what
+compression makes, in test_permissions.py; crashes and races around compression, in
+test_compression_faults.py.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def _zstd_available() -> bool:
 ZSTD = _zstd_available()
 
 
-# -- helpers -------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _temp_files(directory: Path) -> list[str]:
@@ -492,7 +496,7 @@ def test_processes_leave_every_backup_compressed_and_every_record_once(
         assert got == list(range(count)), f"worker {worker}: lost, doubled or out of order"
 
 
-# -- review findings: signal handlers, retention failures, thread kind, modes -----------------
+# -- the compression thread ------------------------------------------------------------------
 
 
 def test_the_compression_thread_is_never_a_daemon(tmp_path: Path) -> None:
