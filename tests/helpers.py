@@ -437,6 +437,13 @@ def gzip2(path: str) -> str:
 gzip2.suffix = ".gz2"  # type: ignore[attr-defined]
 
 
+def log_last_namer(default: str) -> str:
+    """A stdlib-style namer, as in CPython's own namer test: app.log.3 -> app.3.log,
+    app.log.<period>.1 -> app.<period>.1.log."""
+    directory, name = os.path.split(default)
+    return os.path.join(directory, name.replace("app.log.", "app.", 1) + ".log")
+
+
 # -- the examples, servers among them, in subprocesses ---------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

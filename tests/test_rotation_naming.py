@@ -30,6 +30,7 @@ from helpers import (
     ReportingTimedHandler,
     gzip_file,
     info_record,
+    log_last_namer,
     names_in,
     plain_file,
     record_numbers_in,
@@ -169,12 +170,6 @@ def test_time_naming_in_one_session_compresses_every_backup(tmp_path: Path, cloc
 # -- a custom namer --------------------------------------------------------------------------
 
 
-def _namer(default: str) -> str:
-    """A stdlib-style namer: app.log.3 -> app.3.log, app.log.<period>.1 -> app.<period>.1.log."""
-    directory, name = os.path.split(default)
-    return os.path.join(directory, name.replace("app.log.", "app.", 1) + ".log")
-
-
 @pytest.mark.parametrize("timed", [False, True], ids=["size-names", "time-names"])
 def test_backups_named_by_a_custom_namer_are_compressed_and_pruned(
     tmp_path: Path, clock: Clock, timed: bool
@@ -192,7 +187,7 @@ def test_backups_named_by_a_custom_namer_are_compressed_and_pruned(
             compress_delay=0,
             **extra,
         )
-        handler.namer = _namer
+        handler.namer = log_last_namer
         return handler
 
     handler = open_handler()

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import pytest
 
 import mplog
-from helpers import DAY, HOUR, T0, Clock, info_record
+from helpers import DAY, HOUR, T0, Clock, info_record, log_last_namer
 
 # -- part 1: CPython's own tests as the reference ------------------------------------------
 
@@ -454,19 +454,13 @@ def test_lock_of_a_device_is_kept_in_the_temp_directory(
 # -- retention and unique names ------------------------------------------------------------
 
 
-def _basename_namer(name: str) -> str:
-    """app.log.<period>[.n] -> app.<period>[.n].log, as in CPython's own namer test."""
-    head, tail = os.path.split(name)
-    return os.path.join(head, tail.replace("app.log.", "app.", 1) + ".log")
-
-
 @pytest.mark.parametrize("custom_namer", [False, True], ids=["default-names", "custom-namer"])
 def test_backup_count_prunes_only_this_logs_backups(
     tmp_path: Path, clock: Clock, custom_namer: bool
 ) -> None:
     """Retention finds backups named by the namer and leaves other logs' files alone."""
     days = [f"2024-01-0{day}" for day in range(1, 5)]
-    name = _basename_namer if custom_namer else (lambda name: name)
+    name = log_last_namer if custom_namer else (lambda name: name)
     ours = {os.path.basename(name(f"app.log.{day}")) for day in days}
     foreign = {f"app.log.b.{day}" for day in days}  # gh-93205: the log "app.log.b"
     foreign |= {f"app.log.{day}.bak" for day in days}  # not a name this handler makes
@@ -481,7 +475,7 @@ def test_backup_count_prunes_only_this_logs_backups(
         tmp_path / "app.log", "midnight", backupCount=2, utc=True, delay=True
     )
     if custom_namer:
-        handler.namer = _basename_namer
+        handler.namer = log_last_namer
     try:
         handler.emit(info_record("on the 5th"))
         clock.now += DAY
