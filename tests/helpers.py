@@ -1,6 +1,10 @@
-"""Helpers shared by the test modules (the fixtures are in conftest.py).
+"""Helpers shared by the test modules, which import them by name (no test module imports
+another).  The fixtures are in conftest.py; the entry points of child processes are in
+the *_workers.py modules (fleet_workers also reads back what its fleets write).
 
-Test modules import what they need from here by name; no test module imports another.
+Sections: the log and the clock; records and handlers; framed records (mp_workers'
+format) read back from a log's files; processes; numbered text records in plain or
+compressed backups; the examples, servers among them, in subprocesses.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ import mp_workers
 import mplog
 import mplog.compression
 
-# -- time ------------------------------------------------------------------------------------
+# -- the log and the clock -------------------------------------------------------------------
 
+BASE = "app.log"  # the log most tests write
+LOCK = ".__app.lock"  # its lock file
 T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC: the clock's start
 DAY, HOUR = 24 * 60 * 60, 60 * 60
 
@@ -52,14 +58,17 @@ class Clock:
 
 
 def make_record(msg: str) -> logging.LogRecord:
+    """A record of *msg* with makeLogRecord's defaults (level NOTSET)."""
     return logging.makeLogRecord({"msg": msg})
 
 
 def info_record(msg: str) -> logging.LogRecord:
+    """A record of *msg* at level INFO, level name included."""
     return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
 
 
 def log_to(handler: logging.Handler, message: str) -> None:
+    """Pass an INFO record of *message* through *handler*'s filters and lock (handle)."""
     handler.handle(logging.makeLogRecord({"msg": message, "levelno": logging.INFO}))
 
 
@@ -76,10 +85,8 @@ class RecordingHandler(mplog.ConcurrentRotatingFileHandler):
         self.errors_seen.append(error)
 
 
-# -- framed records in the files of a log (see mp_workers) ----------------------------------
+# -- framed records in the files of a log (see mp_workers) -----------------------------------
 
-BASE = "app.log"
-LOCK = ".__app.lock"
 WORKERS = 4  # processes of a multi-process scenario
 PAYLOAD = 60  # characters of payload of a fixed-size record
 
@@ -294,7 +301,7 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.001)
 
 
-# -- numbered text records in backups, plain or compressed --------------------------------
+# -- numbered text records in backups, plain or compressed -----------------------------------
 #
 # The compression, retention, rotation naming and permission tests write records
 # "record 000012 xxx..." of RECORD bytes each and read them back from every form.
