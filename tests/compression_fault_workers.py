@@ -30,7 +30,7 @@ from typing import Any
 import mp_workers
 import mplog.archive
 import mplog.compression
-import recording
+from helpers import RecordingHandler
 
 STALL_LIMIT = 90.0  # seconds a stall waits for the test before the child gives up
 TEMP_MARK = ".mplog-"  # in the name of every temporary file of a compression
@@ -196,7 +196,7 @@ def controlled_worker(
     """
     configure(control_dir)
     install_stall(stall)
-    handler = recording.RecordingHandler(path, **handler_kwargs)
+    handler = RecordingHandler(path, **handler_kwargs)
     handler.setFormatter(mp_workers.FramedFormatter())
     logger = logging.getLogger(f"mplog.tests.c{worker}")
     logger.handlers = [handler]

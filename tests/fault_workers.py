@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 import mp_workers
@@ -229,15 +228,6 @@ def threaded_forker(
     codes = [p.exitcode for p in processes]
     if codes != [0] * len(processes):
         raise SystemExit(f"children exit codes {codes}")
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    """Poll *condition* until it is true; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.001)
 
 
 def fork_a_writer_that_dies_mid_record(path: Any, **handler_kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""Run by test_handler.py in a subprocess: open logs in a directory this user cannot write.
+"""Run by test_permissions.py in a subprocess: open logs in a directory this user cannot write.
 
 Drops root privileges first (root bypasses permission bits), then reports as
 JSON what it could do and the errors mplog raised.

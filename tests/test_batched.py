@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -14,12 +13,8 @@ from typing import Any
 import pytest
 
 import mplog
+from helpers import RecordingHandler, make_record
 from mplog.lock import FileLock
-from recording import RecordingHandler
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
 
 
 def test_flush_returns_once_everything_is_in_the_file(tmp_path: Path) -> None:
@@ -28,7 +23,7 @@ def test_flush_returns_once_everything_is_in_the_file(tmp_path: Path) -> None:
     handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
     try:
         for i in range(1000):
-            handler.emit(_record(f"r{i}"))
+            handler.emit(make_record(f"r{i}"))
         handler.flush()
         assert path.read_text().splitlines() == [f"r{i}" for i in range(1000)]
     finally:
@@ -44,7 +39,7 @@ def test_batches_split_exactly_at_size_boundaries(tmp_path: Path) -> None:
     )
     try:
         for i in range(2000):
-            handler.emit(_record(f"r{i:04d}"))
+            handler.emit(make_record(f"r{i:04d}"))
     finally:
         handler.close()
     backups = sorted(tmp_path.glob("app.log.*"), key=lambda p: -int(p.suffix[1:]))
@@ -60,10 +55,10 @@ def test_close_writes_out_the_queue_and_emit_after_close_still_works(tmp_path: P
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
     for i in range(500):
-        handler.emit(_record(f"r{i}"))
+        handler.emit(make_record(f"r{i}"))
     handler.close()
     assert len(path.read_text().splitlines()) == 500
-    handler.emit(_record("late"))
+    handler.emit(make_record("late"))
     handler.close()
     assert path.read_text().splitlines()[-1] == "late"
 
@@ -91,7 +86,7 @@ def test_full_queue_blocks_the_caller_by_default(tmp_path: Path) -> None:
 
     def produce() -> None:
         for i in range(50):
-            handler.emit(_record(f"r{i}"))
+            handler.emit(make_record(f"r{i}"))
         done.set()
 
     producer = threading.Thread(target=produce)
@@ -114,14 +109,14 @@ def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
     holder = FileLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
     try:
-        handler.emit(_record("r0"))
+        handler.emit(make_record("r0"))
         batch = handler._batch
         assert batch is not None
         deadline = time.monotonic() + 10
         while batch._pending and time.monotonic() < deadline:  # the writer takes r0, then stalls
             time.sleep(0.001)
         for i in range(1, 100):
-            handler.emit(_record(f"r{i}"))
+            handler.emit(make_record(f"r{i}"))
     finally:
         holder.release()
         holder.close()
@@ -131,7 +126,7 @@ def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
     assert handler.dropped == 89
     assert [type(e) for e in handler.errors_seen] == [mplog.QueueFull]
     assert "queue_size=10" in str(handler.errors_seen[0])
-    handler.emit(_record("after"))  # the episode ended: logging goes on
+    handler.emit(make_record("after"))  # the episode ended: logging goes on
     handler.close()
     assert path.read_text().splitlines()[-1] == "after"
 
@@ -147,13 +142,13 @@ def test_write_failures_are_reported_not_raised(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "write", disk_full)
-    handler.emit(_record("lost"))
+    handler.emit(make_record("lost"))
     handler.flush()
-    handler.emit(_record("lost too"))  # a second failed batch: the same episode
+    handler.emit(make_record("lost too"))  # a second failed batch: the same episode
     handler.flush()
     assert [type(e) for e in handler.errors_seen] == [OSError]
     monkeypatch.undo()
-    handler.emit(_record("after"))
+    handler.emit(make_record("after"))
     handler.close()
     assert [type(e) for e in handler.errors_seen] == [OSError, mplog.MplogError]
     assert "1 more records" in str(handler.errors_seen[1])
@@ -166,10 +161,10 @@ def test_fork_flushes_first_and_the_child_starts_empty(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
     for i in range(2000):
-        handler.emit(_record(f"parent {i}"))
+        handler.emit(make_record(f"parent {i}"))
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        handler.emit(_record("child"))
+        handler.emit(make_record("child"))
         handler.close()
         os._exit(0)
     _, status = os.waitpid(pid, 0)

@@ -44,15 +44,24 @@ import compression_fault_workers as workers
 import fault_workers
 import mp_workers
 import mplog.archive
-import recording
-import test_multiprocess as mp  # readers and checkers of the files
-from test_faults import kill_and_reap, lock_is_held
+from helpers import (
+    BASE,
+    LOCK,
+    RecordingHandler,
+    assert_each_once_in_order,
+    kill_and_reap,
+    lock_is_held,
+    parent_logger,
+    parse_records,
+    read_records,
+    started,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SIGKILL, fork, flock, /proc: Linux scenarios"
 )
 
-BASE, LOCK = mp.BASE, mp.LOCK
 PAYLOAD = 60
 RECORD_SIZE = mp_workers.fixed_record_size(PAYLOAD)
 TEMP_PREFIX = f".{BASE}.mplog-"
@@ -60,8 +69,6 @@ JOIN_TIMEOUT = 60
 SUFFIXES = {"gzip": ".gz", "bz2": ".bz2", "xz": ".xz"}
 _DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 _NAME = re.compile(re.escape(BASE) + r"\.([1-9]\d*)(\.gz|\.bz2|\.xz)?")
-
-started = mp.started  # start together, reap on every exit path
 
 
 # -- the files of a log ---------------------------------------------------------------------
@@ -101,7 +108,7 @@ def content(path: Path) -> bytes:
 
 
 def records_of(path: Path) -> list[Any]:
-    records: list[Any] = mp.parse_records(content(path), path.name)  # fails if torn, stray
+    records: list[Any] = parse_records(content(path), path.name)  # fails if torn, stray
     return records
 
 
@@ -113,7 +120,7 @@ def all_records(directory: Path) -> list[Any]:
     assert not both, f"backups both plain and compressed: {sorted(both)}"
     numbers = sorted({**files.plain, **files.compressed}.items(), reverse=True)
     records = [record for _, path in numbers for record in records_of(path)]
-    active: list[Any] = mp.read_records(directory / BASE)
+    active: list[Any] = read_records(directory / BASE)
     return records + active
 
 
@@ -178,7 +185,7 @@ class Control:
 
     def wait_started(self, pid: int, what: str) -> tuple[str, int]:
         """Wait until child *pid* stalls; return the path and inode it is compressing."""
-        fault_workers.wait_until(lambda: self._marks("started", pid), JOIN_TIMEOUT, what)
+        wait_until(lambda: self._marks("started", pid), JOIN_TIMEOUT, what)
         path, inode = self._marks("started", pid)[0].read_text().split()
         return path, int(inode)
 
@@ -266,16 +273,14 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
         if stall:
             control.wait_started(child.process.pid, "the compression to stall")
         else:
-            fault_workers.wait_until(
-                lambda: temps_of(logs, child.process.pid), JOIN_TIMEOUT, "a temporary file"
-            )
+            wait_until(lambda: temps_of(logs, child.process.pid), JOIN_TIMEOUT, "a temporary file")
         kill_and_reap(child.process)
 
     after_kill = listing(logs)
     assert after_kill.compressed == {}, "the kill should fall before the commit"
     assert list(after_kill.plain) == [1]
-    assert ids(mp.read_records(logs / f"{BASE}.1")) == [(0, seq) for seq in range(per_file)]
-    assert ids(mp.read_records(logs / BASE)) == [(0, per_file)]
+    assert ids(read_records(logs / f"{BASE}.1")) == [(0, seq) for seq in range(per_file)]
+    assert ids(read_records(logs / BASE)) == [(0, per_file)]
     assert len(after_kill.temps) == 1, after_kill.temps
     temp = logs / after_kill.temps[0]
     assert not lock_is_held(temp), "a dead process's lock must be free"
@@ -283,11 +288,11 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
         with pytest.raises((EOFError, OSError, ValueError)):
             _DECOMPRESS[SUFFIXES[codec]](temp.read_bytes())
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     for seq in range(3):
         emit(handler, 1, seq)
     handler.doRollover()  # the sweep after this rotation cleans up the leftover
-    fault_workers.wait_until(lambda: not listing(logs).temps, JOIN_TIMEOUT, "the cleanup")
+    wait_until(lambda: not listing(logs).temps, JOIN_TIMEOUT, "the cleanup")
     assert errors_at_close(handler) == []
 
     final = listing(logs)
@@ -295,7 +300,7 @@ def test_sigkill_mid_compression_keeps_the_original_and_the_next_sweep_finishes(
     assert final.plain == {}, "close() must leave no backup uncompressed"
     assert sorted(final.compressed) == [1, 2]
     assert all(path.suffix == SUFFIXES[codec] for path in final.compressed.values())
-    mp.assert_each_once_in_order(all_records(logs), {0: per_file + 1, 1: 3})
+    assert_each_once_in_order(all_records(logs), {0: per_file + 1, 1: 3})
 
 
 # -- 2. SIGKILL at random moments of a compressing, rotating run -----------------------------
@@ -344,7 +349,7 @@ def test_random_sigkills_during_a_compressing_run_lose_nothing_acknowledged(
                         del pending[w]
                 return not pending
 
-            fault_workers.wait_until(kill_due, JOIN_TIMEOUT, f"the kills of round {round_}")
+            wait_until(kill_due, JOIN_TIMEOUT, f"the kills of round {round_}")
             for w, process in by_worker.items():
                 process.join(JOIN_TIMEOUT)
                 if process.exitcode == -signal.SIGKILL:
@@ -354,7 +359,7 @@ def test_random_sigkills_during_a_compressing_run_lose_nothing_acknowledged(
                     expected[w] = (count, count)
     note = f"seed={seed} kills={kills}"
 
-    with mp.parent_logger(logs / BASE, kwargs, "mplog.tests.last") as logger:
+    with parent_logger(logs / BASE, kwargs, "mplog.tests.last") as logger:
         for seq in range(5):
             mp_workers.emit(logger, 99, seq, "small", PAYLOAD)
     expected[99] = (5, 5)
@@ -395,7 +400,7 @@ def test_sigkill_inside_a_callable_compressor_leaves_leftovers_the_next_sweep_re
 
     backup = logs / f"{BASE}.1"
     original = backup.read_bytes()
-    assert ids(mp.parse_records(original, backup.name)) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(original, backup.name)) == [(0, s) for s in range(per_file)]
     after_kill = listing(logs)
     assert after_kill.compressed == {}
     link = Path(path)  # what the callable was given: a hard link (or a copy) of the backup
@@ -408,9 +413,7 @@ def test_sigkill_inside_a_callable_compressor_leaves_leftovers_the_next_sweep_re
         gzip.decompress((logs / f"{link.name}.gz").read_bytes())
 
     recover = "gzip" if recover_with == "gzip" else workers.blocking_gzip  # never stalls here
-    handler = recording.RecordingHandler(
-        logs / BASE, **{**kwargs, "compress": recover, "compress_delay": 0}
-    )
+    handler = RecordingHandler(logs / BASE, **{**kwargs, "compress": recover, "compress_delay": 0})
     assert errors_at_close(handler) == []
     final = listing(logs)
     assert final.temps == []
@@ -440,7 +443,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
         original = (logs / f"{BASE}.1").read_bytes()
         claimed = lock_is_held(files[0])
 
-        handler = recording.RecordingHandler(
+        handler = RecordingHandler(
             logs / BASE, **{**kwargs, "compress": "gzip", "compress_delay": 0}
         )
         handler.doRollover()  # app.log.1 (being compressed) -> .2; sweeps here, twice
@@ -454,7 +457,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
     final = listing(logs)
     assert (final.plain, sorted(final.compressed), final.temps) == ({}, [1, 2], [])
     assert content(final.compressed[2]) == original
-    mp.assert_each_once_in_order(all_records(logs), {0: per_file + 1})
+    assert_each_once_in_order(all_records(logs), {0: per_file + 1})
 
 
 # -- 4. a crash between the commit's rename and remove ---------------------------------------
@@ -482,9 +485,9 @@ def test_sigkill_between_the_commits_rename_and_remove(logs: Path, control: Cont
     assert (list(both.plain), list(both.compressed), both.temps) == ([1], [1], [])
     original = both.plain[1].read_bytes()
     assert content(both.compressed[1]) == original
-    assert ids(mp.parse_records(original, "app.log.1")) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(original, "app.log.1")) == [(0, s) for s in range(per_file)]
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
     assert errors_at_close(handler) == []  # the record was written: the lock was free
     final = listing(logs)
@@ -508,9 +511,9 @@ def test_sigkill_after_the_original_is_set_aside(logs: Path, control: Control) -
     left = listing(logs)
     assert (left.plain, list(left.compressed), len(left.temps)) == ({}, [1], 1)
     expected = content(left.compressed[1])
-    assert ids(mp.parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
+    assert ids(parse_records(expected, "app.log.1.gz")) == [(0, s) for s in range(per_file)]
 
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     emit(handler, 1, 0)
     assert errors_at_close(handler) == []
     final = listing(logs)
@@ -538,7 +541,7 @@ def test_a_backup_left_both_plain_and_compressed(logs: Path, archive: str) -> No
     (logs / f"{BASE}.1").write_bytes(original)
     packed = _ARCHIVES[archive](original)
     (logs / f"{BASE}.1.gz").write_bytes(packed)
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 3, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(50, 3, "gzip"))
     if archive == "same":
         assert errors_at_close(handler) == []
         final = listing(logs)
@@ -566,7 +569,7 @@ def test_a_conflicting_backup_does_not_stop_the_others_from_being_compressed(
     (logs / f"{BASE}.1.gz").write_bytes(gzip.compress(_backup_bytes(9, 50)))
     (logs / f"{BASE}.2").write_bytes(_backup_bytes(1, 50))
     (logs / f"{BASE}.3").write_bytes(_backup_bytes(2, 50))
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
     errors = errors_at_close(handler)
     assert len(errors) == 1, errors
     final = listing(logs)
@@ -594,8 +597,8 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
     original = _backup_bytes(0, 100)
     (logs / f"{BASE}.1").write_bytes(original)
     (logs / f"{BASE}.1.gz").write_bytes(gzip.compress(original))
-    sweeper = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
-    rotator = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, None))
+    sweeper = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    rotator = RecordingHandler(logs / BASE, **size_kwargs(50, 5, None))
     emit(rotator, 1, 0)
     rotated: list[Any] = []
     real_open = os.open
@@ -611,7 +614,7 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
     monkeypatch.undo()
     assert rotated, "the sweep never opened app.log.1"
     assert errors_at_close(rotator) == []
-    last = recording.RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
+    last = RecordingHandler(logs / BASE, **size_kwargs(50, 5, "gzip"))
     assert errors_at_close(last) == []
     final = listing(logs)
     assert (final.plain, sorted(final.compressed), final.temps) == ({}, [1, 2], [])
@@ -640,13 +643,13 @@ def test_a_temporary_file_is_removed_only_once_its_lock_is_free(
     holder = os.open(logs / names[0], os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
-        handler = recording.RecordingHandler(logs / BASE, **kwargs)
+        handler = RecordingHandler(logs / BASE, **kwargs)
         handler.doRollover()  # sweeps after the rotation, and at close
         assert errors_at_close(handler) == []
         assert sorted(listing(logs, [foreign.name]).temps) == sorted(names)
     finally:
         os.close(holder)
-    handler = recording.RecordingHandler(logs / BASE, **kwargs)
+    handler = RecordingHandler(logs / BASE, **kwargs)
     assert errors_at_close(handler) == []
     assert listing(logs, [foreign.name]).temps == []
     assert foreign.exists()
@@ -665,13 +668,13 @@ def test_a_callables_output_without_its_input_goes_once_its_process_is_dead(
         dead = logs / f"{TEMP_PREFIX}{dead_pid()}-4567cdef.tmp.gz"
         orphan.write_bytes(b"partial")
         dead.write_bytes(b"partial")
-        handler = recording.RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
+        handler = RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
         assert errors_at_close(handler) == []
         assert listing(logs).temps == [orphan.name]
     finally:
         alive.kill()
         alive.wait(JOIN_TIMEOUT)
-    handler = recording.RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
+    handler = RecordingHandler(logs / BASE, **size_kwargs(10, 3, "gzip"))
     assert errors_at_close(handler) == []
     assert listing(logs).temps == []
 
@@ -706,7 +709,7 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         original = first.read_bytes()
 
         plain = {**kwargs, "compress": None}  # this process rotates, never compresses
-        with mp.parent_logger(logs / BASE, plain, "mplog.tests.shifter") as logger:
+        with parent_logger(logs / BASE, plain, "mplog.tests.shifter") as logger:
             for seq in range(2 * per_file):  # two rotations
                 mp_workers.emit(logger, 1, seq, "small", PAYLOAD)
         # (a callable's input is a hidden hard link to the same file: not a name of it)
@@ -723,7 +726,7 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         assert control.finished(pid) == [], "the compression should still be stalled"
 
         control.release()
-        fault_workers.wait_until(lambda: control.finished(pid), JOIN_TIMEOUT, "the compression")
+        wait_until(lambda: control.finished(pid), JOIN_TIMEOUT, "the compression")
         assert child.close() == []
 
     final = listing(logs)
@@ -734,13 +737,13 @@ def test_a_backup_renamed_or_deleted_while_compressed(
         assert sorted(archives) == [1, 2, 3]
         assert archives[3] == original
         counts = {0: per_file + 1, 1: 2 * per_file}
-        mp.assert_each_once_in_order(all_records(logs), counts)
+        assert_each_once_in_order(all_records(logs), counts)
     else:
         assert sorted(archives) == [1, 2]
         assert original not in archives.values()
         records = all_records(logs)
         assert [seq for w, seq in ids(records) if w == 0] == [per_file]  # the rest pruned
-        mp.assert_each_once_in_order([r for r in records if r.worker == 1], {1: 2 * per_file})
+        assert_each_once_in_order([r for r in records if r.worker == 1], {1: 2 * per_file})
 
 
 _TIME_NAME = re.compile(re.escape(BASE) + r"\.\d{4}-\d\d-\d\d_\d\d(?:\.\d+)?(\.gz)?")
@@ -776,7 +779,7 @@ def test_retention_spares_a_backup_while_it_is_compressed(logs: Path, control: C
         original = (logs / claimed).read_bytes()
 
         plain = {**kwargs, "compress": None}
-        with mp.parent_logger(logs / BASE, plain, "mplog.tests.pruner") as logger:
+        with parent_logger(logs / BASE, plain, "mplog.tests.pruner") as logger:
             for seq in range(2 * per_file):  # two rotations, each pruning to one backup
                 mp_workers.emit(logger, 1, seq, "small", PAYLOAD)
         kept = time_backups(logs)
@@ -791,7 +794,7 @@ def test_retention_spares_a_backup_while_it_is_compressed(logs: Path, control: C
     assert all(path.suffix == ".gz" for path in committed.values()), "left uncompressed"
     assert not [name for name in os.listdir(logs) if name.startswith(TEMP_PREFIX)]
 
-    pruner = recording.RecordingHandler(logs / BASE, **kwargs)
+    pruner = RecordingHandler(logs / BASE, **kwargs)
     pruner.doRollover()
     assert errors_at_close(pruner) == []
     assert claimed not in time_backups(logs), "no longer claimed: pruned at the next rotation"
@@ -832,4 +835,4 @@ def test_writers_never_wait_for_a_stalled_compression(logs: Path, control: Contr
     final = listing(logs)
     assert final.temps == []
     assert final.plain == {}
-    mp.assert_each_once_in_order(all_records(logs), {0: 4 * per_file + 1, 1: 10 * per_file})
+    assert_each_once_in_order(all_records(logs), {0: 4 * per_file + 1, 1: 10 * per_file})

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 import mplog
 import mplog.cli
+from helpers import BASE, DAY, read_log, size_named
 from mplog.config import load_config
 
 
@@ -109,6 +111,30 @@ def test_size_rotation_through_setup_logging(tmp_path: Path) -> None:
     assert all(p.stat().st_size <= 100 for p in tmp_path.glob("app.log*"))
     assert _lines(path) == [f"record {i}" for i in range(50, 55)]
     assert _lines(tmp_path / "app.log.3")[0] == "record 20"
+
+
+def test_setup_logging_wires_compression_and_retention(tmp_path: Path) -> None:
+    """setup_logging(compress='gzip', max_age='7 days'): the handler compresses with gzip and
+    retention deletes backups older than 7 days."""
+    path = tmp_path / BASE
+    handler = mplog.setup_logging(
+        path, max_bytes=200, compress="gzip", compress_delay=0, max_age="7 days"
+    )
+    assert handler is not None
+    assert handler.compressor is not None
+    assert handler.compressor.name == "gzip"
+    assert handler.backupCount == 5
+    logger = logging.getLogger("mplog.tests.compression")
+    for number in range(12):
+        logger.info("message %03d", number)
+    handler.close()
+    files = size_named(tmp_path, ".gz")
+    assert len(files) > 2
+    text = "".join(read_log(f).decode("utf-8") for f in files)
+    assert re.findall(r"message (\d{3})", text) == [f"{n:03d}" for n in range(12)]
+    old = time.time() - 8 * DAY
+    os.utime(files[0], (old, old))
+    assert handler.getFilesToDelete() == [str(files[0])]
 
 
 def test_console_adds_a_stderr_handler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

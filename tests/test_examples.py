@@ -10,26 +10,29 @@ every exit path.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from helpers import (
+    EXAMPLES,
+    assert_exactly_once,
+    example_env,
+    files_of_log,
+    free_port,
+    log_lines,
+    process_group,
+    running_server,
+)
 
 # mplog.DEFAULT_FORMAT, as the pool and YAML examples use it.
 DEFAULT_LINE = re.compile(
@@ -37,50 +40,15 @@ DEFAULT_LINE = re.compile(
     r"(?P<logger>[\w.]+): (?P<message>.*)"
 )
 REQUESTS = 200
-SERVER_START_SECONDS = 30.0
 
 
 # -- processes -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _started(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
-    """Start *args* in a new process group; on exit, make sure it and its children are gone."""
-    with subprocess.Popen(args, start_new_session=True, text=True, **kwargs) as proc:
-        try:
-            yield proc
-        finally:
-            _stop(proc, grace=0)
-
-
-def _stop(proc: subprocess.Popen[str], grace: float) -> None:
-    """SIGTERM *proc* and wait *grace* seconds; then SIGKILL its process group and reap it.
-
-    The group is killed only while the child is not yet reaped, so its PID (the
-    group's id) cannot have been reused.
-    """
-    try:
-        if grace and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _env(**variables: str) -> dict[str, str]:
-    """This process's environment plus *variables*; no .pyc files written into examples/."""
-    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **variables}
-
-
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 40) -> str:
     """Run *args* to completion in *cwd*; return its stdout (its process group dies on timeout)."""
-    env = env or _env()
-    with _started(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+    env = env or example_env()
+    with process_group(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         out, err = p.communicate(timeout=timeout)
     assert p.returncode == 0, f"{args} exited with {p.returncode}:\n{err}"
     return out
@@ -89,43 +57,10 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
 def _run_example(name: str, tmp_path: Path) -> tuple[str, Path]:
     """Run ``python examples/<name>`` in *tmp_path*; return its stdout and log directory."""
     log_dir = tmp_path / "example-logs"
-    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir))
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir))
     out = _run([sys.executable, str(EXAMPLES / name)], tmp_path, env)
     assert not (tmp_path / "logs").exists(), "MPLOG_EXAMPLE_DIR was ignored"
     return out, log_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _server(
-    args: list[str], tmp_path: Path, ready: tuple[Path, str, int], **kwargs: Any
-) -> Iterator[subprocess.Popen[str]]:
-    """Start a server in *tmp_path*, wait until it is ready, and SIGTERM it by PID when done.
-
-    Ready means: *ready* = ``(log, pattern, count)``, *pattern* occurs *count*
-    times in *log*.  Fails if the server exits first or the deadline passes.
-    """
-    output = tmp_path / "server-output.txt"
-    log, pattern, count = ready
-    with (
-        output.open("w") as out,
-        _started(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, **kwargs) as server,
-    ):
-        try:
-            deadline = time.monotonic() + SERVER_START_SECONDS
-            while len(re.findall(pattern, log.read_text() if log.exists() else "")) < count:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"not ready: {count} x {pattern!r}:\n{output.read_text()}")
-                time.sleep(0.05)
-            yield server
-        finally:
-            _stop(server, grace=20)
-    assert server.returncode == 0, output.read_text()
 
 
 def _send_requests(port: int, count: int) -> list[str]:
@@ -144,46 +79,13 @@ def _send_requests(port: int, count: int) -> list[str]:
 # -- log files -------------------------------------------------------------------------
 
 
-def _log_files(log_dir: Path, name: str) -> list[Path]:
-    """*name* and its rotated files, oldest first: ``name.3``, ``name.2``, ``name.1``, ``name``
-    (or ``name.<period>``..., ``name`` for time-named backups)."""
-
-    def age(path: Path) -> tuple[int, int, str]:
-        suffix = path.name[len(name) + 1 :]
-        if not suffix:
-            return (2, 0, "")
-        return (0, -int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
-
-    paths = [p for p in log_dir.iterdir() if p.name == name or p.name.startswith(name + ".")]
-    return sorted(paths, key=age)
-
-
-def _lines(log_dir: Path, name: str) -> list[str]:
-    lines: list[str] = []
-    for path in _log_files(log_dir, name):
-        text = path.read_text(encoding="utf-8")
-        assert not text or text.endswith("\n"), f"{path.name}: torn last record"
-        lines += text.splitlines()
-    return lines
-
-
 def _records(log_dir: Path, name: str) -> list[re.Match[str]]:
     """Every record of *name* and its backups in mplog.DEFAULT_FORMAT; none may be torn."""
-    lines = _lines(log_dir, name)
+    lines = log_lines(log_dir, name)
     records = [DEFAULT_LINE.fullmatch(line) for line in lines]
     torn = [line for line, record in zip(lines, records) if record is None]
     assert not torn, f"{len(torn)} malformed lines, first: {torn[0]!r}"
     return [record for record in records if record is not None]
-
-
-def _exactly_once(found: list[Any], expected: Any) -> None:
-    """Every expected item appears once in *found*, and nothing else does."""
-    counts = collections.Counter(found)
-    duplicated = {item: n for item, n in counts.items() if n > 1}
-    assert not duplicated, f"duplicated: {list(duplicated.items())[:5]}"
-    missing = set(expected) - set(counts)
-    assert not missing, f"{len(missing)} missing, e.g. {sorted(missing)[:5]}"
-    assert set(counts) == set(expected), f"unexpected: {sorted(set(counts) - set(expected))[:5]}"
 
 
 # -- the examples ----------------------------------------------------------------------
@@ -197,7 +99,7 @@ def test_pool_fork(tmp_path: Path) -> None:
     records = _records(log_dir, "pool_fork.log")
 
     tasks = [(r["pid"], r["message"]) for r in records if r["message"].startswith("task ")]
-    _exactly_once([int(msg.split()[1]) for _, msg in tasks], range(2000))
+    assert_exactly_once([int(msg.split()[1]) for _, msg in tasks], range(2000))
     logged = collections.Counter(int(pid) for pid, _ in tasks)
     assert logged == reported  # each worker's records, as many as it ran tasks
     parent = {int(r["pid"]) for r in records if not r["message"].startswith("task ")}
@@ -205,7 +107,7 @@ def test_pool_fork(tmp_path: Path) -> None:
     assert parent.isdisjoint(logged)
     assert 1 <= len(logged) <= 4
 
-    files = _log_files(log_dir, "pool_fork.log")
+    files = files_of_log(log_dir, "pool_fork.log")
     assert len(files) >= 3, "max_bytes='32 KB' should have rotated at least twice"
     assert [f.name for f in files] == [
         f"pool_fork.log.{i}" for i in range(len(files) - 1, 0, -1)
@@ -223,7 +125,7 @@ def test_process_pool_spawn(tmp_path: Path) -> None:
 
     results = [re.fullmatch(r"square\((\d+)\) = (\d+)", r["message"]) for r in squares]
     assert all(m is not None and int(m[1]) ** 2 == int(m[2]) for m in results)
-    _exactly_once([int(m[1]) for m in results if m is not None], range(300))
+    assert_exactly_once([int(m[1]) for m in results if m is not None], range(300))
     assert len(parent) == 2
     assert {r["pid"] for r in parent} == {parent[0]["pid"]}
     workers = {r["pid"] for r in squares}
@@ -244,7 +146,7 @@ def test_yaml_config(tmp_path: Path) -> None:
     ) in out
     records = _records(log_dir, "app.log")
     tasks = [r for r in records if r["message"].startswith("task ")]
-    _exactly_once([int(r["message"].split()[1]) for r in tasks], range(500))
+    assert_exactly_once([int(r["message"].split()[1]) for r in tasks], range(500))
     assert not [r for r in records if r["logger"] == "noisy.library"]  # level: WARNING
     others = [r for r in records if not r["message"].startswith("task ")]
     assert [r["message"] for r in others] == ["starting 500 tasks", "all tasks done"]
@@ -282,27 +184,27 @@ def test_gunicorn_conf(tmp_path: Path, rotation: str) -> None:
     also when the logs rotate every few dozen requests."""
     log_dir = tmp_path / "example-logs"
     error_log = log_dir / "gunicorn.error.log"
-    port = _free_port()
+    port = free_port()
     # gunicorn >= 25 puts its control socket in $XDG_RUNTIME_DIR (else in ~/.gunicorn).
-    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
     config = EXAMPLES / "gunicorn_conf.py"
     if rotation != "as shipped":
         config = tmp_path / "gunicorn_small_rotation.py"
         config.write_text(_SMALL_ROTATION.format(examples=str(EXAMPLES)), encoding="utf-8")
     args = [sys.executable, "-m", "gunicorn", "-c", str(config)]
     args += ["--bind", f"127.0.0.1:{port}"]
-    with _server(args, tmp_path, (error_log, "Booting worker with pid", 3), env=env):
+    with running_server(args, tmp_path, (error_log, "Booting worker with pid", 3), env=env):
         ids = _send_requests(port, REQUESTS)
 
-    access = _lines(log_dir, "gunicorn.access.log")
+    access = log_lines(log_dir, "gunicorn.access.log")
     assert all(
         re.fullmatch(r'\[\d+\] 127\.0\.0\.1 - - \[.+\] "GET /\?rid=\w+ .+', a) for a in access
     )
-    _exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
+    assert_exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
 
-    errors = _lines(log_dir, "gunicorn.error.log")
+    errors = log_lines(log_dir, "gunicorn.error.log")
     handled = [line for line in errors if " app: handled /?rid=" in line]
-    _exactly_once([line.rsplit("=", 1)[1] for line in handled], ids)
+    assert_exactly_once([line.rsplit("=", 1)[1] for line in handled], ids)
     text = "\n".join(errors)
     booted = re.findall(r"Booting worker with pid: (\d+)", text)
     exited = re.findall(r"Worker exiting \(pid: (\d+)\)", text)
@@ -312,7 +214,7 @@ def test_gunicorn_conf(tmp_path: Path, rotation: str) -> None:
     assert served <= set(booted)
     assert text.count("Shutting down: Master") == 1
     if rotation != "as shipped":
-        assert len(_log_files(log_dir, "gunicorn.access.log")) > 5, "expected rotations"
+        assert len(files_of_log(log_dir, "gunicorn.access.log")) > 5, "expected rotations"
         assert all(p.stat().st_size <= 2000 for p in log_dir.glob("gunicorn.access.log.*"))
 
 
@@ -321,17 +223,17 @@ def test_django_settings(tmp_path: Path) -> None:
     """Django's LOGGING, applied by django.setup() in 4 processes, logs every job once."""
     _out, log_dir = _run_example("django_settings.py", tmp_path)
     line = re.compile(r"\S+ \S+ (?P<pid>\d+) (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)")
-    lines = _lines(log_dir, "django.log")
+    lines = log_lines(log_dir, "django.log")
     records = [line.fullmatch(text) for text in lines]
     assert all(records), [text for text, r in zip(lines, records) if r is None][:3]
     jobs = [r for r in records if r is not None and r["logger"] == "myapp.jobs"]
     main = [r for r in records if r is not None and r["logger"] == "myapp"]
-    _exactly_once([int(r["message"].split()[1]) for r in jobs], range(300))
+    assert_exactly_once([int(r["message"].split()[1]) for r in jobs], range(300))
     assert [r["message"] for r in main] == ["starting 300 jobs", "all jobs handled"]
     assert main[0]["pid"] not in {r["pid"] for r in jobs}
 
     # As a project uses it: DJANGO_SETTINGS_MODULE, and Django's own loggers.
-    env = _env(
+    env = example_env(
         MPLOG_EXAMPLE_DIR=str(log_dir),
         DJANGO_SETTINGS_MODULE="django_settings",
         PYTHONPATH=os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
@@ -342,7 +244,7 @@ def test_django_settings(tmp_path: Path) -> None:
         "logging.getLogger('django.request').warning('Not Found: /missing')\n"
     )
     _run([sys.executable, "-c", script], tmp_path, env)
-    last = line.fullmatch(_lines(log_dir, "django.log")[-1])
+    last = line.fullmatch(log_lines(log_dir, "django.log")[-1])
     assert last is not None
     assert (last["logger"], last["message"]) == ("django.request", "Not Found: /missing")
 
@@ -378,11 +280,11 @@ def test_uvicorn_log_config_with_setup_logging(tmp_path: Path) -> None:
     for r in general:
         by_logger[r["logger"]].append(int(r["message"].split()[1]))
     assert set(by_logger) == {"uvicorn.error", "app"}
-    _exactly_once(by_logger["uvicorn.error"], range(300))
-    _exactly_once(by_logger["app"], range(300))
-    access = _lines(log_dir, "uvicorn.access.log")
+    assert_exactly_once(by_logger["uvicorn.error"], range(300))
+    assert_exactly_once(by_logger["app"], range(300))
+    access = log_lines(log_dir, "uvicorn.access.log")
     assert all(" access-logger " in a for a in access)
-    _exactly_once([int(a.rsplit(" ", 1)[1]) for a in access], range(300))
+    assert_exactly_once([int(a.rsplit(" ", 1)[1]) for a in access], range(300))
 
 
 @pytest.mark.timeout(90)
@@ -390,19 +292,23 @@ def test_uvicorn_log_config_with_uvicorn(tmp_path: Path) -> None:
     """uvicorn --workers 2 --log-config: every request is in the access log once."""
     log_dir = tmp_path / "logs"  # uvicorn resolves the YAML's relative names against the cwd
     general_log = log_dir / "uvicorn.log"
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "uvicorn", "app:asgi_app", "--app-dir", str(EXAMPLES)]
     args += ["--log-config", str(EXAMPLES / "uvicorn_log_config.yaml"), "--workers", "2"]
     args += ["--host", "127.0.0.1", "--port", str(port)]
-    with _server(args, tmp_path, (general_log, "Application startup complete", 2), env=_env()):
+    with running_server(
+        args, tmp_path, (general_log, "Application startup complete", 2), env=example_env()
+    ):
         ids = _send_requests(port, REQUESTS)
 
-    access = _lines(log_dir, "uvicorn.access.log")
-    _exactly_once(re.findall(r'"GET /\?rid=(\w+) HTTP/1\.1" 200$', "\n".join(access), re.M), ids)
+    access = log_lines(log_dir, "uvicorn.access.log")
+    assert_exactly_once(
+        re.findall(r'"GET /\?rid=(\w+) HTTP/1\.1" 200$', "\n".join(access), re.M), ids
+    )
     assert len(access) == REQUESTS
     records = _records(log_dir, "uvicorn.log")
     handled = [r["message"] for r in records if r["logger"] == "app"]
-    _exactly_once([m.rsplit("=", 1)[1] for m in handled], ids)
+    assert_exactly_once([m.rsplit("=", 1)[1] for m in handled], ids)
     messages = "\n".join(r["message"] for r in records)
     started_pids = re.findall(r"Started server process \[(\d+)\]", messages)
     finished_pids = re.findall(r"Finished server process \[(\d+)\]", messages)
@@ -415,12 +321,12 @@ def test_uvicorn_log_config_with_uvicorn(tmp_path: Path) -> None:
 def test_json_lines(tmp_path: Path) -> None:
     """Every line of the rotated JSON-lines files parses; each worker record is there once."""
     _out, log_dir = _run_example("json_lines.py", tmp_path)
-    files = _log_files(log_dir, "json_lines.jsonl")
+    files = files_of_log(log_dir, "json_lines.jsonl")
     assert len(files) >= 2, "max_bytes='64 KB' should have rotated"
-    entries = [json.loads(line) for line in _lines(log_dir, "json_lines.jsonl")]
+    entries = [json.loads(line) for line in log_lines(log_dir, "json_lines.jsonl")]
 
     records = [e for e in entries if "seq" in e]
-    _exactly_once(
+    assert_exactly_once(
         [(e["worker"], e["seq"]) for e in records], [(w, s) for w in range(3) for s in range(400)]
     )
     assert all(e["message"] == f"record {e['seq']}\nwith a second line, ünïcödé" for e in records)
@@ -453,14 +359,14 @@ def test_json_libraries(tmp_path: Path, library: str) -> None:
     module, fields = _JSON_LIBRARIES[library]
     pytest.importorskip(module, reason=f"{library} is not installed (the json extra)")
     log_dir = tmp_path / "example-logs"
-    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir))
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir))
     out = _run([sys.executable, str(EXAMPLES / "json_libraries.py"), library], tmp_path, env)
     assert f"logs in {log_dir / library}.jsonl" in out
     name = f"{library}.jsonl"
-    assert len(_log_files(log_dir, name)) >= 2, "max_bytes='32 KB' should have rotated"
-    entries = [fields(json.loads(line)) for line in _lines(log_dir, name)]
+    assert len(files_of_log(log_dir, name)) >= 2, "max_bytes='32 KB' should have rotated"
+    entries = [fields(json.loads(line)) for line in log_lines(log_dir, name)]
     records = [e for e in entries if "seq" in e]
-    _exactly_once(
+    assert_exactly_once(
         [(e["worker"], e["seq"]) for e in records], [(w, s) for w in range(3) for s in range(200)]
     )
     assert [e["exitcodes"] for e in entries if "exitcodes" in e] == [[0, 0, 0]]

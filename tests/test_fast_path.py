@@ -22,14 +22,9 @@ import pytest
 
 import fault_workers
 import mplog
-from conftest import Clock
-from recording import RecordingHandler
+from helpers import Clock, RecordingHandler, info_record
 
 WATCH = 3600.0  # seconds: longer than any rotation period below, so never the reason
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
 
 
 def _backups(path: Path) -> list[str]:
@@ -60,9 +55,9 @@ def test_a_time_rotation_due_before_the_next_path_check_is_not_postponed(
         path, when="M", utc=True, watch_interval=WATCH
     )
     try:
-        handler.emit(_record("one"))
+        handler.emit(info_record("one"))
         clock.now = handler.rolloverAt + late
-        handler.emit(_record("two"))
+        handler.emit(info_record("two"))
     finally:
         handler.close()
     assert _backups(path) == ["one\n"]
@@ -77,10 +72,10 @@ def test_setting_rollover_at_takes_effect_at_the_next_record(tmp_path: Path, clo
         path, when="H", utc=True, watch_interval=WATCH
     )
     try:
-        handler.emit(_record("one"))
-        handler.emit(_record("two"))
+        handler.emit(info_record("one"))
+        handler.emit(info_record("two"))
         handler.rolloverAt = clock.now
-        handler.emit(_record("three"))
+        handler.emit(info_record("three"))
     finally:
         handler.close()
     assert _backups(path) == ["one\ntwo\n"]
@@ -100,13 +95,13 @@ def test_a_failed_write_cuts_off_no_bytes_it_did_not_write(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     try:
-        handler.emit(_record("one"))
+        handler.emit(info_record("one"))
         with path.open("a") as other:  # another program, without mplog's lock
             other.write("from another program\n")
         monkeypatch.setattr(os, "write", disk_full)
-        handler.emit(_record("x" * 1000))  # longer than the other program's line
+        handler.emit(info_record("x" * 1000))  # longer than the other program's line
         monkeypatch.setattr(os, "write", real_write)
-        handler.emit(_record("after"))
+        handler.emit(info_record("after"))
     finally:
         monkeypatch.setattr(os, "write", real_write)
         handler.close()
@@ -167,9 +162,9 @@ def test_another_handlers_rotation_is_followed_at_the_next_record(
     ours = mplog.ConcurrentRotatingFileHandler(path, backupCount=1, watch_interval=WATCH)
     theirs = mplog.ConcurrentRotatingFileHandler(path, backupCount=1, watch_interval=WATCH)
     try:
-        ours.emit(_record("one"))
+        ours.emit(info_record("one"))
         theirs.doRollover()
-        ours.emit(_record("two"))
+        ours.emit(info_record("two"))
     finally:
         ours.close()
         theirs.close()
@@ -187,9 +182,9 @@ def test_a_record_torn_by_a_writer_that_died_is_cut_off_before_the_next(
     path = tmp_path / "app.log"
     ours = mplog.ConcurrentRotatingFileHandler(path, watch_interval=WATCH)
     try:
-        ours.emit(_record("one"))
+        ours.emit(info_record("one"))
         fault_workers.fork_a_writer_that_dies_mid_record(path, watch_interval=WATCH)
-        ours.emit(_record("four"))
+        ours.emit(info_record("four"))
     finally:
         ours.close()
     assert path.read_text() == "one\ntwo\nfour\n"
@@ -207,8 +202,8 @@ def test_a_subclass_format_is_used(tmp_path: Path) -> None:
     handler = Shouting(path)
     handler.setFormatter(logging.Formatter("%(levelname)s:%(message)s"))
     try:
-        handler.emit(_record("quiet"))
-        handler.emit(_record("still quiet"))
+        handler.emit(info_record("quiet"))
+        handler.emit(info_record("still quiet"))
     finally:
         handler.close()
     assert path.read_text() == "INFO:QUIET\nINFO:STILL QUIET\n"
@@ -228,7 +223,7 @@ def test_a_rotation_names_backups_only_up_to_the_first_missing_one(tmp_path: Pat
     handler.namer = namer
     try:
         for i in range(4):
-            handler.emit(_record(f"record {i}"))  # 9 bytes: each one rotates the last
+            handler.emit(info_record(f"record {i}"))  # 9 bytes: each one rotates the last
     finally:
         handler.close()
     assert [p.read_text() for p in (path.with_name(f"app.log.{n}") for n in (3, 2, 1))] == [

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import gzip
 import importlib
 import logging
@@ -38,6 +37,24 @@ from typing import Any
 import pytest
 
 import mplog
+from helpers import (
+    BASE,
+    LOCK,
+    PAYLOAD,
+    WORKERS,
+    RecordingHandler,
+    all_records,
+    assert_each_once_in_order,
+    kill_and_reap,
+    lock_is_held,
+    log_files,
+    parent_logger,
+    parse_records,
+    read_records,
+    reap,
+    started,
+    wait_until,
+)
 
 # Child processes import their entry points by module name: put this directory on
 # sys.path (multiprocessing hands it on to spawned children).
@@ -46,14 +63,11 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 mp_workers = importlib.import_module("mp_workers")
 fault_workers = importlib.import_module("fault_workers")
-recording = importlib.import_module("recording")
-mp = importlib.import_module("test_multiprocess")  # readers and checkers of the files
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="signals, fork, flock, mounts: Linux scenarios"
 )
 
-BASE, LOCK, WORKERS, PAYLOAD = mp.BASE, mp.LOCK, mp.WORKERS, mp.PAYLOAD
 RECORD_SIZE = mp_workers.fixed_record_size(PAYLOAD)
 JOIN_TIMEOUT = 60
 
@@ -61,7 +75,7 @@ JOIN_TIMEOUT = 60
 # -- helpers -----------------------------------------------------------------------------
 
 
-class Reporting(recording.RecordingHandler):
+class Reporting(RecordingHandler):
     """Keeps the records passed to handleError too, to count what each report covers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -99,27 +113,6 @@ def private_logger(handler: logging.Handler, name: str, fmt: str = "%(message)s"
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return logger
-
-
-started = mp.started  # start together, reap on every exit path
-
-
-def lock_is_held(lock_path: Path) -> bool:
-    """True if some process holds the flock on *lock_path* (probed with our own descriptor)."""
-    fd = os.open(lock_path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing our only descriptor releases the lock if we got it
-    return False
-
-
-def kill_and_reap(process: Any) -> None:
-    os.kill(process.pid, signal.SIGKILL)
-    process.join(JOIN_TIMEOUT)
-    assert process.exitcode == -signal.SIGKILL
 
 
 def numbered_files(directory: Path, allowed_holes: int = 0) -> list[Path]:
@@ -231,10 +224,10 @@ def test_sigkill_while_holding_the_lock_blocks_nobody(
     # A kill inside the rotator leaves a hole in the backup numbers (pinned by
     # test_the_rotation_after_one_cut_short_by_sigkill_leaves_no_numbering_hole).
     files = numbered_files(tmp_path, allowed_holes=1 if fault == "rotate_before" else 0)
-    per_file_records = [mp.read_records(path) for path in files]
+    per_file_records = [read_records(path) for path in files]
     records = [record for chunk in per_file_records for record in chunk]
     # The victim's stalled record never reached the file: its records are exactly 0..p-1.
-    mp.assert_each_once_in_order(records, completed)
+    assert_each_once_in_order(records, completed)
     assert_backups_hold(per_file_records, per_file)
 
 
@@ -248,11 +241,11 @@ def test_sigkill_mid_write_leaves_no_torn_record(tmp_path: Path, batched: bool) 
     kwargs = size_kwargs(25, batched=batched)
     completed, _ = run_with_killed_victim(tmp_path, "torn_write", 40, 300, kwargs)
     files = numbered_files(tmp_path)
-    records = [record for path in files for record in mp.read_records(path)]  # all whole
+    records = [record for path in files for record in read_records(path)]  # all whole
     if batched:  # a SIGKILL loses what was queued: the victim's records are some prefix
         completed[0] = sum(1 for r in records if r.worker == 0)
         assert completed[0] <= 40, "records queued after the stalled batch were written"
-    mp.assert_each_once_in_order(records, completed)
+    assert_each_once_in_order(records, completed)
 
 
 @contextlib.contextmanager
@@ -270,8 +263,8 @@ def survivors_of_a_killed_victim(
     progress = ctx.RawArray("q", 1)
     reached = ctx.Event()
     with contextlib.ExitStack() as stack:
-        one = stack.enter_context(mp.parent_logger(directory / BASE, kwargs, "mplog.tests.one"))
-        two = stack.enter_context(mp.parent_logger(directory / BASE, kwargs, "mplog.tests.two"))
+        one = stack.enter_context(parent_logger(directory / BASE, kwargs, "mplog.tests.one"))
+        two = stack.enter_context(parent_logger(directory / BASE, kwargs, "mplog.tests.two"))
         for seq in range(rounds):
             mp_workers.emit(one, 1, seq, "small", PAYLOAD)
             mp_workers.emit(two, 2, seq, "small", PAYLOAD)
@@ -295,9 +288,9 @@ def test_sigkill_after_a_write_keeps_size_rotation_exact(tmp_path: Path) -> None
         for seq in range(1, 16):
             mp_workers.emit(one, 1, seq, "small", PAYLOAD)
             mp_workers.emit(two, 2, seq, "small", PAYLOAD)
-    per_file_records = [mp.read_records(path) for path in numbered_files(tmp_path)]
+    per_file_records = [read_records(path) for path in numbered_files(tmp_path)]
     records = [r for chunk in per_file_records for r in chunk]
-    mp.assert_each_once_in_order(records, {0: 1, 1: 16, 2: 16})
+    assert_each_once_in_order(records, {0: 1, 1: 16, 2: 16})
     assert_backups_hold(per_file_records, per_file)
 
 
@@ -312,8 +305,8 @@ def test_every_process_follows_a_rotation_cut_short_by_sigkill(tmp_path: Path) -
             mp_workers.emit(two, 2, seq, "small", PAYLOAD)
     backup, active = numbered_files(tmp_path)
     victims = [(0, seq) for seq in range(done)]
-    assert [(r.worker, r.seq) for r in mp.read_records(backup)] == [(1, 0), (2, 0), *victims]
-    assert [(r.worker, r.seq) for r in mp.read_records(active)] == [(1, 1), (2, 1), (1, 2), (2, 2)]
+    assert [(r.worker, r.seq) for r in read_records(backup)] == [(1, 0), (2, 0), *victims]
+    assert [(r.worker, r.seq) for r in read_records(active)] == [(1, 1), (2, 1), (1, 2), (2, 2)]
 
 
 @pytest.mark.timeout(60)
@@ -332,9 +325,9 @@ def test_the_rotation_after_one_cut_short_by_sigkill_leaves_no_numbering_hole(
             mp_workers.emit(one, 1, seq, "small", PAYLOAD)
             mp_workers.emit(two, 2, seq, "small", PAYLOAD)
     assert sorted(os.listdir(tmp_path)) == [LOCK, BASE, f"{BASE}.1", f"{BASE}.2", f"{BASE}.3"]
-    per_file_records = [mp.read_records(path) for path in numbered_files(tmp_path)]
+    per_file_records = [read_records(path) for path in numbered_files(tmp_path)]
     records = [r for chunk in per_file_records for r in chunk]
-    mp.assert_each_once_in_order(records, {0: 2, 1: 6, 2: 6})
+    assert_each_once_in_order(records, {0: 2, 1: 6, 2: 6})
     assert_backups_hold(per_file_records, per_file)
 
 
@@ -356,9 +349,7 @@ def test_random_sigkills_during_a_rotating_run(tmp_path: Path) -> None:
     ]
     with started(ctx, fault_workers.faulty_worker, arglists) as processes:
         for victim in sorted(victims, key=kill_at.__getitem__):
-            fault_workers.wait_until(
-                lambda v=victim: progress[v] >= kill_at[v], JOIN_TIMEOUT, f"worker {victim}"
-            )
+            wait_until(lambda v=victim: progress[v] >= kill_at[v], JOIN_TIMEOUT, f"worker {victim}")
             kill_and_reap(processes[victim])
         for process in processes:
             process.join(JOIN_TIMEOUT)
@@ -367,7 +358,7 @@ def test_random_sigkills_during_a_rotating_run(tmp_path: Path) -> None:
     # A kill during the backup shift can leave a hole in the backup numbers (see
     # test_the_rotation_after_one_cut_short_by_sigkill_leaves_no_numbering_hole).
     files = numbered_files(tmp_path, allowed_holes=len(victims))
-    per_file_records = [mp.read_records(path) for path in files]  # every record whole
+    per_file_records = [read_records(path) for path in files]  # every record whole
     assert_backups_hold(per_file_records, per_file)
     records = [record for chunk in per_file_records for record in chunk]
     found = {v: sum(1 for r in records if r.worker == v) for v in victims}
@@ -376,7 +367,7 @@ def test_random_sigkills_during_a_rotating_run(tmp_path: Path) -> None:
         # Record p = progress[victim] was being logged at the kill: written or not.
         assert found[victim] in (progress[victim], progress[victim] + 1), note
         expected[victim] = found[victim]
-    mp.assert_each_once_in_order(records, expected)
+    assert_each_once_in_order(records, expected)
 
 
 # -- 2. lock_timeout: a stopped lock holder ---------------------------------------------------
@@ -423,7 +414,7 @@ def test_a_stopped_lock_holder_sends_records_to_handle_error_until_sigcont(
     finally:
         mp_workers.close_logger(logger)
     assert not any(isinstance(e, mplog.LockTimeout) for e in handler.errors_seen[len(errors) :])
-    records = mp.read_records(tmp_path / BASE)
+    records = read_records(tmp_path / BASE)
     assert [r.seq for r in records if r.worker == 0] == list(range(victim_count))
     assert [r.seq for r in records if r.worker == 1] == list(range(blocked, blocked + after))
     assert handler.records_reported_lost() == blocked
@@ -441,7 +432,7 @@ def test_a_path_through_a_regular_file_fails_at_construction_naming_it(tmp_path:
     with pytest.raises(OSError, match=re.escape(str(blocker))) as info:
         mplog.ConcurrentRotatingFileHandler(blocker / BASE)
     assert info.value.errno == errno.ENOTDIR
-    handler = recording.RecordingHandler(blocker / BASE, delay=True)
+    handler = RecordingHandler(blocker / BASE, delay=True)
     logger = private_logger(handler, "mplog.tests.blocked")
     try:
         logger.info("first")  # never raises
@@ -485,7 +476,7 @@ def test_missing_directories_are_created(tmp_path: Path, delay: bool) -> None:
     delay=True, at the first record."""
     path = tmp_path / "a" / "b" / BASE
     locks = tmp_path / "locks" / "c"
-    handler = recording.RecordingHandler(path, delay=delay, lock_file_directory=locks)
+    handler = RecordingHandler(path, delay=delay, lock_file_directory=locks)
     assert path.parent.is_dir() is not delay  # created at construction unless delayed
     logger = private_logger(handler, "mplog.tests.mkdir")
     try:
@@ -605,10 +596,10 @@ def _read_copy(path: Path) -> list[Any]:
     """
     data = path.read_bytes()
     try:
-        return mp.parse_records(data, path.name)
+        return parse_records(data, path.name)
     except AssertionError:
         last = data.rfind(b"\n<") + 1  # where the last record starts
-        return mp.parse_records(data[:last], path.name)
+        return parse_records(data[:last], path.name)
 
 
 @pytest.mark.timeout(60)
@@ -637,7 +628,7 @@ def test_logrotate_against_a_live_log(
     last_created = ctx.RawArray("d", 3)
     arglists = [(str(path), kwargs, w, stop, counts, last_created) for w in range(3)]
     with started(ctx, fault_workers.rotate_watching_worker, arglists) as processes:
-        fault_workers.wait_until(lambda: min(counts) >= 200, JOIN_TIMEOUT, "records")
+        wait_until(lambda: min(counts) >= 200, JOIN_TIMEOUT, "records")
         result = subprocess.run(
             [program, "--force", "--state", str(tmp_path / "state"), str(config)],
             capture_output=True,
@@ -654,7 +645,7 @@ def test_logrotate_against_a_live_log(
             "already exists, renaming" in line for line in result.stderr.split("\n")[:-1]
         )
         assert result.returncode == 0 or (result.stderr and moved_aside), result.stderr
-        fault_workers.wait_until(
+        wait_until(
             lambda: min(last_created) > done + interval and min(counts) >= 200,
             JOIN_TIMEOUT,
             "records logged after logrotate and one watch_interval",
@@ -668,15 +659,15 @@ def test_logrotate_against_a_live_log(
     # The active file last; the rotated ones (app.log.1, and any file logrotate moved
     # aside) hold older records.
     others = [logs / name for name in names if name not in (BASE, LOCK)]
-    read = _read_copy if style == "copytruncate" else mp.read_records
+    read = _read_copy if style == "copytruncate" else read_records
     rotated = [record for other in others for record in read(other)]
-    current = mp.read_records(path)
+    current = read_records(path)
     totals = dict(enumerate(counts))
     late = [r for r in rotated if r.created >= done + interval]
     assert not late, f"records logged after logrotate + watch_interval went to {others}"
     if style != "copytruncate":
         by_worker = sorted(rotated + current, key=lambda r: (r.worker, r.seq))
-        mp.assert_each_once_in_order(by_worker, totals)
+        assert_each_once_in_order(by_worker, totals)
         return
     # copytruncate copies the file, then truncates it: records appended between the copy
     # and the truncation are lost by design (logrotate's documented caveat).  What holds:
@@ -706,7 +697,7 @@ def _logrotate_program() -> str:
 def _read_any(path: Path) -> list[Any]:
     """The records of a plain or gzipped file of the log."""
     data = path.read_bytes()
-    return mp.parse_records(gzip.decompress(data) if path.suffix == ".gz" else data, path.name)
+    return parse_records(gzip.decompress(data) if path.suffix == ".gz" else data, path.name)
 
 
 @pytest.mark.timeout(90)
@@ -733,9 +724,7 @@ def test_the_example_logrotate_stanza_keeps_every_record(tmp_path: Path) -> None
     with started(ctx, fault_workers.rotate_watching_worker, arglists) as processes:
         for run in range(3):
             floor = min(counts) + 200
-            fault_workers.wait_until(
-                lambda floor=floor: min(counts) >= floor, JOIN_TIMEOUT, "records"
-            )
+            wait_until(lambda floor=floor: min(counts) >= floor, JOIN_TIMEOUT, "records")
             result = subprocess.run(
                 [program, "--force", "--state", str(tmp_path / "state"), str(config)],
                 capture_output=True,
@@ -747,7 +736,7 @@ def test_the_example_logrotate_stanza_keeps_every_record(tmp_path: Path) -> None
             done = time.time()
             # Every writer has moved on to the new file before the next run compresses
             # the one logrotate just renamed.
-            fault_workers.wait_until(
+            wait_until(
                 lambda done=done: min(last_created) > done + interval,
                 JOIN_TIMEOUT,
                 f"records logged after logrotate run {run + 1} and one watch_interval",
@@ -760,7 +749,7 @@ def test_the_example_logrotate_stanza_keeps_every_record(tmp_path: Path) -> None
     assert names == [LOCK, BASE, f"{BASE}.1", f"{BASE}.2.gz", f"{BASE}.3.gz"]
     oldest_first = [f"{BASE}.3.gz", f"{BASE}.2.gz", f"{BASE}.1", BASE]
     records = [record for name in oldest_first for record in _read_any(logs / name)]
-    mp.assert_each_once_in_order(records, dict(enumerate(counts)))
+    assert_each_once_in_order(records, dict(enumerate(counts)))
 
 
 # -- 6. interpreter shutdown ------------------------------------------------------------------
@@ -869,11 +858,11 @@ def test_forking_while_a_thread_logs(tmp_path: Path, batched: bool) -> None:
         if process.exitcode is None:  # hung: kill it and its children (its process group)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-        mp.reap([process])
+        reap([process])
     assert process.exitcode == 0
     assert thread_count.value > 0
     counts = {0: thread_count.value, **dict.fromkeys(range(1, rounds * children + 1), count)}
-    mp.assert_each_once_in_order(mp.all_records(mp.log_files(tmp_path)), counts)
+    assert_each_once_in_order(all_records(log_files(tmp_path)), counts)
 
 
 # -- 8. bad input ----------------------------------------------------------------------------------

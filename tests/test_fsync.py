@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 import mplog
+from helpers import RecordingHandler, log_to
 from mplog.durability import GroupCommit, SyncEach
-from recording import RecordingHandler
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads synced files through /proc/self/fd"
@@ -99,10 +99,6 @@ def _handler(recorder: Recorder, path: Path, **kwargs: Any) -> RecordingHandler:
     handler.setFormatter(logging.Formatter("%(message)s"))
     recorder.handlers.append(handler)
     return handler
-
-
-def _log(handler: logging.Handler, msg: str) -> None:
-    handler.handle(logging.makeLogRecord({"msg": msg, "levelno": logging.INFO}))
 
 
 def _wake(handler: mplog.ConcurrentRotatingFileHandler) -> None:
@@ -217,7 +213,7 @@ def test_each_record_is_synced_before_the_call_returns(tmp_path: Path, syncs: Re
     syncs.clear()
     expected = b""
     for i in range(3):
-        _log(handler, f"record {i}")
+        log_to(handler, f"record {i}")
         expected += f"record {i}\n".encode()
         assert [(e.kind, e.name, e.contents) for e in syncs.events] == [
             ("sync", "app.log", expected)
@@ -231,7 +227,7 @@ def test_default_never_syncs(tmp_path: Path, syncs: Recorder) -> None:
     """Without fsync, nothing is synced (records are in the kernel when the call returns)."""
     handler = _handler(syncs, tmp_path / "app.log", maxBytes=20, backupCount=2)
     for i in range(5):
-        _log(handler, f"record {i:03}")
+        log_to(handler, f"record {i:03}")
     handler.close()
     assert syncs.of("sync", "dirsync") == []
 
@@ -244,10 +240,10 @@ def test_rotation_syncs_the_file_then_renames_then_syncs_the_directory(
     the rename and the creation of the new file, before the record that triggered it is
     written; all under the writers' lock."""
     handler = _handler(syncs, tmp_path / "app.log", maxBytes=30, backupCount=2, fsync=fsync)
-    _log(handler, "first record")
-    _log(handler, "second record")
+    log_to(handler, "first record")
+    log_to(handler, "second record")
     syncs.clear()
-    _log(handler, "third record")  # 13 + 14 + 13 > 30: rotates first
+    log_to(handler, "third record")  # 13 + 14 + 13 > 30: rotates first
     events = [(e.kind, e.name, e.contents, e.locked) for e in syncs.events]
     rotation = [
         ("sync", "app.log", b"first record\nsecond record\n", True),
@@ -274,10 +270,10 @@ def test_group_commit_syncs_in_the_background_once_the_interval_passed(
     handler = _handler(syncs, tmp_path / "app.log", fsync=2.0)
     syncs.clear()
     for i in range(3):
-        _log(handler, f"record {i}")
+        log_to(handler, f"record {i}")
     clock.now += 1.9
     _wake(handler)
-    _log(handler, "record 3")
+    log_to(handler, "record 3")
     assert syncs.of("sync") == []  # the clock is frozen before the deadline
     clock.now += 0.1
     _wake(handler)
@@ -288,7 +284,7 @@ def test_group_commit_syncs_in_the_background_once_the_interval_passed(
     assert not event.locked
 
     syncs.clear()
-    _log(handler, "record 4")
+    log_to(handler, "record 4")
     clock.now += 2.0
     _wake(handler)
     assert syncs.synced.wait(WAIT)
@@ -305,8 +301,8 @@ def test_group_commit_syncs_what_is_left_at_close(
     stops the background thread; a record after close() starts it again."""
     handler = _handler(syncs, tmp_path / "app.log", fsync=60)
     syncs.clear()
-    _log(handler, "one")
-    _log(handler, "two")
+    log_to(handler, "one")
+    log_to(handler, "two")
     handler.close()
     assert [(e.kind, e.name, e.contents) for e in syncs.events] == [
         ("sync", "app.log", b"one\ntwo\n")
@@ -314,7 +310,7 @@ def test_group_commit_syncs_what_is_left_at_close(
     committer = handler._durability
     assert isinstance(committer, GroupCommit)
     assert committer._thread is None
-    _log(handler, "three")
+    log_to(handler, "three")
     assert committer._thread is not None
     handler.close()
     assert syncs.of("sync")[-1].contents == b"one\ntwo\nthree\n"
@@ -328,7 +324,7 @@ def test_group_commit_syncs_a_file_closed_since(
     handler = _handler(syncs, tmp_path / "app.log", fsync=1.0, keep_file_open=False)
     syncs.clear()
     for i in range(3):
-        _log(handler, f"r{i}")
+        log_to(handler, f"r{i}")
     assert handler.stream is None
     clock.now += 1.0
     _wake(handler)
@@ -343,9 +339,9 @@ def test_group_commit_syncs_a_file_another_process_rotated(
     is still synced by this handler's background thread, under its new name."""
     handler = _handler(syncs, tmp_path / "app.log", fsync=1.0, watch_interval=0)
     other = _handler(syncs, tmp_path / "app.log", maxBytes=10, backupCount=2)
-    _log(handler, "mine")
+    log_to(handler, "mine")
     other.doRollover()
-    _log(handler, "after")  # notices the rotation, reopens app.log
+    log_to(handler, "after")  # notices the rotation, reopens app.log
     syncs.clear()
     clock.now += 1.0
     _wake(handler)
@@ -371,7 +367,7 @@ def test_group_commit_failures_are_reported_once(
     monkeypatch.setattr(os, "fdatasync", failing)
     for _ in range(2):
         failed.clear()
-        _log(handler, "record")
+        log_to(handler, "record")
         clock.now += 1.0
         _wake(handler)
         assert failed.wait(WAIT)
@@ -390,7 +386,7 @@ def test_batched_mode_syncs_each_batch_before_flush_returns(
     handler = _handler(syncs, tmp_path / "app.log", fsync=True, batched=True)
     syncs.clear()
     for i in range(500):
-        _log(handler, f"r{i}")
+        log_to(handler, f"r{i}")
     handler.flush()
     expected = b"".join(f"r{i}\n".encode() for i in range(500))
     synced = syncs.of("sync")
@@ -419,9 +415,9 @@ def test_archive_commit_order(tmp_path: Path, syncs: Recorder, fsync: bool) -> N
         compress_delay=0,
         fsync=fsync,
     )
-    _log(handler, "first record")
-    _log(handler, "second record")
-    _log(handler, "third record")  # rotates
+    log_to(handler, "first record")
+    log_to(handler, "second record")
+    log_to(handler, "third record")  # rotates
     handler.close()  # waits for the compression
     syncs.events[:] = [e for e in syncs.events if e.thread == "mplog-compress"]
     commit = [

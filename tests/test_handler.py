@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import errno
-import json
-import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +13,8 @@ from typing import Any
 import pytest
 
 import mplog
+from helpers import RecordingHandler, info_record
 from mplog.lock import FileLock
-from recording import RecordingHandler
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
 
 
 def test_record_is_in_the_file_when_emit_returns(tmp_path: Path) -> None:
@@ -31,9 +22,9 @@ def test_record_is_in_the_file_when_emit_returns(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path)
     try:
-        handler.emit(_record("first"))
+        handler.emit(info_record("first"))
         assert path.read_text(encoding="utf-8") == "first\n"
-        handler.emit(_record("second é"))
+        handler.emit(info_record("second é"))
         assert path.read_bytes() == "first\nsecond é\n".encode()
     finally:
         handler.close()
@@ -57,14 +48,14 @@ def test_lock_timeout_sends_record_to_handle_error_and_recovers(tmp_path: Path) 
     holder = FileLock(str(tmp_path / ".__app.lock"))
     try:
         holder.acquire()
-        handler.emit(_record("blocked"))
+        handler.emit(info_record("blocked"))
         assert len(handler.errors_seen) == 1
         error = handler.errors_seen[0]
         assert isinstance(error, mplog.LockTimeout)
         assert ".__app.lock" in str(error)
         assert path.read_text(encoding="utf-8") == ""
         holder.release()
-        handler.emit(_record("after"))
+        handler.emit(info_record("after"))
         assert path.read_text(encoding="utf-8") == "after\n"
         assert len(handler.errors_seen) == 1
     finally:
@@ -79,7 +70,7 @@ def test_short_write_failure_leaves_no_partial_record(
     path = tmp_path / "app.log"
     handler = RecordingHandler(path)
     try:
-        handler.emit(_record("kept"))
+        handler.emit(info_record("kept"))
         real_write = os.write
         calls = {"n": 0}
 
@@ -90,11 +81,11 @@ def test_short_write_failure_leaves_no_partial_record(
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(os, "write", half_then_enospc)
-        handler.emit(_record("x" * 1000))
+        handler.emit(info_record("x" * 1000))
         monkeypatch.setattr(os, "write", real_write)
         assert [type(e) for e in handler.errors_seen] == [OSError]
         assert path.read_text(encoding="utf-8") == "kept\n"
-        handler.emit(_record("resumed"))
+        handler.emit(info_record("resumed"))
         assert path.read_text(encoding="utf-8") == "kept\nresumed\n"
     finally:
         handler.close()
@@ -107,7 +98,7 @@ def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     real_write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
     try:
-        handler.emit(_record("a fairly long record " * 10))
+        handler.emit(info_record("a fairly long record " * 10))
     finally:
         monkeypatch.setattr(os, "write", real_write)
         handler.close()
@@ -119,12 +110,12 @@ def test_deleted_or_renamed_file_is_recreated_at_the_configured_path(tmp_path: P
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=0)
     try:
-        handler.emit(_record("one"))
+        handler.emit(info_record("one"))
         path.rename(tmp_path / "app.log.old")
-        handler.emit(_record("two"))
+        handler.emit(info_record("two"))
         assert path.read_text(encoding="utf-8") == "two\n"
         path.unlink()
-        handler.emit(_record("three"))
+        handler.emit(info_record("three"))
         assert path.read_text(encoding="utf-8") == "three\n"
         assert (tmp_path / "app.log.old").read_text(encoding="utf-8") == "one\n"
     finally:
@@ -142,14 +133,14 @@ def test_outside_rename_is_noticed_within_the_watch_interval(
     handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
     other = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
     try:
-        handler.emit(_record("one"))
-        other.emit(_record("other one"))
+        handler.emit(info_record("one"))
+        other.emit(info_record("other one"))
         path.rename(tmp_path / "app.log.old")
         now[0] += 1
-        handler.emit(_record("two"))
+        handler.emit(info_record("two"))
         now[0] += 5
-        handler.emit(_record("three"))
-        other.emit(_record("other two"))  # told through the shared generation, no stat needed
+        handler.emit(info_record("three"))
+        other.emit(info_record("other two"))  # told through the shared generation, no stat needed
     finally:
         handler.close()
         other.close()
@@ -166,10 +157,10 @@ def test_a_clock_set_back_does_not_postpone_the_path_check(
     monkeypatch.setattr(time, "time", lambda: now[0])
     handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=5)
     try:
-        handler.emit(_record("one"))
+        handler.emit(info_record("one"))
         path.rename(tmp_path / "app.log.old")
         now[0] -= 3600
-        handler.emit(_record("two"))
+        handler.emit(info_record("two"))
     finally:
         handler.close()
     assert path.read_text() == "two\n"
@@ -180,9 +171,9 @@ def test_truncated_file_is_appended_at_its_new_end(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path)
     try:
-        handler.emit(_record("before"))
+        handler.emit(info_record("before"))
         os.truncate(path, 0)
-        handler.emit(_record("after"))
+        handler.emit(info_record("after"))
         assert path.read_bytes() == b"after\n"
     finally:
         handler.close()
@@ -195,9 +186,9 @@ def test_unencodable_text_follows_the_errors_policy(tmp_path: Path) -> None:
         tmp_path / "replace.log", encoding="ascii", unicode_error_policy="replace"
     )
     try:
-        strict.emit(_record("café"))
-        replaced.emit(_record("café"))
-        strict.emit(_record("plain"))
+        strict.emit(info_record("café"))
+        replaced.emit(info_record("café"))
+        strict.emit(info_record("plain"))
     finally:
         strict.close()
         replaced.close()
@@ -211,9 +202,9 @@ def test_newline_and_terminator(tmp_path: Path) -> None:
     crlf = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", newline="\r\n")
     custom = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.log", newline="", terminator="|")
     try:
-        crlf.emit(_record("two\nlines"))
-        custom.emit(_record("x"))
-        custom.emit(_record("y"))
+        crlf.emit(info_record("two\nlines"))
+        custom.emit(info_record("x"))
+        custom.emit(info_record("y"))
     finally:
         crlf.close()
         custom.close()
@@ -225,28 +216,13 @@ def test_keep_file_open_false_closes_after_each_record(tmp_path: Path) -> None:
     """With keep_file_open=False no log descriptor stays open between records."""
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", keep_file_open=False)
     try:
-        handler.emit(_record("one"))
+        handler.emit(info_record("one"))
         assert handler.stream is None
-        handler.emit(_record("two"))
+        handler.emit(info_record("two"))
         assert handler.stream is None
     finally:
         handler.close()
     assert (tmp_path / "app.log").read_text() == "one\ntwo\n"
-
-
-def test_chmod_and_umask_set_exact_modes(tmp_path: Path) -> None:
-    """chmod gives created files exactly that mode; umask gives 0o666 & ~umask."""
-    old = os.umask(0o077)
-    try:
-        handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", chmod=0o640)
-        handler.close()
-        other = mplog.ConcurrentRotatingFileHandler(tmp_path / "b.log", umask=0o022)
-        other.close()
-    finally:
-        os.umask(old)
-    assert (tmp_path / "a.log").stat().st_mode & 0o7777 == 0o640
-    assert (tmp_path / ".__a.lock").stat().st_mode & 0o7777 == 0o640
-    assert (tmp_path / "b.log").stat().st_mode & 0o7777 == 0o644
 
 
 @pytest.mark.parametrize(
@@ -319,13 +295,13 @@ def test_handler_reopened_after_close_still_gets_its_own_lock_after_fork(tmp_pat
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", lock_timeout=0.2)
     handler.close()
     handler.stream = handler._open()
-    handler.emit(_record("parent"))  # reopens the lock file in the parent
+    handler.emit(info_record("parent"))  # reopens the lock file in the parent
     with handler._lock:  # the parent holds the inter-process lock during the fork
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             errors: list[BaseException] = []
             handler.handleError = lambda record: errors.append(sys.exc_info()[1])  # type: ignore[method-assign,assignment,arg-type]
-            handler.emit(_record("child"))
+            handler.emit(info_record("child"))
             os._exit(0 if errors and isinstance(errors[0], mplog.LockTimeout) else 1)
         _, status = os.waitpid(pid, 0)
     handler.close()
@@ -345,14 +321,14 @@ def test_a_failure_episode_is_reported_once_not_per_record(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     try:
-        handler.emit(_record("before"))
+        handler.emit(info_record("before"))
         monkeypatch.setattr(os, "write", disk_full)
         for i in range(5):
-            handler.emit(_record(f"lost {i}"))
+            handler.emit(info_record(f"lost {i}"))
         assert [type(e) for e in handler.errors_seen] == [OSError]
         monkeypatch.setattr(os, "write", real_write)
-        handler.emit(_record("after"))
-        handler.emit(_record("again"))
+        handler.emit(info_record("after"))
+        handler.emit(info_record("again"))
     finally:
         monkeypatch.setattr(os, "write", real_write)
         handler.close()
@@ -374,11 +350,11 @@ def test_different_failures_are_each_reported(
 
     try:
         monkeypatch.setattr(os, "write", failing)
-        handler.emit(_record("one"))
-        handler.emit(_record("two"))
+        handler.emit(info_record("one"))
+        handler.emit(info_record("two"))
         monkeypatch.undo()
-        handler.emit(_record("caf\u00e9"))
-        handler.emit(_record("caf\u00e9"))
+        handler.emit(info_record("caf\u00e9"))
+        handler.emit(info_record("caf\u00e9"))
     finally:
         monkeypatch.undo()
         handler.close()
@@ -412,61 +388,10 @@ def test_a_symlink_planted_as_a_rotation_target_is_replaced_not_followed(
     (tmp_path / "app.log.1").symlink_to(victim)
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", maxBytes=10, backupCount=1)
     try:
-        handler.emit(_record("0123456789"))
-        handler.emit(_record("0123456789"))
+        handler.emit(info_record("0123456789"))
+        handler.emit(info_record("0123456789"))
     finally:
         handler.close()
     assert victim.read_bytes() == b"precious"
     assert not (tmp_path / "app.log.1").is_symlink()
     assert (tmp_path / "app.log.1").read_text() == "0123456789\n"
-
-
-def test_permission_errors_name_the_log_the_need_and_the_fix() -> None:
-    """A log in a directory this user cannot write (the log itself is writable): the error
-    names the log, says mplog creates its lock file there, and names both fixes; a
-    missing parent that cannot be created is named as such; lock_file_directory= works.
-
-    Runs in a subprocess without root privileges, which bypass permission bits."""
-    directory = tempfile.mkdtemp(prefix="mplog-perm-")
-    writable = tempfile.mkdtemp(prefix="mplog-perm-lock-")
-    try:
-        log = os.path.join(directory, "app.log")
-        with open(log, "w", encoding="utf-8"):
-            pass
-        os.chmod(log, 0o666)
-        os.chmod(directory, 0o555)  # readable and searchable, not writable
-        os.chmod(writable, 0o777)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).with_name("permission_check.py")),
-                directory,
-                writable,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        report = json.loads(result.stdout)
-        assert report["uid"] != 0
-        assert report["log_writable"]
-        assert not report["dir_writable"]
-        in_dir = report["in_dir"]
-        assert in_dir["type"] == "PermissionError"
-        assert in_dir["message"].startswith(f"[Errno 13] cannot log to {log}: Permission denied")
-        assert (
-            f"mplog needs to create its lock file (and rename files for rotation) in {directory}"
-            in in_dir["message"]
-        )
-        assert f"write permission on {directory}" in in_dir["message"]
-        assert "lock_file_directory=" in in_dir["message"]
-        missing = report["missing_parent"]
-        assert missing["type"] == "PermissionError"
-        assert f"creating the directory {os.path.join(directory, 'sub')}:" in missing["message"]
-        assert report["with_lock_dir"] == {"type": None, "message": ""}
-    finally:
-        os.chmod(directory, 0o755)
-        shutil.rmtree(directory)
-        shutil.rmtree(writable)

@@ -13,8 +13,8 @@ import pytest
 
 import mplog
 import mplog.lock
+from helpers import RecordingHandler
 from mplog.lock import FileLock
-from recording import RecordingHandler
 
 WAIT = 10.0  # seconds; only reached if the behaviour under test is broken
 

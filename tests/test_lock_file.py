@@ -3,7 +3,6 @@ two logs, it never splits the writers, kills a process, or mixes two logs' state
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
@@ -21,14 +20,10 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
+from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog.lock import FileLock  # noqa: E402
-from recording import RecordingHandler  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX processes")
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
 
 
 # -- deleted -----------------------------------------------------------------------------------
@@ -88,7 +83,7 @@ def test_a_process_moves_to_a_recreated_lock_file_with_the_shared_state(tmp_path
     old = RecordingHandler(path, when="midnight", backupCount=3)
     new = None
     try:
-        old.emit(_record("one"))
+        old.emit(make_record("one"))
         with old._lock as shared:
             boundary = shared.boundary
         lock_path.unlink()
@@ -97,9 +92,9 @@ def test_a_process_moves_to_a_recreated_lock_file_with_the_shared_state(tmp_path
             assert shared.boundary == boundary
             assert shared.file_id() == (path.stat().st_dev, path.stat().st_ino)
             assert shared.load()[1] == path.stat().st_size
-        old.emit(_record("two"))  # moves to the new lock file first
+        old.emit(make_record("two"))  # moves to the new lock file first
         assert os.fstat(old._lock._fd).st_ino == lock_path.stat().st_ino  # type: ignore[arg-type]
-        new.emit(_record("three"))
+        new.emit(make_record("three"))
     finally:
         old.close()
         if new is not None:
@@ -121,10 +116,10 @@ def test_a_truncated_lock_file_is_repaired_and_costs_no_record(tmp_path: Path, l
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, maxBytes=1000, backupCount=2, watch_interval=0)
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         os.truncate(tmp_path / ".__app.lock", length)
-        handler.emit(_record("two"))
-        handler.emit(_record("three"))
+        handler.emit(make_record("two"))
+        handler.emit(make_record("three"))
     finally:
         handler.close()
     assert path.read_text() == "one\ntwo\nthree\n"
@@ -272,8 +267,8 @@ def test_with_delay_the_conflict_is_reported_at_the_first_record(tmp_path: Path)
     first = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
     second = RecordingHandler(tmp_path / "app", delay=True)
     try:
-        first.emit(_record("first"))
-        second.emit(_record("second"))
+        first.emit(make_record("first"))
+        second.emit(make_record("second"))
     finally:
         first.close()
         second.close()
@@ -285,12 +280,12 @@ def test_a_lock_file_of_a_log_that_no_longer_exists_is_taken_over(tmp_path: Path
     """Renaming a log in the configuration (app -> app.log) works once the old log file
     is gone: its lock file is taken over."""
     old = mplog.ConcurrentRotatingFileHandler(tmp_path / "app")
-    old.emit(_record("old"))
+    old.emit(make_record("old"))
     old.close()
     (tmp_path / "app").unlink()
     new = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
     try:
-        new.emit(_record("new"))
+        new.emit(make_record("new"))
     finally:
         new.close()
     assert (tmp_path / "app.log").read_text() == "new\n"
@@ -302,7 +297,7 @@ def test_a_bare_lock_claims_nothing(tmp_path: Path) -> None:
     try:
         with FileLock(str(tmp_path / ".__app.lock")):
             pass
-        handler.emit(_record("still ours"))
+        handler.emit(make_record("still ours"))
     finally:
         handler.close()
     assert (tmp_path / "app.log").read_text() == "still ours\n"

@@ -9,7 +9,6 @@ concurrent-log-handler does, until an hour after the last sign of it.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import sys
@@ -23,6 +22,7 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
+from helpers import make_record  # noqa: E402
 from mplog.header import SharedState  # noqa: E402
 
 pytest.importorskip("concurrent_log_handler")
@@ -80,16 +80,16 @@ def test_a_lock_file_made_by_concurrent_log_handler_starts_a_mixed_fleet(
     path = tmp_path / "app.log"
     lock = tmp_path / ".__app.lock"
     old = CLH(str(path), maxBytes=10, backupCount=5)
-    old.emit(_record("old 1"))
+    old.emit(make_record("old 1"))
     stamp = lock.stat().st_mtime - 60  # as if concurrent-log-handler had run for a minute
     os.utime(lock, (stamp, stamp))
     new = mplog.ConcurrentRotatingFileHandler(path, maxBytes=1000, backupCount=5)
     try:
-        new.emit(_record("new 1"))
+        new.emit(make_record("new 1"))
         with new._lock as shared:
             assert shared.foreign_until > 0
-        old.emit(_record("old 2"))  # rotates first: app.log -> app.log.1
-        new.emit(_record("new 2"))  # must follow at once, not after watch_interval
+        old.emit(make_record("old 2"))  # rotates first: app.log -> app.log.1
+        new.emit(make_record("new 2"))  # must follow at once, not after watch_interval
     finally:
         old.close()
         new.close()
@@ -105,22 +105,18 @@ def test_a_file_grown_behind_the_shared_size_starts_a_mixed_fleet(tmp_path: Path
     ours = mplog.ConcurrentRotatingFileHandler(path, watch_interval=0)
     theirs = mplog.ConcurrentRotatingFileHandler(path, watch_interval=3600)
     try:
-        ours.emit(_record("one"))
-        theirs.emit(_record("two"))  # arms its fast path for an hour
+        ours.emit(make_record("one"))
+        theirs.emit(make_record("two"))  # arms its fast path for an hour
         with path.open("a") as f:
             f.write("foreign\n")
-        ours.emit(_record("three"))  # checks the path: grown behind the published size
+        ours.emit(make_record("three"))  # checks the path: grown behind the published size
         path.rename(tmp_path / "app.log.1")  # as the foreign writer's rotation would
-        theirs.emit(_record("four"))  # an hour before its next watch, yet it follows
+        theirs.emit(make_record("four"))  # an hour before its next watch, yet it follows
     finally:
         ours.close()
         theirs.close()
     assert (tmp_path / "app.log.1").read_text() == "one\ntwo\nforeign\nthree\n"
     assert path.read_text() == "four\n"
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
 
 
 def test_shared_state_records_foreign_writers_for_an_hour(tmp_path: Path) -> None:

@@ -8,24 +8,37 @@ of specific interleavings drive real processes step by step on a shared fake clo
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import importlib
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
 import traceback
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers import (
+    BASE,
+    LOCK,
+    PAYLOAD,
+    WORKERS,
+    LogFile,
+    Rec,
+    all_records,
+    assert_each_once_in_order,
+    log_files,
+    parent_logger,
+    parse_records,
+    read_records,
+    reap,
+    started,
+)
 
 # Child processes import their entry points by module name (spawn, forkserver):
 # put this directory on sys.path, which multiprocessing hands on to them.
@@ -38,150 +51,10 @@ pytestmark = pytest.mark.skipif(
     not hasattr(os, "fork"), reason="these scenarios use fork, spawn and forkserver (POSIX)"
 )
 
-BASE = "app.log"
-LOCK = ".__app.lock"
-WORKERS = 4
-PAYLOAD = 60  # characters of payload of a fixed-size record
 JOIN_TIMEOUT = 90
 
 
-# -- reading the files back -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rec:
-    """One record read back from a file."""
-
-    worker: int
-    seq: int
-    created: float
-    kind: str
-    nbytes: int  # on disk, framing and terminator included
-
-
-_HEADER = re.compile(rb"<(\d{8}):([0-9a-f]{8})>")
-_TRACEBACK = "\nTraceback (most recent call last):\n"
-
-
-def parse_records(data: bytes, where: str) -> list[Rec]:
-    """Split *data* into framed records; fail on any stray, torn or foreign byte."""
-    records = []
-    pos = 0
-    while pos < len(data):
-        match = _HEADER.match(data, pos)
-        if match is None:
-            raise AssertionError(f"{where}: stray bytes at offset {pos}: {data[pos : pos + 80]!r}")
-        end = match.end() + int(match.group(1))
-        body = data[match.end() : end]
-        if data[end : end + 1] != b"\n":
-            raise AssertionError(f"{where}: record at offset {pos} is cut short or run into")
-        if zlib.crc32(body) != int(match.group(2), 16):
-            raise AssertionError(f"{where}: record at offset {pos} fails its checksum (torn)")
-        records.append(_decode(body.decode("utf-8"), f"{where}@{pos}", end + 1 - pos))
-        pos = end + 1
-    return records
-
-
-def _decode(text: str, where: str, nbytes: int) -> Rec:
-    created, worker_text, seq_text, kind, rest = text.split(" ", 4)
-    worker, seq = int(worker_text), int(seq_text)
-    if kind == "exc":
-        rest, _, tb = rest.partition(_TRACEBACK)
-        assert tb.endswith(f"ValueError: boom {worker} {seq}"), f"{where}: bad traceback"
-    size = len(rest) if kind == "small" else None
-    assert rest == mp_workers.payload(worker, seq, kind, size), f"{where}: foreign payload"
-    return Rec(worker, seq, float(created), kind, nbytes)
-
-
-def read_records(path: Path) -> list[Rec]:
-    return parse_records(path.read_bytes(), path.name)
-
-
-@dataclass(frozen=True)
-class LogFile:
-    """A file of the log: a backup (period/counter for time names) or the active file."""
-
-    path: Path
-    period: str = ""  # time-named backups only
-    counter: int = 0
-
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
-
-    @property
-    def period_start(self) -> float:
-        """The UTC epoch of the start of the named period."""
-        fmt = "%Y-%m-%d_%H-%M-%S" if len(self.period) > 13 else "%Y-%m-%d_%H"
-        return float(calendar.timegm(time.strptime(self.period, fmt)))
-
-
-_PERIODS = {
-    "S": r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d",
-    "H": r"\d{4}-\d\d-\d\d_\d\d",
-}
-
-
-def log_files(directory: Path, when: str | None = None, extra: Sequence[str] = ()) -> list[LogFile]:
-    """Every file of the log, oldest first (then *extra* names, then the active file).
-
-    Fails on any unexpected directory entry, and on a gap in the backup numbering
-    (a gap means a backup was overwritten or lost; callers do not prune backups,
-    except the backupCount test, where the oldest numbers are the ones to go).
-    """
-    names = set(os.listdir(directory)) - {LOCK, *extra}
-    assert BASE in names, f"no active file in {sorted(names)}"
-    names.discard(BASE)
-    if when is None:
-        numbers = []
-        for name in names:
-            match = re.fullmatch(re.escape(BASE) + r"\.([1-9]\d*)", name)
-            assert match, f"unexpected file {name!r}"
-            numbers.append(int(match.group(1)))
-        missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
-        assert not missing, f"backups overwritten or lost: no {[f'{BASE}.{n}' for n in missing]}"
-        backups = [LogFile(directory / f"{BASE}.{n}") for n in sorted(numbers, reverse=True)]
-    else:
-        backups = []
-        for name in names:
-            match = re.fullmatch(re.escape(BASE) + rf"\.({_PERIODS[when]})(?:\.([1-9]\d*))?", name)
-            assert match, f"unexpected file {name!r}"
-            backups.append(LogFile(directory / name, match.group(1), int(match.group(2) or 0)))
-        backups.sort(key=lambda f: (f.period, f.counter))
-        by_period: dict[str, list[int]] = defaultdict(list)
-        for backup in backups:
-            by_period[backup.period].append(backup.counter)
-        for period, counters in by_period.items():
-            assert counters == list(range(len(counters))), f"{period}: counters {counters}"
-    return [*backups, *(LogFile(directory / name) for name in extra), LogFile(directory / BASE)]
-
-
-def assert_each_once_in_order(records: Sequence[Rec], counts: dict[int, int]) -> None:
-    """Worker w's records, read in file order, are exactly seq 0 .. counts[w]-1 in order."""
-    seqs: dict[int, list[int]] = defaultdict(list)
-    for record in records:
-        seqs[record.worker].append(record.seq)
-    problems = [f"records from unknown workers {sorted(set(seqs) - set(counts))}"] * bool(
-        set(seqs) - set(counts)
-    )
-    for worker, count in counts.items():
-        got = seqs.get(worker, [])
-        if got == list(range(count)):
-            continue
-        seen = Counter(got)
-        missing = sorted(set(range(count)) - set(seen))
-        doubled = sorted(seq for seq, n in seen.items() if n > 1)
-        disorder = next((i for i in range(1, len(got)) if got[i] <= got[i - 1]), None)
-        problems.append(
-            f"worker {worker}: {len(missing)} lost {missing[:5]}, {len(doubled)} duplicated "
-            f"{doubled[:5]}, first out of order at position {disorder}"
-            + (f" ({got[disorder - 1]} then {got[disorder]})" if disorder else "")
-        )
-    assert not problems, "\n".join(problems)
-
-
-def all_records(files: Sequence[LogFile]) -> list[Rec]:
-    return [record for file in files for record in read_records(file.path)]
+# -- checking the files (helpers.py reads them back) ----------------------------------------
 
 
 def assert_exact_size_rotation(
@@ -200,51 +73,12 @@ def assert_exact_size_rotation(
 # -- running processes ------------------------------------------------------------------
 
 
-def reap(processes: Sequence[Any]) -> None:
-    """Make sure no child outlives the test, whatever happened."""
-    for process in processes:
-        if process.pid is None:  # never started
-            continue
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-
-
-@contextlib.contextmanager
-def started(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
-    """Start one process per argument tuple, release them together; reap them all on exit."""
-    barrier = ctx.Barrier(len(arglists) + 1)
-    processes = [
-        ctx.Process(target=target, args=(*args, barrier), daemon=True) for args in arglists
-    ]
-    try:
-        for process in processes:
-            process.start()
-        barrier.wait(60)
-        yield processes
-    finally:
-        reap(processes)
-
-
 def run_workers(ctx: Any, target: Any, arglists: Sequence[tuple[Any, ...]]) -> None:
     """Start one process per argument tuple, release them together, wait for all."""
     with started(ctx, target, arglists) as processes:
         for process in processes:
             process.join(JOIN_TIMEOUT)
     assert [p.exitcode for p in processes] == [0] * len(processes)
-
-
-@contextlib.contextmanager
-def parent_logger(path: Path, handler_kwargs: dict[str, Any], name: str) -> Iterator[Any]:
-    """A logger configured in this (the parent) process, torn down afterwards."""
-    logger = mp_workers.make_logger(str(path), handler_kwargs, name)
-    try:
-        yield logger
-    finally:
-        mp_workers.close_logger(logger)
 
 
 # -- N processes x M records ------------------------------------------------------------

@@ -10,7 +10,6 @@ lock is released, files known by inode alone, every record once from several pro
 from __future__ import annotations
 
 import fcntl
-import logging
 import multiprocessing
 import os
 import sys
@@ -25,8 +24,8 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
+from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog.netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
-from recording import RecordingHandler  # noqa: E402
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
@@ -36,10 +35,6 @@ MOUNTINFO = """\
 33 22 0:43 / /var/lib/docker/overlay rw - fuse.fuse-overlayfs fuse-overlayfs rw
 34 30 0:44 / /mnt/logs/tmp rw - tmpfs tmpfs rw
 """
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
 
 
 # -- which filesystems are shared ------------------------------------------------------------
@@ -98,13 +93,13 @@ def test_records_go_at_the_published_offset_synchronously(
         return real_pwrite(fd, data, offset)
 
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         flags = fcntl.fcntl(handler._fd, fcntl.F_GETFL)  # type: ignore[arg-type]
         assert not flags & os.O_APPEND
         assert flags & os.O_DSYNC == os.O_DSYNC
         monkeypatch.setattr(os, "pwrite", pwrite)
-        handler.emit(_record("two"))
-        handler.emit(_record("three"))
+        handler.emit(make_record("two"))
+        handler.emit(make_record("three"))
     finally:
         monkeypatch.undo()
         handler.close()
@@ -120,10 +115,10 @@ def test_another_hosts_record_is_not_overwritten_by_a_stale_view(tmp_path: Path)
     ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True)
     theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True)
     try:
-        ours.emit(_record("ours 1"))
-        theirs.emit(_record("theirs 1"))
+        ours.emit(make_record("ours 1"))
+        theirs.emit(make_record("theirs 1"))
         os.lseek(ours._fd, 0, os.SEEK_SET)  # type: ignore[arg-type]  # a stale position
-        ours.emit(_record("ours 2"))
+        ours.emit(make_record("ours 2"))
     finally:
         ours.close()
         theirs.close()
@@ -136,7 +131,7 @@ def test_files_are_known_by_inode_alone(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=0)
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         fd = handler._fd
         with handler._lock as shared:
             generation = shared.load()[0]
@@ -151,7 +146,7 @@ def test_files_are_known_by_inode_alone(tmp_path: Path, monkeypatch: pytest.Monk
             return os.stat_result(values)
 
         monkeypatch.setattr(os, "stat", other_mount)
-        handler.emit(_record("two"))
+        handler.emit(make_record("two"))
         monkeypatch.undo()
         assert handler._fd == fd, "reopened the same file"
         with handler._lock as shared:
@@ -170,8 +165,8 @@ def test_a_mount_with_local_locks_is_reported_once(
     monkeypatch.setattr(mplog.handler, "local_locks_only", lambda path: True)
     handler = RecordingHandler(tmp_path / "app.log", delay=True)
     try:
-        handler.emit(_record("one"))
-        handler.emit(_record("two"))
+        handler.emit(make_record("one"))
+        handler.emit(make_record("two"))
     finally:
         handler.close()
     assert len(handler.errors_seen) == 1
@@ -211,7 +206,7 @@ def test_the_announced_file_wins_over_a_stale_name(
     ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, backupCount=3)
     theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, backupCount=3)
     try:
-        ours.emit(_record("one"))
+        ours.emit(make_record("one"))
         old = os.stat(path)
         theirs.doRollover()  # app.log -> app.log.1, a new app.log announced
         real_stat = os.stat
@@ -222,9 +217,9 @@ def test_the_announced_file_wins_over_a_stale_name(
             return real_stat(target, *args, **kwargs)
 
         monkeypatch.setattr(os, "stat", stale)
-        ours.emit(_record("two"))
+        ours.emit(make_record("two"))
         monkeypatch.undo()
-        theirs.emit(_record("three"))
+        theirs.emit(make_record("three"))
     finally:
         ours.close()
         theirs.close()
@@ -253,7 +248,7 @@ def test_the_directory_is_refreshed_before_a_rotation_renames(
         real_rename(source, dest, *args, **kwargs)
 
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         monkeypatch.setattr(os, "remove", remove)
         monkeypatch.setattr(os, "rename", rename)
         handler.doRollover()
@@ -283,7 +278,7 @@ def test_on_nfs_the_shared_state_is_read_past_the_cache(
     monkeypatch.setattr(os, "open", open_)
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", network_fs=True)
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         with handler._lock as shared:
             assert shared.fd != handler._lock._fd
             assert os.fstat(shared.fd).st_ino == os.fstat(handler._lock._fd).st_ino  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ every ROTATION_RETRY seconds, and says when rotating works again.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -22,12 +21,7 @@ import pytest
 import fault_workers
 import mplog
 import mplog.handler
-from conftest import Clock
-from recording import RecordingHandler
-
-
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
+from helpers import Clock, RecordingHandler, make_record
 
 
 def _lines(path: Path) -> list[str]:
@@ -43,19 +37,19 @@ def test_a_failing_rename_keeps_appending_and_reports_once(tmp_path: Path, clock
     handler = RecordingHandler(path, maxBytes=20, backupCount=1)
     try:
         for i in range(10):
-            handler.emit(_record(f"record {i}"))  # 9 bytes each: rotation due every 2
+            handler.emit(make_record(f"record {i}"))  # 9 bytes each: rotation due every 2
         assert _lines(path) == [f"record {i}" for i in range(10)]
         assert len(handler.errors_seen) == 1
         report = str(handler.errors_seen[0])
         assert "app.log.1" in report
         clock.now += mplog.handler.ROTATION_RETRY
-        handler.emit(_record("record 10"))  # retried: still a directory
+        handler.emit(make_record("record 10"))  # retried: still a directory
         assert len(handler.errors_seen) == 1, "the episode is reported once"
         (tmp_path / "app.log.1").rmdir()
-        handler.emit(_record("record 11"))  # not yet: the retry is ROTATION_RETRY away
+        handler.emit(make_record("record 11"))  # not yet: the retry is ROTATION_RETRY away
         assert not (tmp_path / "app.log.1").exists()
         clock.now += mplog.handler.ROTATION_RETRY
-        handler.emit(_record("record 12"))
+        handler.emit(make_record("record 12"))
     finally:
         handler.close()
     assert _lines(tmp_path / "app.log.1") == [f"record {i}" for i in range(12)]
@@ -78,7 +72,7 @@ def test_a_raising_rotator_keeps_the_file_and_every_record(tmp_path: Path) -> No
     ours.rotator = theirs.rotator = cross_device
     try:
         for i in range(20):
-            (ours if i % 2 else theirs).emit(_record(f"r{i:02d}"))
+            (ours if i % 2 else theirs).emit(make_record(f"r{i:02d}"))
     finally:
         ours.close()
         theirs.close()
@@ -158,10 +152,10 @@ def test_do_rollover_cuts_off_a_record_torn_by_a_writer_that_died(tmp_path: Path
     path = tmp_path / "app.log"
     ours = mplog.ConcurrentRotatingFileHandler(path, backupCount=2)
     try:
-        ours.emit(_record("one"))
+        ours.emit(make_record("one"))
         fault_workers.fork_a_writer_that_dies_mid_record(path, backupCount=2)
         ours.doRollover()
-        ours.emit(_record("four"))
+        ours.emit(make_record("four"))
     finally:
         ours.close()
     assert (tmp_path / "app.log.1").read_text() == "one\ntwo\n"

@@ -19,7 +19,7 @@ SUBSET = [
     "tests/test_readme.py",
     "tests/test_config.py",
     "tests/test_examples.py::test_pool_fork",
-    "tests/test_handler.py::test_permission_errors_name_the_log_the_need_and_the_fix",
+    "tests/test_permissions.py::test_permission_errors_name_the_log_the_need_and_the_fix",
 ]
 
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 import mplog
+from helpers import log_to
 from mplog import placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +64,6 @@ def _handler(path: Path, **options: Any) -> mplog.ConcurrentRotatingFileHandler:
     return handler
 
 
-def _log(handler: logging.Handler, message: str) -> None:
-    handler.handle(logging.makeLogRecord({"msg": message, "levelno": logging.INFO}))
-
-
 def _wait_for(condition: Any, timeout: float = 30.0) -> bool:
     """Poll *condition* until it is true or *timeout* seconds passed (a deadline for a
     hang, not a measurement)."""
@@ -90,7 +87,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_hostname_in_the_filename_becomes_this_hosts_name(tmp_path: Path, host: str) -> None:
     """filename='{hostname}.log' writes <host>.log, and the lock file is named after it."""
     handler = _handler(tmp_path / "{hostname}.log")
-    _log(handler, "hello")
+    log_to(handler, "hello")
     handler.close()
     assert handler.baseFilename == str(tmp_path / f"{host}.log")
     assert (tmp_path / f"{host}.log").read_text() == "hello\n"
@@ -179,7 +176,7 @@ def test_a_young_backup_stays_plain_at_close_and_the_next_process_compresses_it(
     path = tmp_path / "app.log"
     handler = _handler(path, maxBytes=RECORD, backupCount=5, compress="gzip")
     for n in range(3):
-        _log(handler, f"{n:0{RECORD - 1}d}")
+        log_to(handler, f"{n:0{RECORD - 1}d}")
     handler.close()
     assert _names(tmp_path) == ["app.log", "app.log.1", "app.log.2"]
     assert (tmp_path / "app.log.1").read_text() == f"{1:0{RECORD - 1}d}\n"
@@ -197,10 +194,10 @@ def test_close_compresses_backups_older_than_the_delay_only(tmp_path: Path) -> N
     path = tmp_path / "app.log"
     handler = _handler(path, maxBytes=RECORD, backupCount=5, compress="gzip")
     for n in range(2):
-        _log(handler, f"{n:0{RECORD - 1}d}")
+        log_to(handler, f"{n:0{RECORD - 1}d}")
     old = time.time() - 60
     os.utime(tmp_path / "app.log.1", (old, old))
-    _log(handler, f"{2:0{RECORD - 1}d}")  # app.log.1 -> .2 (old), new .1 (young)
+    log_to(handler, f"{2:0{RECORD - 1}d}")  # app.log.1 -> .2 (old), new .1 (young)
     handler.close()
     assert _names(tmp_path) == ["app.log", "app.log.1", "app.log.2.gz"]
 
@@ -211,7 +208,7 @@ def test_a_deferred_backup_is_compressed_without_another_rotation(tmp_path: Path
     handler = _handler(path, maxBytes=RECORD, backupCount=5, compress="gzip", compress_delay=0.5)
     try:
         for n in range(2):
-            _log(handler, f"{n:0{RECORD - 1}d}")
+            log_to(handler, f"{n:0{RECORD - 1}d}")
         assert _wait_for(lambda: _names(tmp_path) == ["app.log", "app.log.1.gz"])
     finally:
         handler.close()
@@ -223,7 +220,7 @@ def test_a_closed_handler_leaves_no_timer_behind(tmp_path: Path) -> None:
 
     handler = _handler(tmp_path / "app.log", maxBytes=RECORD, backupCount=5, compress="gzip")
     for n in range(2):
-        _log(handler, f"{n:0{RECORD - 1}d}")
+        log_to(handler, f"{n:0{RECORD - 1}d}")
     assert _wait_for(lambda: handler._archiver is not None and handler._archiver._timer is not None)
     handler.close()
     assert _wait_for(
@@ -252,7 +249,7 @@ def _directory_while_compressing(tmp_path: Path) -> tuple[Path, list[str]]:
         logs / "app.log", maxBytes=RECORD, backupCount=5, compress=gzip_and_look, compress_delay=0
     )
     for n in range(3):
-        _log(handler, f"{n:0{RECORD - 1}d}")
+        log_to(handler, f"{n:0{RECORD - 1}d}")
     handler.close()
     (logs / "app.log.9").write_text("a plain backup\n")  # as if still young
     return logs, sorted(set(seen) | set(os.listdir(logs)))

@@ -6,7 +6,8 @@ log.  Python runs the handler between two bytecodes of the main thread, wherever
 it is: waiting for the lock, holding it, inside the batched queue, rotating.  Each
 test delivers the signal at one such point and checks that the handler returns
 (no hang: each test has a timeout), the record being written is whole, the
-handler stays usable, and it keeps its mode.
+handler stays usable, and it keeps its mode.  (One test, in a subprocess, does in
+the middle of every write what gunicorn's signal handler does, compression on.)
 """
 
 from __future__ import annotations
@@ -28,8 +29,20 @@ from typing import Any, Callable
 import pytest
 
 import mplog
+from helpers import (
+    BASE,
+    EXAMPLES,
+    RecordingHandler,
+    assert_exactly_once,
+    example_env,
+    free_port,
+    log_lines,
+    make_record,
+    names_in,
+    read_log,
+    running_server,
+)
 from mplog.lock import FileLock
-from recording import RecordingHandler
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -67,10 +80,6 @@ def on_sigusr1() -> Iterator[Callable[[Callable[[], None]], list[str]]]:
     signal.signal(signal.SIGUSR1, old)
 
 
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg})
-
-
 def _signal_in_next_write(handler: mplog.ConcurrentRotatingFileHandler) -> Callable[..., int]:
     """An ``os.write`` that raises SIGUSR1 in this thread at the handler's next write
     (the lock held, the record not yet written), once."""
@@ -89,7 +98,7 @@ def _signal_in_next_write(handler: mplog.ConcurrentRotatingFileHandler) -> Calla
 def _reopen_and_log(handler: logging.Handler) -> Callable[[], None]:
     def action() -> None:
         gunicorn_reopen(handler)
-        handler.handle(_record("from the signal handler"))
+        handler.handle(make_record("from the signal handler"))
 
     return action
 
@@ -107,7 +116,7 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
     reopened, and later records are written as usual."""
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, lock_timeout=lock_timeout)
-    handler.emit(_record("before"))
+    handler.emit(make_record("before"))
     done = on_sigusr1(_reopen_and_log(handler))
     holder = FileLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
@@ -129,11 +138,11 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
     thread = threading.Thread(target=signal_then_release)
     thread.start()
     try:
-        handler.emit(_record("waiting"))
+        handler.emit(make_record("waiting"))
         thread.join(15)
         assert done == ["done"], "the signal handler did not return while the lock was held"
         assert released.is_set()
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
     finally:
         holder.close()
         handler.close()
@@ -156,18 +165,74 @@ def test_reopen_in_the_middle_of_a_write_keeps_the_record_whole(
     write_with_signal = _signal_in_next_write(handler)
     fd_before = None
     try:
-        handler.emit(_record("before"))
+        handler.emit(make_record("before"))
         fd_before = handler.stream
         monkeypatch.setattr(os, "write", write_with_signal)
-        handler.emit(_record("outer"))
+        handler.emit(make_record("outer"))
         monkeypatch.undo()
         assert done == ["done"]
         assert handler.stream is not fd_before, "not reopened"
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
     finally:
         handler.close()
     assert path.read_text() == "before\nouter\nafter\n"
     assert [type(e) for e in handler.errors_seen] == [mplog.ReentrantLogging]
+
+
+_REOPEN_DURING_WRITE = """
+import faulthandler, logging, sys
+import mplog
+
+faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails, loudly
+
+
+class Interrupted(mplog.ConcurrentRotatingFileHandler):
+    reopened = 0
+
+    def _write(self, shared, data, size):
+        super()._write(shared, data, size)
+        if self.reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
+            self.reopened += 1
+            self.close()
+            self.stream = self._open()
+
+
+handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0)
+for number in range(40):
+    handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
+handler.close()
+print("done")
+"""
+
+
+# the default timeout, not this module's 30 s: past the child's own 60 s watchdog, which
+# dumps the tracebacks of a deadlock
+@pytest.mark.timeout(120)
+def test_close_from_a_signal_handler_that_interrupted_a_write(tmp_path: Path) -> None:
+    """gunicorn's reopen_files() runs close() then _open() in a signal handler, which may
+    interrupt emit() while it holds the writers' lock: close() must neither wait for the
+    compressor (which needs that lock) nor release the lock under the write; every record
+    ends up once in the files and every backup compressed."""
+    import subprocess
+
+    script = tmp_path / "reopen.py"
+    script.write_text(_REOPEN_DURING_WRITE, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(script), str(logs / BASE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    names = names_in(logs)
+    assert not [n for n in names if n != BASE and not n.endswith(".gz")], names
+    records = [line for name in names for line in read_log(logs / name).decode().splitlines()]
+    numbers = sorted(int(line.split()[1]) for line in records)
+    assert numbers == list(range(40))
 
 
 # -- batched: inside the queue ------------------------------------------------------------------
@@ -195,13 +260,13 @@ def test_reopen_inside_the_batched_queue_keeps_batched_mode(
             super().append(item)
 
     try:
-        handler.emit(_record("before"))
+        handler.emit(make_record("before"))
         handler.flush()
         with batch._cond:
             batch._pending = SignalsOnAppend(batch._pending)
-        handler.emit(_record("outer"))
+        handler.emit(make_record("outer"))
         assert done == ["done"]
-        handler.emit(_record("after"))
+        handler.emit(make_record("after"))
         assert not batch.stopped, "reopening left the handler in sync mode"
         assert batch._thread is not None
         assert batch._thread.is_alive()
@@ -222,10 +287,10 @@ def test_reopen_from_outside_keeps_batched_mode(tmp_path: Path) -> None:
     batch = handler._batch
     assert batch is not None
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         gunicorn_reopen(handler)
         assert not batch.stopped
-        handler.emit(_record("two"))
+        handler.emit(make_record("two"))
         assert batch._thread is not None, "written synchronously: batched mode lost"
         handler.flush()
     finally:
@@ -261,7 +326,7 @@ def test_reopen_while_the_rotation_wakes_the_compressor(tmp_path: Path, on_sigus
     archiver._state = SignalsWhileHeld()  # type: ignore[assignment]
     try:
         for i in range(4):
-            handler.emit(_record(f"record {i:02d} {'x' * 8}"))  # 19 bytes: rotates at 2
+            handler.emit(make_record(f"record {i:02d} {'x' * 8}"))  # 19 bytes: rotates at 2
         assert done == ["done"]
     finally:
         handler.close()
@@ -284,12 +349,12 @@ def test_rollover_and_flush_from_a_signal_handler_are_deferred(
     done = on_sigusr1(lambda: (handler.flush(), handler.doRollover()))
     write_with_signal = _signal_in_next_write(handler)
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         monkeypatch.setattr(os, "write", write_with_signal)
-        handler.emit(_record("two"))
+        handler.emit(make_record("two"))
         monkeypatch.undo()
         assert done == ["done"]
-        handler.emit(_record("three"))
+        handler.emit(make_record("three"))
     finally:
         handler.close()
     assert (tmp_path / "app.log.1").read_text() == "one\ntwo\n"
@@ -318,13 +383,11 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
     in its signal handler, often while it waits for the log lock.  No worker hangs or is
     replaced, every request is answered, and every request's access and application
     records are in the logs exactly once."""
-    from test_examples import EXAMPLES, _env, _exactly_once, _free_port, _lines, _server
-
     log_dir = tmp_path / "example-logs"
     config = tmp_path / "gunicorn_storm.py"
     config.write_text(_STORM_CONFIG.format(examples=str(EXAMPLES), batched=batched))
-    port = _free_port()
-    env = _env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
+    port = free_port()
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
     args = [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{port}"]
     error_log = log_dir / "gunicorn.error.log"
     ids: list[str] = []
@@ -345,7 +408,9 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
                 return
             ids.append(rid)
 
-    with _server(args, tmp_path, (error_log, "Booting worker with pid", 3), env=env) as server:
+    with running_server(
+        args, tmp_path, (error_log, "Booting worker with pid", 3), env=env
+    ) as server:
         clients = [threading.Thread(target=client) for _ in range(4)]
         for thread in clients:
             thread.start()
@@ -360,11 +425,11 @@ def test_gunicorn_reopening_its_logs_under_load_never_hangs(tmp_path: Path, batc
                 thread.join(60)
     assert not failures, f"{len(failures)} requests failed, first: {failures[0]!r}"
     assert len(ids) > 100
-    access = _lines(log_dir, "gunicorn.access.log")
-    _exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
-    errors = "\n".join(_lines(log_dir, "gunicorn.error.log"))
+    access = log_lines(log_dir, "gunicorn.access.log")
+    assert_exactly_once(re.findall(r"rid=(\w+)", "\n".join(access)), ids)
+    errors = "\n".join(log_lines(log_dir, "gunicorn.error.log"))
     handled = re.findall(r" app: handled /\?rid=(\w+)", errors)
-    _exactly_once(handled, ids)
+    assert_exactly_once(handled, ids)
     assert "WORKER TIMEOUT" not in errors
     assert len(re.findall(r"Booting worker with pid", errors)) == 3, "a worker was replaced"
     assert errors.count("Handling signal: usr1") >= 5  # the master got the storm
@@ -389,7 +454,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
     def thread_logging_first(*args: Any, **kwargs: Any) -> threading.Thread:
         if not started:
             started.append(real_thread())  # the re-entrant record comes first
-            handler.handle(_record("from __del__"))
+            handler.handle(make_record("from __del__"))
         thread = real_thread(*args, **kwargs)
         started.append(thread)
         return thread
@@ -397,7 +462,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
     monkeypatch.setattr(mplog.batch.threading, "Thread", thread_logging_first)
     try:
         for i in range(5):
-            handler.emit(_record(f"main {i}"))
+            handler.emit(make_record(f"main {i}"))
         handler.flush()
     finally:
         monkeypatch.undo()
@@ -432,12 +497,12 @@ def test_a_deferred_reopen_that_fails_is_reported_not_raised(
         return real_open_file()
 
     try:
-        handler.emit(_record("one"))
+        handler.emit(make_record("one"))
         monkeypatch.setattr(os, "write", write_with_signal)
         monkeypatch.setattr(handler, "_open_file", open_file_failing_once)
-        handler.emit(_record("two"))  # the deferred reopen fails when this call leaves
+        handler.emit(make_record("two"))  # the deferred reopen fails when this call leaves
         monkeypatch.undo()
-        handler.emit(_record("three"))
+        handler.emit(make_record("three"))
     finally:
         handler.close()
     assert path.read_text() == "one\ntwo\nthree\n"

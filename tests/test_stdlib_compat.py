@@ -34,7 +34,7 @@ from typing import Any, Callable
 import pytest
 
 import mplog
-from conftest import T0, Clock
+from helpers import DAY, HOUR, T0, Clock, info_record, log_last_namer
 
 # -- part 1: CPython's own tests as the reference ------------------------------------------
 
@@ -143,7 +143,6 @@ def test_cpython_reference(
 
 # -- helpers for our own tests -------------------------------------------------------------
 
-DAY, HOUR = 24 * 60 * 60, 60 * 60
 US_EASTERN = "EST+05EDT,M3.2.0,M11.1.0"  # DST from 2012-03-11 02:00 to 2012-11-04 02:00
 INDIA = "IST-05:30"  # a fixed offset: local names differ from UTC ones, no DST
 
@@ -166,10 +165,6 @@ def timezone(tz: str) -> Iterator[None]:
         time.tzset()
 
 
-def _record(msg: str) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": msg, "levelno": logging.INFO, "levelname": "INFO"})
-
-
 def _contents(directory: Path) -> dict[str, bytes]:
     """The files of a log directory with their bytes, lock files left out."""
     return {
@@ -189,7 +184,7 @@ def _drive(
     try:
         for number, instant in enumerate(times):
             clock.now = instant
-            handler.emit(_record(f"record {number}"))
+            handler.emit(info_record(f"record {number}"))
     finally:
         handler.close()
     return _contents(directory)
@@ -238,7 +233,7 @@ def test_size_rotation_matches_the_stdlib(tmp_path: Path, delay: bool) -> None:
         handler = make(directory / "app.log", "a", 20, 2, "utf-8", delay)
         try:
             for number in range(7):  # 10-byte records: two fit, never exactly 20 bytes
-                handler.emit(_record(f"record {number}"))
+                handler.emit(info_record(f"record {number}"))
         finally:
             handler.close()
         return _contents(directory)
@@ -273,9 +268,9 @@ def test_backup_is_named_for_the_start_of_its_period(
         tmp_path / "app.log", when, utc=True, delay=True
     )
     try:
-        handler.emit(_record("first"))
+        handler.emit(info_record("first"))
         clock.now = T0 + 8 * DAY
-        handler.emit(_record("second"))
+        handler.emit(info_record("second"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {"app.log": b"second\n", f"app.log.{suffix}": b"first\n"}
@@ -331,9 +326,9 @@ def test_emit_after_close_in_write_mode_appends(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_bytes(b"from before\n")
     handler = mplog.ConcurrentRotatingFileHandler(path, "w")
-    handler.emit(_record("one"))
+    handler.emit(info_record("one"))
     handler.close()
-    handler.emit(_record("two"))
+    handler.emit(info_record("two"))
     handler.close()
     assert path.read_bytes() == b"one\ntwo\n"
 
@@ -367,9 +362,9 @@ def test_namer_and_compressing_rotator_are_honoured(
     handler.namer = lambda name: name + ".gz"
     handler.rotator = rotator
     try:
-        handler.emit(_record("first record"))
+        handler.emit(info_record("first record"))
         clock.now += DAY
-        handler.emit(_record("second record"))
+        handler.emit(info_record("second record"))
     finally:
         handler.close()
     assert calls == [(str(path), backup)]
@@ -394,7 +389,7 @@ def test_file_is_created_at_construction_unless_delay(
         assert path.exists() is not delay
         assert (tmp_path / ".__app.lock").exists() is not delay
         assert (handler.stream is None) is delay
-        handler.emit(_record("record"))
+        handler.emit(info_record("record"))
         assert path.read_bytes() == b"record\n"
     finally:
         handler.close()
@@ -406,8 +401,8 @@ def test_pathlib_path_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     handler = mplog.ConcurrentRotatingFileHandler(Path("app.log"), maxBytes=10, backupCount=1)
     try:
         assert handler.baseFilename == str(tmp_path / "app.log")
-        handler.emit(_record("record 0"))
-        handler.emit(_record("record 1"))
+        handler.emit(info_record("record 0"))
+        handler.emit(info_record("record 1"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {"app.log": b"record 1\n", "app.log.1": b"record 0\n"}
@@ -431,7 +426,7 @@ def test_device_is_never_rotated(
     try:
         for number in range(4):
             clock.now += 2
-            record = _record(f"record {number}")
+            record = info_record(f"record {number}")
             assert not handler.shouldRollover(record)
             handler.emit(record)
             handler.doRollover()  # "rotate at start" code must not move /dev/null either
@@ -451,18 +446,12 @@ def test_lock_of_a_device_is_kept_in_the_temp_directory(
     handler = mplog.ConcurrentRotatingFileHandler(os.devnull, maxBytes=1)
     try:
         assert (tmp_path / ".__null.lock").exists()
-        assert not handler.shouldRollover(_record("record"))
+        assert not handler.shouldRollover(info_record("record"))
     finally:
         handler.close()
 
 
 # -- retention and unique names ------------------------------------------------------------
-
-
-def _basename_namer(name: str) -> str:
-    """app.log.<period>[.n] -> app.<period>[.n].log, as in CPython's own namer test."""
-    head, tail = os.path.split(name)
-    return os.path.join(head, tail.replace("app.log.", "app.", 1) + ".log")
 
 
 @pytest.mark.parametrize("custom_namer", [False, True], ids=["default-names", "custom-namer"])
@@ -471,7 +460,7 @@ def test_backup_count_prunes_only_this_logs_backups(
 ) -> None:
     """Retention finds backups named by the namer and leaves other logs' files alone."""
     days = [f"2024-01-0{day}" for day in range(1, 5)]
-    name = _basename_namer if custom_namer else (lambda name: name)
+    name = log_last_namer if custom_namer else (lambda name: name)
     ours = {os.path.basename(name(f"app.log.{day}")) for day in days}
     foreign = {f"app.log.b.{day}" for day in days}  # gh-93205: the log "app.log.b"
     foreign |= {f"app.log.{day}.bak" for day in days}  # not a name this handler makes
@@ -486,11 +475,11 @@ def test_backup_count_prunes_only_this_logs_backups(
         tmp_path / "app.log", "midnight", backupCount=2, utc=True, delay=True
     )
     if custom_namer:
-        handler.namer = _basename_namer
+        handler.namer = log_last_namer
     try:
-        handler.emit(_record("on the 5th"))
+        handler.emit(info_record("on the 5th"))
         clock.now += DAY
-        handler.emit(_record("on the 6th"))
+        handler.emit(info_record("on the 6th"))
     finally:
         handler.close()
 
@@ -513,9 +502,9 @@ def test_size_and_time_give_distinct_ordered_names_within_one_period(
     )
     try:
         for number in range(4):  # 9-byte records: each one after the first rotates by size
-            handler.emit(_record(f"record {number}"))
+            handler.emit(info_record(f"record {number}"))
         clock.now += DAY  # the next record rotates by time, still naming the 10th
-        handler.emit(_record("record 4"))
+        handler.emit(info_record("record 4"))
         handler.backupCount = 2
         to_delete = [os.path.basename(name) for name in handler.getFilesToDelete()]
     finally:
@@ -540,7 +529,7 @@ def test_namer_filing_backups_elsewhere_never_overwrites_one(tmp_path: Path, clo
     handler.namer = lambda name: os.path.join(tmp_path, "old", os.path.basename(name))
     try:
         for number in range(3):
-            handler.emit(_record(f"record {number}"))
+            handler.emit(info_record(f"record {number}"))
     finally:
         handler.close()
     assert _contents(tmp_path / "old") == {
@@ -556,7 +545,7 @@ def test_retention_within_one_period_keeps_the_newest_backups(tmp_path: Path, cl
     )
     try:
         for number in range(7):
-            handler.emit(_record(f"record {number}"))
+            handler.emit(info_record(f"record {number}"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {
@@ -572,10 +561,10 @@ def test_empty_file_is_never_rolled_over_by_size(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=4, backupCount=2)
     try:
-        assert not handler.shouldRollover(_record("too big"))
-        handler.emit(_record("too big"))
-        assert handler.shouldRollover(_record("next"))
-        handler.emit(_record("next"))
+        assert not handler.shouldRollover(info_record("too big"))
+        handler.emit(info_record("too big"))
+        assert handler.shouldRollover(info_record("next"))
+        handler.emit(info_record("next"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {"app.log": b"next\n", "app.log.1": b"too big\n"}
@@ -588,9 +577,9 @@ def test_full_file_without_backup_count_reports_rollover_and_keeps_appending(
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=5)
     try:
-        handler.emit(_record("one"))
-        assert handler.shouldRollover(_record("two"))
-        handler.emit(_record("two"))
+        handler.emit(info_record("one"))
+        assert handler.shouldRollover(info_record("two"))
+        handler.emit(info_record("two"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {"app.log": b"one\ntwo\n"}
@@ -603,8 +592,8 @@ def test_time_boundary_over_an_empty_file_makes_no_empty_backup(
     handler = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "app.log", "H", utc=True)
     try:
         clock.now += 3 * HOUR
-        assert not handler.shouldRollover(_record("late"))
-        handler.emit(_record("late"))
+        assert not handler.shouldRollover(info_record("late"))
+        handler.emit(info_record("late"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {"app.log": b"late\n"}
@@ -626,16 +615,16 @@ def test_file_from_an_earlier_period_rotates_at_the_first_record(
     clock.now = T0 + 10 * DAY
     handler = mplog.ConcurrentTimedRotatingFileHandler(path, when, utc=True)
     try:
-        assert handler.shouldRollover(_record("after the restart"))
-        handler.emit(_record("after the restart"))
+        assert handler.shouldRollover(info_record("after the restart"))
+        handler.emit(info_record("after the restart"))
     finally:
         handler.close()
     os.utime(path, (clock.now, clock.now))  # as if written at the frozen instant
 
     handler = mplog.ConcurrentTimedRotatingFileHandler(path, when, utc=True)
     try:
-        assert not handler.shouldRollover(_record("same period"))
-        handler.emit(_record("same period"))
+        assert not handler.shouldRollover(info_record("same period"))
+        handler.emit(info_record("same period"))
     finally:
         handler.close()
     assert _contents(tmp_path) == {
@@ -806,8 +795,8 @@ def test_use_gzip_means_gzip_compression(
     """concurrent-log-handler's use_gzip=True compresses rotated files with gzip, as there."""
     handler = cls(tmp_path / "app.log", maxBytes=20, backupCount=2, use_gzip=True, compress_delay=0)
     try:
-        handler.emit(_record("first record"))
-        handler.emit(_record("second record"))
+        handler.emit(info_record("first record"))
+        handler.emit(info_record("second record"))
     finally:
         handler.close()
     backups = [p for p in _contents(tmp_path) if p != "app.log" and not p.startswith(".__")]
@@ -837,7 +826,7 @@ def test_every_concurrent_log_handler_keyword_is_accepted(
         debug=False,
     )
     try:
-        handler.emit(_record("record"))
+        handler.emit(info_record("record"))
     finally:
         handler.close()
     assert (tmp_path / "app.log").read_bytes() == b"record\r\n"
@@ -862,7 +851,7 @@ def _write_both(
         handler = cls(str(directory / "app.log"), **kwargs)
         try:
             for message in messages:
-                handler.emit(_record(message))
+                handler.emit(info_record(message))
         finally:
             handler.close()
         results.append(_contents(directory))
@@ -925,7 +914,7 @@ def test_lock_file_directory_means_what_it_means_in_clh(tmp_path: Path) -> None:
             str(tmp_path / name / "app.log"), lock_file_directory=str(tmp_path / "locks" / name)
         )
         try:
-            handler.emit(_record("record"))
+            handler.emit(info_record("record"))
         finally:
             handler.close()
         assert os.listdir(tmp_path / name) == ["app.log"]
@@ -964,7 +953,7 @@ def test_keep_file_open_false_holds_no_descriptor_between_records(tmp_path: Path
     for keep_open in (True, False):
         handler = mplog.ConcurrentRotatingFileHandler(path, keep_file_open=keep_open)
         try:
-            handler.emit(_record("record"))
+            handler.emit(info_record("record"))
             assert open_on_log() is keep_open
         finally:
             handler.close()
@@ -980,8 +969,8 @@ def test_debug_reports_rotations(
         tmp_path / "app.log", maxBytes=10, backupCount=1, debug=debug
     )
     try:
-        handler.emit(_record("record 0"))
-        handler.emit(_record("record 1"))
+        handler.emit(info_record("record 0"))
+        handler.emit(info_record("record 1"))
     finally:
         handler.close()
     out, err = capfd.readouterr()
