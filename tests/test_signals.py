@@ -186,21 +186,28 @@ import mplog
 faulthandler.dump_traceback_later(60, exit=True)  # a deadlock fails, loudly
 
 
-class Interrupted(mplog.ConcurrentRotatingFileHandler):
-    reopened = 0
-
-    def _write(self, shared, data, size):
-        super()._write(shared, data, size)
-        if self.reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
-            self.reopened += 1
-            self.close()
-            self.stream = self._open()
+handler = mplog.ConcurrentRotatingFileHandler(
+    sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0
+)
+real_write = handler._file.write  # the active file's write, the writers' lock held
+reopened = 0
 
 
-handler = Interrupted(sys.argv[1], maxBytes=120, backupCount=50, compress="gzip", compress_delay=0)
+def write_then_reopen(shared, data, size):
+    global reopened
+    real_write(shared, data, size)
+    if reopened < 5:  # as if SIGUSR1 arrived here: gunicorn's reopen_files()
+        reopened += 1
+        handler.close()
+        handler.stream = handler._open()
+
+
+handler._file.write = write_then_reopen
 for number in range(40):
     handler.emit(logging.makeLogRecord({"msg": f"record {number} " + "x" * 20}))
 handler.close()
+if reopened != 5:  # else this test would test nothing
+    sys.exit(f"the writes were interrupted {reopened} times, not 5")
 print("done")
 """
 
