@@ -44,6 +44,7 @@ import compression_fault_workers as workers
 import fault_workers
 import mp_workers
 import mplog.archive
+import mplog.backup_claims
 import recording
 import test_multiprocess as mp  # readers and checkers of the files
 from test_faults import kill_and_reap, lock_is_held
@@ -575,7 +576,7 @@ def test_a_conflicting_backup_does_not_stop_the_others_from_being_compressed(
 
 
 class _OsProxy:
-    """Stands in for ``os`` inside mplog.archive, with ``open`` replaced."""
+    """Stands in for ``os`` inside mplog.backup_claims, with ``open`` replaced."""
 
     def __init__(self, open_: Any) -> None:
         self.open = open_
@@ -606,7 +607,7 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
             rotator.doRollover()  # app.log.1 -> .2 with its archive; app.log -> .1
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(mplog.archive, "os", _OsProxy(open_after_a_rotation))
+    monkeypatch.setattr(mplog.backup_claims, "os", _OsProxy(open_after_a_rotation))
     sweeper_errors = errors_at_close(sweeper)
     monkeypatch.undo()
     assert rotated, "the sweep never opened app.log.1"

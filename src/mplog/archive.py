@@ -45,13 +45,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import sys
 import threading
 import time
 from typing import Callable
 
+from .backup_claims import (
+    READ_FLAGS,
+    after_fork_in_child,
+    clean_leftovers,
+    discard,
+    is_claimed,
+    open_to_lock,
+    remove_all,
+    temp_prefix,
+    temp_token,
+)
 from .compression import Compressor, reader_for
 from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
@@ -64,70 +74,7 @@ __all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
 ListBackups = Callable[[], list[Backup]]
 Locate = Callable[[tuple[int, int], str], "str | None"]
 
-_READ_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
-# Locks held for a moment outside any Archiver (is_claimed, discard): closed in a
-# forked child, which would otherwise keep the file claimed for its whole life.
-_transient: set[int] = set()
-
-
-def _open_to_lock(path: str) -> int:
-    """Open *path* so that it can be flock'ed exclusively: for writing where allowed,
-    since NFS grants exclusive locks only on descriptors open for writing."""
-    try:
-        return os.open(path, (_READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
-    except PermissionError:
-        return os.open(path, _READ_FLAGS)
-
-
-def after_fork_in_child() -> None:
-    """Close the descriptors of momentary locks inherited over fork (not releasing them)."""
-    for fd in list(_transient):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _transient.clear()
-
-
-def _claimed(path: str) -> bool | None:
-    """True if a process (this one included) is compressing *path*, False if not,
-    None if that cannot be told (the lock attempt failed)."""
-    try:
-        fd = _open_to_lock(path)
-    except OSError:
-        return False  # gone, or not ours to open: nobody compresses it through us
-    _transient.add(fd)
-    try:
-        return not try_lock_descriptor(fd)  # closing the descriptor releases it
-    except OSError:
-        return None
-    finally:
-        _transient.discard(fd)
-        os.close(fd)
-
-
 _CHUNK = 1 << 16
-
-
-def is_claimed(path: str) -> bool:
-    """True if a process (this one included) is compressing *path* right now, or if
-    that cannot be told (retention then leaves the file for a later rotation)."""
-    return _claimed(path) is not False
-
-
-def discard(path: str, base: str) -> None:
-    """Remove the backup *path* of the log *base*; if it is being compressed, rename it
-    into the compressors' temporary names instead: the first sweep after the
-    compression lets go of it removes it (and the compression, not finding its
-    backup any more, drops its result)."""
-    if _claimed(path) is not True:
-        os.remove(path)
-        return
-    hidden = f".{os.path.basename(base)}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    os.rename(path, os.path.join(os.path.dirname(path), hidden))
 
 
 class Archiver:
@@ -176,7 +123,7 @@ class Archiver:
         self._debug = debug
         self.delay = delay
         self.clock: Callable[[], float] = time.time  # replaceable in tests
-        self._prefix = f".{os.path.basename(base)}.mplog-"
+        self._prefix = temp_prefix(base)
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -308,7 +255,7 @@ class Archiver:
                 os.path.dirname(backup.path) for backup in backups
             }
             for directory in sorted(directories):
-                self._clean(directory)
+                clean_leftovers(directory, self._prefix)
         except Exception as error:
             self._failed(error)
             return
@@ -333,7 +280,7 @@ class Archiver:
 
     def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
         try:
-            fd = _open_to_lock(backup.path)
+            fd = open_to_lock(backup.path)
         except FileNotFoundError:  # renamed or pruned since the listing: next sweep
             return
         self._fds.add(fd)
@@ -410,7 +357,7 @@ class Archiver:
             # Only names made from our token are ours to remove: never what the
             # callable returned if it points elsewhere.
             name = os.path.basename(token)
-            _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
+            remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
 
     def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
         """Copy the file open on *fd* to *path*; return its descriptor, locked."""
@@ -483,7 +430,7 @@ class Archiver:
         listing may have paired files that never belonged together (the next sweep
         sees the new state)."""
         try:
-            archive = os.open(compressed.path, _READ_FLAGS)
+            archive = os.open(compressed.path, READ_FLAGS)
         except FileNotFoundError:
             return
         try:
@@ -514,7 +461,7 @@ class Archiver:
     # -- temporary files -----------------------------------------------------------------
 
     def _token(self) -> str:
-        return f"{self._prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        return temp_token(self._prefix)
 
     def _temp(self, directory: str, source: os.stat_result) -> tuple[str, int]:
         """Create and lock a fresh temporary file."""
@@ -528,32 +475,6 @@ class Archiver:
             # A sweep in another process removed it between our create and lock.
             self._fds.discard(fd)
             os.close(fd)
-
-    def _clean(self, directory: str) -> None:
-        """Remove temporary files of crashed compressions in *directory*."""
-        try:
-            entries = [e for e in os.listdir(directory or ".") if e.startswith(self._prefix)]
-        except FileNotFoundError:
-            return
-        tokens: dict[str, list[str]] = {}
-        for entry in entries:
-            tokens.setdefault(entry[len(self._prefix) :].split(".", 1)[0], []).append(entry)
-        for token, names in tokens.items():
-            anchor = os.path.join(directory, f"{self._prefix}{token}.tmp")
-            if f"{self._prefix}{token}.tmp" in names:
-                try:
-                    fd = _open_to_lock(anchor)
-                except FileNotFoundError:
-                    continue
-                _transient.add(fd)
-                try:
-                    if try_lock_descriptor(fd):  # nobody is using it
-                        _remove_all(directory, names)
-                finally:
-                    _transient.discard(fd)
-                    os.close(fd)
-            elif not _process_alive(token):  # a callable's output without its input link
-                _remove_all(directory, names)
 
 
 def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
@@ -586,26 +507,6 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _remove_all(directory: str, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, name))
-
-
-def _process_alive(token: str) -> bool:
-    try:
-        pid = int(token.split("-", 1)[0])
-    except ValueError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but not ours to signal
-        return True
-    return True
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
