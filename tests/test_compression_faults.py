@@ -43,8 +43,8 @@ import pytest
 import compression_fault_workers as workers
 import fault_workers
 import mp_workers
-import mplog.archive
 import mplog.backup_claims
+import mplog.compress_one
 import recording
 import test_multiprocess as mp  # readers and checkers of the files
 from test_faults import kill_and_reap, lock_is_held
@@ -430,7 +430,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
     without any error, on the backup's new name.  Also where hard links are not
     possible and the callable gets a copy (the forked child inherits the patch)."""
     if input_file == "copy":
-        monkeypatch.setattr(mplog.archive, "_link_descriptor", lambda *args: False)
+        monkeypatch.setattr(mplog.compress_one, "_link_descriptor", lambda *args: False)
     per_file = 200
     kwargs = size_kwargs(per_file, 3, workers.blocking_gzip)
     control.hold()
