@@ -28,7 +28,7 @@ import traceback
 from typing import Any
 
 import mp_workers
-import mplog.archive
+import mplog.compress_one
 import mplog.compression
 from helpers import RecordingHandler
 
@@ -159,8 +159,8 @@ STALLS = {
     "callable": None,  # the handler gets compress=blocking_gzip
     # mid-stream, built-in codec (whichever way it reads the backup)
     "read": (mplog.compression, {"pread": _stalling_pread, "read": _stalling_read}),
-    "commit": (mplog.archive, {"rename": _stalling_rename}),  # between the two renames
-    "aside": (mplog.archive, {"rename": _stalling_aside}),  # original set aside, not removed
+    "commit": (mplog.compress_one, {"rename": _stalling_rename}),  # between the two renames
+    "aside": (mplog.compress_one, {"rename": _stalling_aside}),  # original set aside, not removed
 }
 
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 
-import mplog.archive
 import mplog.compression
 import mplog.rotation
 from helpers import (

@@ -43,7 +43,8 @@ import pytest
 import compression_fault_workers as workers
 import fault_workers
 import mp_workers
-import mplog.archive
+import mplog.backup_claims
+import mplog.compress_one
 from helpers import (
     BASE,
     LOCK,
@@ -432,7 +433,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
     without any error, on the backup's new name.  Also where hard links are not
     possible and the callable gets a copy (the forked child inherits the patch)."""
     if input_file == "copy":
-        monkeypatch.setattr(mplog.archive, "_link_descriptor", lambda *args: False)
+        monkeypatch.setattr(mplog.compress_one, "_link_descriptor", lambda *args: False)
     per_file = 200
     kwargs = size_kwargs(per_file, 3, workers.blocking_gzip)
     control.hold()
@@ -578,7 +579,7 @@ def test_a_conflicting_backup_does_not_stop_the_others_from_being_compressed(
 
 
 class _OsProxy:
-    """Stands in for ``os`` inside mplog.archive, with ``open`` replaced."""
+    """Stands in for ``os`` inside mplog.backup_claims, with ``open`` replaced."""
 
     def __init__(self, open_: Any) -> None:
         self.open = open_
@@ -609,7 +610,7 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
             rotator.doRollover()  # app.log.1 -> .2 with its archive; app.log -> .1
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(mplog.archive, "os", _OsProxy(open_after_a_rotation))
+    monkeypatch.setattr(mplog.backup_claims, "os", _OsProxy(open_after_a_rotation))
     sweeper_errors = errors_at_close(sweeper)
     monkeypatch.undo()
     assert rotated, "the sweep never opened app.log.1"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import mplog
-import mplog.archive
+import mplog.backup_claims
 import mplog.rotation
 from helpers import (
     BASE,
@@ -351,14 +351,14 @@ def test_an_unlockable_backup_is_still_rotated_past_the_count(
 ) -> None:
     """Where flock fails outright (EBADF for a read-only descriptor on NFS), the numbered
     shift still drops the backup past backupCount and nothing is lost."""
-    real = mplog.archive.try_lock_descriptor
+    real = mplog.backup_claims.try_lock_descriptor
 
     def refusing(fd: int) -> bool:
         if os.fstat(fd).st_size and not os.path.samestat(os.fstat(fd), os.stat(tmp_path / BASE)):
             raise OSError(errno.EBADF, "Bad file descriptor")
         return real(fd)
 
-    monkeypatch.setattr(mplog.archive, "try_lock_descriptor", refusing)
+    monkeypatch.setattr(mplog.backup_claims, "try_lock_descriptor", refusing)
     handler = ReportingHandler(tmp_path / BASE, maxBytes=RECORD, backupCount=2)
     try:
         write_records(handler, range(6))

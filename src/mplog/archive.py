@@ -1,24 +1,16 @@
-"""Compressing rotated files without holding the writers' lock.
+"""Compressing rotated files in the background, without holding the writers' lock.
 
 After a rotation the handler calls :meth:`Archiver.request`; a background
 thread (one per handler, started on demand, at low CPU priority on Linux)
-compresses every uncompressed backup of the log.  Writers never wait for it:
-
-1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
-   process (or thread) already compressing it holds that lock, so the backup is
-   skipped; retention skips claimed files too.  The descriptor keeps reading the
-   same file even if a later rotation renames it (``.1`` -> ``.2``).
-2. *Compress* into a hidden temporary file ``.<log>.mplog-<pid>-<token>.tmp``
-   next to it, locked the same way while in use, then ``fsync`` it.
-3. *Commit*, holding the writers' lock for two renames' time: find the backup
-   by its inode (wherever shifting moved it), rename the temporary file to
-   that name plus the suffix, and rename the original aside to a temporary
-   name (still claimed); remove it once the lock is released, so that writers
-   never wait for a removal.  A backup deleted by retention meanwhile is not
-   found: the temporary file is dropped.  With ``fsync=`` on, the directory is
-   synced between the two renames (outside the lock: the original is looked
-   up again afterwards), so after a crash of the machine the archive's name
-   is on disk whenever the original's removal is.
+sweeps the log's backups: it removes the temporary files crashes left
+(:func:`mplog.backup_claims.clean_leftovers`), then compresses every
+uncompressed backup, newest first, one at a time with
+:class:`mplog.compress_one.BackupCompressor`, which keeps that safe against
+other processes compressing, rotating and pruning the same files, and against
+crashes.  Writers never wait for a compression: the writers' lock is held only
+to commit its result.  While the thread runs, further requests make it sweep
+once more; where no thread can be started (interpreter shutdown, no threads
+left) the caller sweeps, unless it holds the writers' lock.
 
 **Delay.**  With a *delay* (the handler's ``compress_delay``), a backup whose last
 record (its modification time) is younger than the delay is left plain, so a log
@@ -28,33 +20,26 @@ due, without waiting for a rotation.  By the modification time, not the
 rotation: the last write is when a shipper's lag starts to count, and renames
 that shift numbered backups (``.1`` -> ``.2``) do not restart it.
 
-A crash at any point leaves the complete original (the compressed file gets its
-final name only when complete) or the complete archive under its final name.
-The next sweep removes temporary files whose lock is free (an original set
-aside included), compresses originals still uncompressed, and, if a crash fell
-between the commit's two renames, removes the original once its compressed
-copy is read back equal.  :meth:`Archiver.close` cancels the timer, waits for the
-thread and sweeps once more, so once every process has closed its handler no
-backup older than the delay is left uncompressed.  One younger than that at the
-last close stays plain, readable, until the next sweep of any process on the
-log (its next rotation or close).
+:meth:`Archiver.close` cancels the timer, waits for the thread and sweeps once
+more, which also finishes or removes what a crash left, so once every process
+has closed its handler no backup older than the delay is left uncompressed.
+One younger than that at the last close stays plain, readable, until the next
+sweep of any process on the log (its next rotation or close).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import secrets
-import stat
 import sys
 import threading
 import time
 from typing import Callable
 
-from .compression import Compressor, reader_for
-from .durability import sync_directory
-from .lock import FileLock, lock_descriptor, try_lock_descriptor
+from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
+from .compress_one import BackupCompressor, Locate
+from .compression import Compressor
+from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
 from .rotation import Backup, group_backups
@@ -62,72 +47,6 @@ from .rotation import Backup, group_backups
 __all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
 
 ListBackups = Callable[[], list[Backup]]
-Locate = Callable[[tuple[int, int], str], "str | None"]
-
-_READ_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
-# Locks held for a moment outside any Archiver (is_claimed, discard): closed in a
-# forked child, which would otherwise keep the file claimed for its whole life.
-_transient: set[int] = set()
-
-
-def _open_to_lock(path: str) -> int:
-    """Open *path* so that it can be flock'ed exclusively: for writing where allowed,
-    since NFS grants exclusive locks only on descriptors open for writing."""
-    try:
-        return os.open(path, (_READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
-    except PermissionError:
-        return os.open(path, _READ_FLAGS)
-
-
-def after_fork_in_child() -> None:
-    """Close the descriptors of momentary locks inherited over fork (not releasing them)."""
-    for fd in list(_transient):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _transient.clear()
-
-
-def _claimed(path: str) -> bool | None:
-    """True if a process (this one included) is compressing *path*, False if not,
-    None if that cannot be told (the lock attempt failed)."""
-    try:
-        fd = _open_to_lock(path)
-    except OSError:
-        return False  # gone, or not ours to open: nobody compresses it through us
-    _transient.add(fd)
-    try:
-        return not try_lock_descriptor(fd)  # closing the descriptor releases it
-    except OSError:
-        return None
-    finally:
-        _transient.discard(fd)
-        os.close(fd)
-
-
-_CHUNK = 1 << 16
-
-
-def is_claimed(path: str) -> bool:
-    """True if a process (this one included) is compressing *path* right now, or if
-    that cannot be told (retention then leaves the file for a later rotation)."""
-    return _claimed(path) is not False
-
-
-def discard(path: str, base: str) -> None:
-    """Remove the backup *path* of the log *base*; if it is being compressed, rename it
-    into the compressors' temporary names instead: the first sweep after the
-    compression lets go of it removes it (and the compression, not finding its
-    backup any more, drops its result)."""
-    if _claimed(path) is not True:
-        os.remove(path)
-        return
-    hidden = f".{os.path.basename(base)}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    os.rename(path, os.path.join(os.path.dirname(path), hidden))
 
 
 class Archiver:
@@ -166,17 +85,15 @@ class Archiver:
         durable: bool = False,
     ) -> None:
         self.base = base
-        self.durable = durable
-        self.compressor = compressor
         self._lock = lock
         self._backups = backups
-        self._locate = locate
-        self._permissions = permissions
         self._reporter = reporter
-        self._debug = debug
         self.delay = delay
         self.clock: Callable[[], float] = time.time  # replaceable in tests
-        self._prefix = f".{os.path.basename(base)}.mplog-"
+        self._prefix = temp_prefix(base)
+        self._one = BackupCompressor(
+            base, compressor, lock, locate, permissions, debug, durable=durable
+        )
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -184,21 +101,13 @@ class Archiver:
         self._pending = False
         self._thread: threading.Thread | None = None
         self._launching = False
-        self._fds: set[int] = set()  # claims and temporary files we hold open
         self._timer: threading.Timer | None = None  # wakes the thread for a deferred backup
         self._timer_due = 0.0
-        self._due: float | None = None  # the first deferred backup's time, during a sweep
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: let go of the parent's claims without releasing them.
-
-        flock belongs to the open file description, which the child shares;
-        closing the child's copies leaves the parent's locks in place, and a
-        child that kept them would keep the files claimed after the parent is done.
-        """
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """In a forked child: let go of the parent's claims without releasing them
+        (see :meth:`BackupCompressor.after_fork_in_child`), with no thread nor timer."""
+        self._one.after_fork_in_child()
         self._after_fork()
 
     # -- scheduling ------------------------------------------------------------------
@@ -301,14 +210,14 @@ class Archiver:
 
     def _sweep(self, schedule: bool) -> None:
         failed = False
-        self._due = None
+        first_due: float | None = None  # the first deferred backup's time
         try:
             backups = self._backups()
             directories = {os.path.dirname(self.base)} | {
                 os.path.dirname(backup.path) for backup in backups
             }
             for directory in sorted(directories):
-                self._clean(directory)
+                clean_leftovers(directory, self._prefix)
         except Exception as error:
             self._failed(error)
             return
@@ -317,318 +226,21 @@ class Archiver:
             if not plain:
                 continue
             try:
-                self._archive(plain[0], [b for b in group if b.suffix])
+                due = self._one.compress(
+                    plain[0], [b for b in group if b.suffix], self.delay, self.clock
+                )
             except Exception as error:
                 failed = True
                 self._failed(error)
+                continue
+            if due is not None:
+                first_due = due if first_due is None else min(first_due, due)
         if not failed:
             self._reporter.recovered("compress")
-        if schedule and self._due is not None:
-            self._schedule(self._due)
+        if schedule and first_due is not None:
+            self._schedule(first_due)
 
     def _failed(self, error: Exception) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""
         message = f"compressing the backups of {self.base} failed"
         self._reporter.once("compress", message, error, by_kind=True)
-
-    def _archive(self, backup: Backup, compressed: list[Backup]) -> None:
-        try:
-            fd = _open_to_lock(backup.path)
-        except FileNotFoundError:  # renamed or pruned since the listing: next sweep
-            return
-        self._fds.add(fd)
-        try:
-            if not try_lock_descriptor(fd):
-                return  # another process or thread is on it
-            source = os.fstat(fd)
-            if source.st_nlink == 0 or not stat.S_ISREG(source.st_mode):
-                return  # removed (retention, or committed by someone) while we opened it
-            file_id = (source.st_dev, source.st_ino)
-            if compressed:
-                self._finish_interrupted(fd, file_id, backup, compressed[0])
-                return
-            due = source.st_mtime + self.delay
-            if self.delay and due > self.clock():  # a shipper may still be reading it
-                self._due = due if self._due is None else min(self._due, due)
-                return
-            self._debug(f"compressing {backup.path} ({self.compressor.name})")
-            if self.compressor.function is None:
-                self._compress_builtin(fd, source, file_id, backup)
-            else:
-                self._compress_with_function(fd, source, file_id, backup)
-        finally:
-            self._fds.discard(fd)
-            os.close(fd)
-
-    def _compress_builtin(
-        self, fd: int, source: os.stat_result, file_id: tuple[int, int], backup: Backup
-    ) -> None:
-        temp, temp_fd = self._temp(os.path.dirname(backup.path), source)
-        try:
-            self.compressor.compress_fd(fd, temp_fd, source.st_mtime)
-            os.fsync(temp_fd)
-            # after the last write: retention ages a compressed backup by its source's time
-            os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
-            self._commit(file_id, backup.path, temp, self.compressor.suffix)
-        finally:
-            self._fds.discard(temp_fd)
-            os.close(temp_fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temp)  # gone if committed
-
-    def _compress_with_function(
-        self, fd: int, source: os.stat_result, file_id: tuple[int, int], backup: Backup
-    ) -> None:
-        """A user callable gets a stable name: a hard link (or copy) of the claimed file,
-        named like our temporary files, so a crash leaves nothing behind for long."""
-        function, suffix = self.compressor.function, self.compressor.suffix
-        assert function is not None
-        directory = os.path.dirname(backup.path)
-        token = self._token()
-        link = os.path.join(directory, f"{token}.tmp")
-        copy = None
-        if not _link_descriptor(fd, file_id, link):  # no /proc, or no hard links here
-            copy = self._copy(fd, source, link)  # locked, as our temporary files are
-        try:
-            output = function(link)
-            if output != link + suffix:
-                raise ValueError(
-                    f"compress={function!r} returned {output!r}; expected the path of the "
-                    f"compressed file it wrote, {link + suffix!r} (its input plus its suffix "
-                    f"attribute {suffix!r})"
-                )
-            if not self._permissions.exact:  # the source's mode, not the function's
-                os.chmod(output, stat.S_IMODE(source.st_mode))
-            self._permissions.apply(output)
-            _fsync_path(output)  # complete on disk before the original goes
-            os.utime(output, ns=(source.st_atime_ns, source.st_mtime_ns))
-            self._commit(file_id, backup.path, output, suffix)
-        finally:
-            if copy is not None:
-                self._fds.discard(copy)
-                os.close(copy)
-            # Only names made from our token are ours to remove: never what the
-            # callable returned if it points elsewhere.
-            name = os.path.basename(token)
-            _remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
-
-    def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
-        """Copy the file open on *fd* to *path*; return its descriptor, locked."""
-        out = self._permissions.create_like(path, source)
-        self._fds.add(out)
-        try:
-            lock_descriptor(out)
-            if not os.fstat(out).st_nlink:  # a sweep elsewhere took it for a leftover
-                raise FileNotFoundError(errno.ENOENT, "temporary copy removed", path)
-            os.lseek(fd, 0, os.SEEK_SET)
-            while chunk := os.read(fd, _CHUNK):
-                view = memoryview(chunk)
-                while view:  # a short write is legal
-                    view = view[os.write(out, view) :]
-        except BaseException:
-            self._fds.discard(out)
-            os.close(out)
-            raise
-        return out
-
-    def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
-        """Give the compressed file its name and remove the original, holding the
-        writers' lock only to rename (the caller's claim on the original keeps other
-        sweeps off it while it is set aside)."""
-        token = self._token()  # not under the lock
-        with self._lock:
-            self._verify_lock()
-            path = self._locate(file_id, hint)
-            if path is None:
-                return  # pruned meanwhile: the caller removes the temporary file
-            if os.path.lexists(path + suffix):
-                raise FileExistsError(
-                    errno.EEXIST, "a compressed backup already has this name", path + suffix
-                )
-            os.rename(temp, path + suffix)
-            aside = None if self.durable else self._set_aside(path, token)
-        if self.durable:
-            # Both names exist now, which a sweep resolves after any crash; the
-            # original goes only once the archive's name is on disk.
-            sync_directory(os.path.dirname(path))
-            with self._lock:
-                self._verify_lock()
-                path = self._locate(file_id, path)  # a rotation may have shifted it
-                aside = None if path is None else self._set_aside(path, token)
-        if aside is not None:
-            os.remove(aside)  # outside the lock
-
-    def _set_aside(self, path: str, token: str) -> str:
-        """Rename the committed original to a temporary name made of *token*, which
-        sweeps remove once nobody holds it (after a crash); return that name (writers'
-        lock held)."""
-        aside = os.path.join(os.path.dirname(path), f"{token}.tmp")
-        os.rename(path, aside)
-        return aside
-
-    def _verify_lock(self) -> None:
-        """Never rename or remove under a lock file that was deleted or replaced: the
-        writers that moved to the new one would not be excluded (see FileLock.verify)."""
-        problem = self._lock.verify()
-        if problem is not None:
-            self._debug(problem)
-
-    def _finish_interrupted(
-        self, fd: int, file_id: tuple[int, int], backup: Backup, compressed: Backup
-    ) -> None:
-        """A backup exists both plain and compressed: a crash fell between the commit's
-        rename and remove.  Remove the plain one if the archive reads back equal.
-
-        Only if both are still where they were once compared: a rotation since the
-        listing may have paired files that never belonged together (the next sweep
-        sees the new state)."""
-        try:
-            archive = os.open(compressed.path, _READ_FLAGS)
-        except FileNotFoundError:
-            return
-        try:
-            archive_st = os.fstat(archive)
-            same = _same_content(fd, compressed.path, archive)
-        finally:
-            os.close(archive)
-        with self._lock:
-            self._verify_lock()
-            path = self._locate(file_id, backup.path)
-            if path is None:
-                return
-            try:
-                st = os.lstat(path + compressed.suffix)
-            except FileNotFoundError:
-                return
-            if (st.st_dev, st.st_ino) != (archive_st.st_dev, archive_st.st_ino):
-                return
-            if same:
-                os.remove(path)
-                return
-        raise FileExistsError(
-            errno.EEXIST,
-            "both a backup and a different compressed file of the same name exist; left alone",
-            path + compressed.suffix,
-        )
-
-    # -- temporary files -----------------------------------------------------------------
-
-    def _token(self) -> str:
-        return f"{self._prefix}{os.getpid()}-{secrets.token_hex(4)}"
-
-    def _temp(self, directory: str, source: os.stat_result) -> tuple[str, int]:
-        """Create and lock a fresh temporary file."""
-        while True:
-            path = os.path.join(directory, f"{self._token()}.tmp")
-            fd = self._permissions.create_like(path, source)
-            self._fds.add(fd)
-            lock_descriptor(fd)
-            if os.fstat(fd).st_nlink:
-                return path, fd
-            # A sweep in another process removed it between our create and lock.
-            self._fds.discard(fd)
-            os.close(fd)
-
-    def _clean(self, directory: str) -> None:
-        """Remove temporary files of crashed compressions in *directory*."""
-        try:
-            entries = [e for e in os.listdir(directory or ".") if e.startswith(self._prefix)]
-        except FileNotFoundError:
-            return
-        tokens: dict[str, list[str]] = {}
-        for entry in entries:
-            tokens.setdefault(entry[len(self._prefix) :].split(".", 1)[0], []).append(entry)
-        for token, names in tokens.items():
-            anchor = os.path.join(directory, f"{self._prefix}{token}.tmp")
-            if f"{self._prefix}{token}.tmp" in names:
-                try:
-                    fd = _open_to_lock(anchor)
-                except FileNotFoundError:
-                    continue
-                _transient.add(fd)
-                try:
-                    if try_lock_descriptor(fd):  # nobody is using it
-                        _remove_all(directory, names)
-                finally:
-                    _transient.discard(fd)
-                    os.close(fd)
-            elif not _process_alive(token):  # a callable's output without its input link
-                _remove_all(directory, names)
-
-
-def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
-    """Hard-link the file open on *fd* at *path* (Linux); False if that is not possible.
-
-    The /proc name must be followed, which only linkat() does: os.link calls it
-    (with AT_SYMLINK_FOLLOW) when given a directory descriptor.
-    """
-    directory, name = os.path.split(path)
-    try:
-        dir_fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return False
-    try:
-        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
-        linked = os.lstat(name, dir_fd=dir_fd)
-    except (OSError, NotImplementedError):
-        return False
-    finally:
-        os.close(dir_fd)
-    if (linked.st_dev, linked.st_ino) != file_id:  # cannot happen, but never compress another file
-        os.remove(path)
-        return False
-    return True
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_all(directory: str, names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, name))
-
-
-def _process_alive(token: str) -> bool:
-    try:
-        pid = int(token.split("-", 1)[0])
-    except ValueError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but not ours to signal
-        return True
-    return True
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    parts = []
-    while size > 0 and (part := os.read(fd, size)):
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-def _same_content(fd: int, name: str, archive: int) -> bool:
-    """True if the file open on *archive* (named *name*) decompresses to exactly the
-    file open on *fd*."""
-    try:
-        with open(archive, "rb", closefd=False) as raw:
-            reader = reader_for(name, raw)
-            if reader is None:  # a custom compressor's file: cannot tell
-                return False
-            with contextlib.closing(reader):
-                os.lseek(fd, 0, os.SEEK_SET)
-                while chunk := reader.read(_CHUNK):
-                    if _read_exactly(fd, len(chunk)) != chunk:
-                        return False
-                return not os.read(fd, 1)
-    except (OSError, EOFError, ValueError):  # damaged (ImportError: reported as such)
-        return False

@@ -1,0 +1,156 @@
+"""Claims on backups being compressed, and the compressors' temporary files.
+
+A process compressing a backup *claims* it: it holds ``flock(LOCK_EX | LOCK_NB)``
+on a descriptor of the backup, and on each temporary file it writes.  flock
+belongs to the open file description, so a claim follows the file through
+renames (``.1`` -> ``.2``) and ends when the descriptor is closed, a crash
+included.  Other processes and threads skip a claimed backup, and retention
+spares it (:func:`is_claimed`, :func:`discard`).
+
+Temporary files are named ``.<log>.mplog-<pid>-<token>.tmp`` (:func:`temp_token`),
+next to the backup; a callable compressor's output adds its suffix to that name.
+:func:`clean_leftovers` removes those nobody holds any more: what crashes left.
+How a compression uses them is :mod:`mplog.compress_one`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+
+from .lock import try_lock_descriptor
+
+__all__ = [
+    "READ_FLAGS",
+    "after_fork_in_child",
+    "clean_leftovers",
+    "discard",
+    "is_claimed",
+    "open_to_lock",
+    "remove_all",
+    "temp_prefix",
+    "temp_token",
+]
+
+READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
+# Locks held for a moment outside any compression (is_claimed, discard, clean_leftovers):
+# closed in a forked child, which would otherwise keep the file claimed for its whole life.
+_transient: set[int] = set()
+
+
+def open_to_lock(path: str) -> int:
+    """Open *path* so that it can be flock'ed exclusively: for writing where allowed,
+    since NFS grants exclusive locks only on descriptors open for writing."""
+    try:
+        return os.open(path, (READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
+    except PermissionError:
+        return os.open(path, READ_FLAGS)
+
+
+def after_fork_in_child() -> None:
+    """Close the descriptors of momentary locks inherited over fork (not releasing them)."""
+    for fd in list(_transient):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _transient.clear()
+
+
+def _claimed(path: str) -> bool | None:
+    """True if a process (this one included) is compressing *path*, False if not,
+    None if that cannot be told (the lock attempt failed)."""
+    try:
+        fd = open_to_lock(path)
+    except OSError:
+        return False  # gone, or not ours to open: nobody compresses it through us
+    _transient.add(fd)
+    try:
+        return not try_lock_descriptor(fd)  # closing the descriptor releases it
+    except OSError:
+        return None
+    finally:
+        _transient.discard(fd)
+        os.close(fd)
+
+
+def is_claimed(path: str) -> bool:
+    """True if a process (this one included) is compressing *path* right now, or if
+    that cannot be told (retention then leaves the file for a later rotation)."""
+    return _claimed(path) is not False
+
+
+def discard(path: str, base: str) -> None:
+    """Remove the backup *path* of the log *base*; if it is being compressed, rename it
+    into the compressors' temporary names instead: the first sweep after the
+    compression lets go of it removes it (and the compression, not finding its
+    backup any more, drops its result)."""
+    if _claimed(path) is not True:
+        os.remove(path)
+        return
+    hidden = f"{temp_token(temp_prefix(base))}.tmp"
+    os.rename(path, os.path.join(os.path.dirname(path), hidden))
+
+
+def temp_prefix(base: str) -> str:
+    """How the names of the temporary files of the log *base* start."""
+    return f".{os.path.basename(base)}.mplog-"
+
+
+def temp_token(prefix: str) -> str:
+    """A fresh temporary name under *prefix* (from :func:`temp_prefix`), without its
+    ``.tmp``: this process's id, which :func:`clean_leftovers` reads, and a random part."""
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def clean_leftovers(directory: str, prefix: str) -> None:
+    """Remove temporary files of crashed compressions in *directory*: every name of a
+    token whose ``.tmp`` nobody holds, or, without a ``.tmp``, whose process is gone."""
+    try:
+        entries = [e for e in os.listdir(directory or ".") if e.startswith(prefix)]
+    except FileNotFoundError:
+        return
+    tokens: dict[str, list[str]] = {}
+    for entry in entries:
+        tokens.setdefault(entry[len(prefix) :].split(".", 1)[0], []).append(entry)
+    for token, names in tokens.items():
+        anchor = os.path.join(directory, f"{prefix}{token}.tmp")
+        if f"{prefix}{token}.tmp" in names:
+            try:
+                fd = open_to_lock(anchor)
+            except FileNotFoundError:
+                continue
+            _transient.add(fd)
+            try:
+                if try_lock_descriptor(fd):  # nobody is using it
+                    remove_all(directory, names)
+            finally:
+                _transient.discard(fd)
+                os.close(fd)
+        elif not _process_alive(token):  # a callable's output without its input link
+            remove_all(directory, names)
+
+
+def remove_all(directory: str, names: list[str]) -> None:
+    """Remove the files *names* in *directory*, those already gone skipped."""
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, name))
+
+
+def _process_alive(token: str) -> bool:
+    try:
+        pid = int(token.split("-", 1)[0])
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
