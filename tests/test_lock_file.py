@@ -145,9 +145,13 @@ def test_processes_survive_their_lock_file_being_truncated_again_and_again(
     try:
         for process in processes:
             process.start()
+        lock_file = tmp_path / ".__app.lock"
+        deadline = time.monotonic() + 60  # the workers create it (slowly under coverage)
+        while not lock_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         for _ in range(20):
             time.sleep(0.02)
-            os.truncate(tmp_path / ".__app.lock", 0)
+            os.truncate(lock_file, 0)
     finally:
         fleet_workers.run_fleet(processes, start)
     fleet_workers.assert_each_once(
