@@ -198,7 +198,8 @@ class ActiveFile:
                 self.write(shared, data, self.prepare(shared, n))
         finally:
             lock.release()
-        self.written()
+        if self.durability is not None or not self.keep_open:  # no call per record otherwise
+            self.written()
 
     def written(self) -> None:
         """After a write, with the lock released: sync it if the ``fsync`` policy says
