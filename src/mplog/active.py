@@ -193,7 +193,7 @@ class ActiveFile:
                     self.write_rest(shared, data, written)
                 _pwrite(lock_fd, word + word, SIZE_AT)  # SharedState.end_write
                 if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]  # see write
-                    shared.saw_foreign(time.time())
+                    self.foreign_write(shared, data)
             else:
                 self.write(shared, data, self.prepare(shared, n))
         finally:
@@ -229,9 +229,20 @@ class ActiveFile:
         self.write_rest(shared, data, 0)
         shared.end_write(end)
         if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
-            # The file grew behind the shared size: a writer that does not update it
-            # (concurrent-log-handler during a migration) appended since our last check.
-            shared.saw_foreign(time.time())
+            self.foreign_write(shared, data)
+
+    def foreign_write(self, shared: SharedState, data: bytes) -> None:
+        """The file grew behind the shared size: a writer that does not update it
+        (concurrent-log-handler during a migration) appended since our last check
+        (lock held, *data* just written).
+
+        That writer may also have rotated the file since, and with ``use_gzip`` it
+        deletes the plain backup once compressed: then *data* went into a file no
+        name leads to any more, and is written again to the file now at the path."""
+        shared.saw_foreign(time.time())
+        if not _fstat(self.fd).st_nlink:  # type: ignore[arg-type]
+            self.close()  # the next check reopens the path (see close)
+            self.write(shared, data, self.prepare(shared, len(data)))
 
     def write_rest(self, shared: SharedState | None, data: bytes, written: int) -> None:
         """Write *data* from offset *written* on: the loop of a short write (rare,
