@@ -1,24 +1,18 @@
 """The active file: the one log file every process appends to.
 
 :class:`ActiveFile` owns this process's descriptor on it, its identity and the
-shared generation it belongs to, and the protocol every writer follows while it
-holds the inter-process lock (see :mod:`mplog.header` for the shared state):
+shared generation it belongs to, and the writer's side of PROTOCOL.md, with the
+inter-process lock held (the shared state is :mod:`mplog.header`'s):
 
-* **append**: one ``os.write`` of a whole record on an ``O_APPEND`` descriptor,
-  announced before (the in-flight mark: where the write ends) and published after
-  (the new size).  When nothing is due, :meth:`ActiveFile.append` does it on the
-  header's words directly (the fast path); otherwise it asks *prepare* (the
-  rotation policy) first.
-* **check**: every *watch_interval* seconds, and whenever the shared generation
-  moved (another process rotated), stat the path: reopen if the file we hold was
-  renamed, deleted or replaced (logrotate), announce a file nobody announced,
-  notice a writer that does not update the shared size (a mixed fleet).
-* **recover**: a writer killed mid-record left the in-flight mark set: cut its
-  partial record off before appending.
+* **append** (PROTOCOL.md 3.1): one ``os.write`` of a whole record, between the
+  in-flight mark and the published size; on the header's words directly when
+  nothing is due (the fast path), else after *prepare* (the rotation policy).
+* **check** (3.2): stat the path every *watch_interval* seconds and whenever the
+  shared generation moved; reopen, announce, notice foreign writers.
+* **recover** (5.1): cut off the partial record of a writer killed mid-record.
 * **cut**: a write that failed part-way is cut back, so no torn record stays.
 
-On a network filesystem (:mod:`mplog.netfs`) records go at the published offset,
-synchronously, and files are identified by inode alone.
+On a network filesystem the differences are PROTOCOL.md's section 7.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
 wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
 active file, rotation, compression (:mod:`mplog.archive`), batching
 (:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).
+fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
+disk is specified in PROTOCOL.md.
 """
 
 from __future__ import annotations

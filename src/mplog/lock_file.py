@@ -6,7 +6,7 @@ share (:mod:`mplog.header`).  Other programs may delete, replace or truncate it,
 and another log's handler may claim it: :class:`LockFile` notices and recovers
 (:meth:`LockFile.verify` at each path check and before each rotation; an orphan
 left open by processes that still use a deleted lock file is adopted when a new
-one is created), carrying the shared state over.
+one is created), carrying the shared state over (PROTOCOL.md, sections 2.3-2.4).
 
 :class:`mplog.lock.FileLock` adds the locking to it: threads, timeout, contention.
 """
