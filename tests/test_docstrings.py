@@ -55,8 +55,9 @@ class _Definitions:
         self.members: dict[str, set[str]] = {}  # class name -> names set in its body
         self.classes: dict[str, str] = {}  # class name -> module defining it
         self.everything: set[str] = set()
-        for path in sorted(SOURCE.glob("*.py")):
-            module = "mplog" if path.stem == "__init__" else f"mplog.{path.stem}"
+        for path in sorted(SOURCE.rglob("*.py")):  # subpackages too
+            parts = ("mplog", *path.relative_to(SOURCE).with_suffix("").parts)
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             tree = ast.parse(path.read_text(encoding="utf-8"))
             self.modules[module] = top = _bound(tree.body)
             self.everything |= top | {path.stem}
@@ -211,7 +212,7 @@ def _local_names(path: Path) -> set[str]:
 
 
 _PYTHON_FILES = sorted(
-    [*SOURCE.glob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    [*SOURCE.rglob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
 )
 
 
