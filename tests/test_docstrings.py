@@ -130,9 +130,13 @@ def _bound(body: list[ast.stmt]) -> set[str]:
 
 
 def _self_attributes(cls: ast.ClassDef) -> set[str]:
-    """``self.x`` assigned anywhere in the class's methods, and its ``__slots__``."""
+    """``self.x`` assigned anywhere in the class's methods, its ``__slots__``, and the
+    arguments of its ``__init__`` (the handlers' options: ``use_gzip``)."""
     names: set[str] = set()
     for node in ast.walk(cls):
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            arguments = node.args
+            names.update(a.arg for a in [*arguments.args, *arguments.kwonlyargs])
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.ctx, ast.Store)
