@@ -205,10 +205,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         )
         self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
         self.mode, self.delay = mode, delay
-        if not delay:  # errors name the log and the fix, not only the hidden lock file
-            with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
-                self._open_file()
-        track(self)
+        if not delay:
+            try:  # errors name the log and the fix, not only the hidden lock file
+                with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
+                    self._open_file()
+            except BaseException:
+                # Nobody else has this handler yet: let go of the descriptors at once
+                # (a program retrying a bad configuration must not run out of them).
+                self._file.close()
+                self._lock.discard()
+                raise
+        track(self)  # only now: a failed construction leaves no fork hook behind
 
     def _wire(self, path: str, options: Options) -> None:
         """Build the parts from the parsed *options*; open nothing yet."""

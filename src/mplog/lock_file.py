@@ -242,6 +242,11 @@ class LockFile(abc.ABC):
         self._fd, shared.fd = new_fd, self._state_fd(new_fd)
         return True
 
+    def discard(self) -> None:
+        """Close the descriptors of a lock that no thread holds or waits for (its
+        handler's construction failed), without taking any lock to do so."""
+        self._close_fd()
+
     def _close_fd(self) -> None:
         """Close the descriptors (the lock file stays on disk for the other processes)."""
         fd, self._fd = self._fd, None
