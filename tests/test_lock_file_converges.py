@@ -1,6 +1,7 @@
-"""A log directory removed and made again while processes log into it (a deploy script's
-``rm -rf logs && mkdir logs``, then a restart): the writers already running and the ones
-started since end up on one lock file and one header, and say so once."""
+"""Processes converge on one lock file and one header whatever happens to it: a log
+directory removed and made again while they log into it (a deploy script's ``rm -rf
+logs && mkdir logs``, then a restart), or a lock file truncated under them.  What was
+mended is reported once."""
 
 from __future__ import annotations
 
@@ -155,3 +156,38 @@ def _assert_after_removal(found: list[tuple[int, int]], counts: dict[int, int], 
     for worker, count in counts.items():
         first = half if worker < 3 else 0
         assert sorted(seqs[worker]) == list(range(first, count)), f"worker {worker}"
+
+
+@pytest.mark.timeout(120)
+def test_a_truncated_lock_file_is_repaired_once_and_reported_once(tmp_path: Path) -> None:
+    """Four processes log, checking the path before each record; while they pause, the
+    lock file is truncated.  One of them repairs it and says so; the others find it
+    whole, and every process still holds the one lock file."""
+    path = str(tmp_path / "app.log")
+    count = 400
+    ctx = multiprocessing.get_context("fork")
+    pause = ctx.Barrier(5)
+    out = tmp_path / "out"
+    out.mkdir()
+    processes = [
+        ctx.Process(target=_writer, args=(path, None, w, count, [200], pause, f"{out}/{w}"))
+        for w in range(4)
+    ]
+    try:
+        for process in processes:
+            process.start()
+        pause.wait(60)
+        os.truncate(tmp_path / _LOCK, 0)
+        pause.wait(60)
+    finally:
+        fleet_workers.run_fleet(processes, pause)
+    fleet_workers.assert_each_once(
+        fleet_workers.read_fleet(tmp_path), dict.fromkeys(range(4), count)
+    )
+    reports, lock_path = [], tmp_path / _LOCK
+    for worker in range(4):
+        result = json.loads((out / str(worker)).read_text())
+        reports += result["reports"]
+        assert result["held"] == [f"{lock_path} {lock_path.stat().st_ino}"], f"worker {worker}"
+    assert len(reports) == 1, reports
+    assert "damaged (truncated or overwritten); repaired" in reports[0]
