@@ -62,6 +62,10 @@ class ActiveFile:
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``).
     :param keep_open: keep the descriptor open between records.
+    :param local_locks: the network filesystem's locks exclude this host only
+        (reported at the first open).
+    :param bom: the encoding's byte-order mark: written before the first record of
+        each new file, by the process that writes it (records are encoded without).
 
     .. versionadded:: 0.1
     """
@@ -79,6 +83,7 @@ class ActiveFile:
         truncate: bool,
         keep_open: bool,
         local_locks: bool = False,
+        bom: bytes = b"",
     ) -> None:
         self.path = path
         self.lock = lock
@@ -88,6 +93,7 @@ class ActiveFile:
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
+        self.bom = bom
         self._truncate = truncate
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
@@ -220,6 +226,8 @@ class ActiveFile:
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
+        if not size and self.bom:  # the first record of a file: its writer marks it
+            data = self.bom + data
         end = size + len(data)
         shared.begin_write(end)
         if self.network:
@@ -272,6 +280,8 @@ class ActiveFile:
             real -= written
             os.ftruncate(fd, real)
         shared.end_write(real)
+        if not real:  # the next record is the file's first: not the fast path (see write)
+            self.fast_until = 0.0
 
     # -- checking ----------------------------------------------------------------------
 
@@ -410,4 +420,5 @@ class ActiveFile:
         self.open()
         size = os.fstat(self.fd).st_size  # type: ignore[arg-type]
         self.generation = shared.new_file(size, self.file_id)
+        self.fast_until = 0.0  # its first record goes through write (doRollover then logs)
         return size

@@ -70,6 +70,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         backups, and (as in the stdlib) disables size rotation when there is no
         *when*.
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
+        One with a byte-order mark (``"utf-8-sig"``, ``"utf-16"``, ``"utf-32"``) marks
+        each file once, at its start, as the stdlib's FileHandler does.
     :param delay: open the file (and the lock file) only at the first record.
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
@@ -226,8 +228,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
+        # Records are encoded without a byte-order mark; the file gets one (see ActiveFile.bom).
         self._codec, self._codec_errors, self._newline = (
-            options.encoding,
+            options.record_encoding,
             options.errors,
             options.newline,
         )
@@ -245,7 +248,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         direct = network and is_nfs(lock_path)
         self._lock = FileLock(lock_path, options.lock_timeout, self.permissions, path, direct)
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
-        super().__init__(path, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
+        super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
         self._file = ActiveFile(
             path,
@@ -258,6 +261,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
+            bom=options.bom,
         )
         self.backups = Backups(
             path,
