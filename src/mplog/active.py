@@ -30,6 +30,7 @@ import secrets
 import stat
 import struct
 import time
+import weakref
 from typing import Callable
 
 from .durability import Durability
@@ -105,6 +106,8 @@ class ActiveFile:
         self.fast_limit = 1 << 63
         self.fd: int | None = None
         self.stream: io.FileIO | None = None
+        #: Every stream opened here, current or since replaced (and closed).
+        self.streams: weakref.WeakSet[io.FileIO] = weakref.WeakSet()
         self.file_id: tuple[int, int] = (-1, -1)
         self.generation = -1  # the shared generation of the file we hold
         # When we last stat'ed the path; the next time; until when append may skip
@@ -133,6 +136,7 @@ class ActiveFile:
         except BaseException:
             os.close(fd)
             raise
+        self.streams.add(stream)
         self.fd, self.file_id, self.stream = fd, self.identity(st), stream
         if self._local_locks_unreported:
             self._local_locks_unreported = False

@@ -325,8 +325,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     @stream.setter
     def stream(self, value: io.FileIO | None) -> None:
         # FileHandler sets None, servers that reopen their logs set what _open()
-        # returned: the active file already holds it.
-        if value is not None and value is not self._file.stream:
+        # returned: the active file holds it, or holds a newer one already (a reopen
+        # that interrupted that _open(), deferred, ran before it returned; another
+        # thread noticed a rotation): setting it changes nothing, and never raises.
+        if value is not None and value not in self._file.streams:
             raise ValueError(
                 f"{type(self).__name__} writes through its own descriptor; to reopen "
                 "the log, call close() and then _open()"
