@@ -38,17 +38,27 @@ class _Noting(mplog.ConcurrentRotatingFileHandler):
         self.reports.append(str(sys.exc_info()[1]))
 
 
-def _lock_files_held() -> list[str]:
-    """``<target> <inode>`` of each descriptor of this process on a lock file."""
-    held = []
+def _descriptors() -> dict[str, str]:
+    """This process's descriptors and what they are open on (``/proc/self/fd``)."""
+    found = {}
     for fd in os.listdir("/proc/self/fd"):
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if _LOCK in target:
-                held.append(f"{target} {os.stat(f'/proc/self/fd/{fd}').st_ino}")
-        except OSError:  # the descriptor listdir itself used
+            found[fd] = (
+                f"{os.readlink(f'/proc/self/fd/{fd}')} {os.stat(f'/proc/self/fd/{fd}').st_ino}"
+            )
+        except OSError:  # the descriptor listdir itself used, closed since
             continue
-    return held
+    return found
+
+
+def _lock_files_held(inherited: dict[str, str]) -> list[str]:
+    """``<target> <inode>`` of each descriptor of this process on a lock file, but for
+    the *inherited* ones (a forked child has its parent's, of other tests' logs)."""
+    return [
+        target
+        for fd, target in _descriptors().items()
+        if _LOCK in target and inherited.get(fd) != target
+    ]
 
 
 def _writer(
@@ -58,6 +68,7 @@ def _writer(
     the path before each (watch_interval=0); at each seq in *stops*, wait twice at
     *pause* (the test acts in between).  Then write what was reported and which lock
     files this process holds into *out*."""
+    inherited = _descriptors()
     handler = _Noting(path, watch_interval=0, lock_file_directory=locks)
     handler.reports = []
     handler.setFormatter(mp_workers.FramedFormatter())
@@ -70,7 +81,7 @@ def _writer(
             pause.wait(60)
             pause.wait(60)
         mp_workers.emit(logger, worker, seq, "small")
-    held = _lock_files_held()
+    held = _lock_files_held(inherited)
     handler.close()
     with open(out, "w") as file:
         json.dump({"reports": handler.reports, "held": held}, file)
