@@ -24,6 +24,7 @@ import secrets
 import stat
 import struct
 import time
+import weakref
 from typing import Callable
 
 from .durability import Durability
@@ -56,6 +57,10 @@ class ActiveFile:
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``).
     :param keep_open: keep the descriptor open between records.
+    :param local_locks: the network filesystem's locks exclude this host only
+        (reported at the first open).
+    :param bom: the encoding's byte-order mark: written before the first record of
+        each new file, by the process that writes it (records are encoded without).
 
     .. versionadded:: 0.1
     """
@@ -73,6 +78,7 @@ class ActiveFile:
         truncate: bool,
         keep_open: bool,
         local_locks: bool = False,
+        bom: bytes = b"",
     ) -> None:
         self.path = path
         self.lock = lock
@@ -82,6 +88,7 @@ class ActiveFile:
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
+        self.bom = bom
         self._truncate = truncate
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
@@ -93,6 +100,8 @@ class ActiveFile:
         self.fast_limit = 1 << 63
         self.fd: int | None = None
         self.stream: io.FileIO | None = None
+        #: Every stream opened here, current or since replaced (and closed).
+        self.streams: weakref.WeakSet[io.FileIO] = weakref.WeakSet()
         self.file_id: tuple[int, int] = (-1, -1)
         self.generation = -1  # the shared generation of the file we hold
         # When we last stat'ed the path; the next time; until when append may skip
@@ -121,6 +130,7 @@ class ActiveFile:
         except BaseException:
             os.close(fd)
             raise
+        self.streams.add(stream)
         self.fd, self.file_id, self.stream = fd, self.identity(st), stream
         if self._local_locks_unreported:
             self._local_locks_unreported = False
@@ -214,6 +224,8 @@ class ActiveFile:
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
+        if not size and self.bom:  # the first record of a file: its writer marks it
+            data = self.bom + data
         end = size + len(data)
         shared.begin_write(end)
         if self.network:
@@ -277,6 +289,8 @@ class ActiveFile:
             real -= written
             os.ftruncate(fd, real)
         shared.end_write(real)
+        if not real:  # the next record is the file's first: not the fast path (see write)
+            self.fast_until = 0.0
 
     # -- checking ----------------------------------------------------------------------
 
@@ -415,4 +429,5 @@ class ActiveFile:
         self.open()
         size = os.fstat(self.fd).st_size  # type: ignore[arg-type]
         self.generation = shared.new_file(size, self.file_id)
+        self.fast_until = 0.0  # its first record goes through write (doRollover then logs)
         return size

@@ -145,9 +145,18 @@ class SharedState:
         length = _WORD.unpack(self._read(8, _PATH_LEN_AT))[0]
         return os.fsdecode(os.pread(self.fd, min(length, _MAX_PATH), _PATH_AT))
 
+    def take_over(self, log_path: str, key: int) -> None:
+        """Claim the header for the log with *key*, keeping the state: it is this
+        log's, claimed by the processes that knew its directory by another inode
+        (the directory was removed and made again)."""
+        self._write_owner(log_path, key)
+
     def copy_from(self, other: SharedState) -> None:
-        """Take over *other*'s state (the lock file was replaced: see FileLock.verify)."""
-        os.pwrite(self.fd, other._read(HEADER_SIZE, 0), 0)
+        """Take over *other*'s state, but not its claim (the lock file was replaced:
+        see LockFile.verify): the magic, the generation, the sizes, the boundary, the
+        active file and the foreign writers' instant; the owner stays ours."""
+        os.pwrite(self.fd, other._read(_OWNER_AT, 0), 0)
+        os.pwrite(self.fd, other._read(_PATH_LEN_AT - _BOUNDARY_AT, _BOUNDARY_AT), _BOUNDARY_AT)
 
     # -- the active file ----------------------------------------------------------------
 
