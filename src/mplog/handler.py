@@ -174,6 +174,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         fsync: FsyncLike = False,
         network_fs: bool | None = None,
     ) -> None:
+        # What pickling carries (see __reduce__): the arguments, as given.
+        config = {name: value for name, value in locals().items() if name != "self"}
         options = Options.parse(
             mode=mode,
             maxBytes=maxBytes,
@@ -208,6 +210,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         )
         self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
         self.mode, self.delay = mode, delay
+        self._config = config
         if not delay:
             try:  # errors name the log and the fix, not only the hidden lock file
                 with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
@@ -513,6 +516,29 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """Records dropped because the batched queue was full (``overflow="drop"``)."""
         return self._batch.dropped if self._batch is not None else 0
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the configuration, not the state (descriptors, locks, threads, queue).
+
+        The unpickled handler (in a spawn child, a process pool task) is an equivalent
+        one on the same log: the same arguments, level, formatter, filters, name,
+        ``namer``, ``rotator``, size and backup settings, taking the same inter-process
+        lock, and opening the log at its first record.  It never truncates the log
+        (``mode="w"`` is this process's, done once).  Attributes of a subclass are not
+        carried: override ``__reduce__`` to add them.
+        """
+        config = {**self._config, "mode": "a", "delay": True}
+        state = {
+            "level": self.level,
+            "formatter": self.formatter,
+            "filters": self.filters,
+            "name": self.name,
+            "namer": self.namer,
+            "rotator": self.rotator,
+            "maxBytes": self.maxBytes,
+            "backupCount": self.backupCount,
+        }
+        return _unpickle, (type(self), config, state)
+
     # -- the write path -------------------------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
@@ -668,6 +694,21 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _debug(self, message: str, *args: object) -> None:
         if self.debug:
             print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
+
+
+def _unpickle(
+    cls: type[ConcurrentRotatingFileHandler], config: dict[str, Any], state: dict[str, Any]
+) -> ConcurrentRotatingFileHandler:
+    """Rebuild a handler pickled by :meth:`ConcurrentRotatingFileHandler.__reduce__`."""
+    handler = cls.__new__(cls)
+    ConcurrentRotatingFileHandler.__init__(handler, **config)
+    handler.setLevel(state["level"])
+    handler.setFormatter(state["formatter"])
+    handler.filters = list(state["filters"])
+    handler.set_name(state["name"])
+    handler.namer, handler.rotator = state["namer"], state["rotator"]
+    handler.maxBytes, handler.backupCount = state["maxBytes"], state["backupCount"]
+    return handler
 
 
 class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
