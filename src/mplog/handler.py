@@ -21,6 +21,7 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 import stat
 import sys
 import threading
@@ -374,6 +375,27 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._file.fast_until = 0.0
 
     @property
+    def suffix(self) -> str | None:
+        """The ``strftime`` format of time-named backups' suffix (stdlib name); None
+        without *when*."""
+        return None if self.schedule is None else self.schedule.suffix
+
+    @suffix.setter
+    def suffix(self, value: str | None) -> None:
+        if value != self.suffix:
+            raise ValueError(_fixed_naming("suffix", value, self.suffix))
+
+    @property
+    def extMatch(self) -> re.Pattern[str] | None:
+        """The pattern that finds the suffix in backup names (stdlib name)."""
+        return None if self.schedule is None else self.schedule.suffix_pattern
+
+    @extMatch.setter
+    def extMatch(self, value: re.Pattern[str] | None) -> None:
+        if value != self.extMatch:
+            raise ValueError(_fixed_naming("extMatch", value, self.extMatch))
+
+    @property
     def maxBytes(self) -> int:
         """Rotate before a record would make the file larger than this; 0: never by size."""
         return self._max_bytes
@@ -694,6 +716,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _debug(self, message: str, *args: object) -> None:
         if self.debug:
             print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
+
+
+def _fixed_naming(name: str, value: object, current: object) -> str:
+    return (
+        f"{name}={value!r}: mplog derives backup names from when= ({current!r} here), "
+        "the same in every process, so that each one finds the others' backups; "
+        "to name backups differently, set namer= (it gets the default name and "
+        "returns yours)"
+    )
 
 
 def _unpickle(
