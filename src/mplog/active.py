@@ -343,9 +343,14 @@ class ActiveFile:
             self.open()
             st = os.fstat(self.fd)  # type: ignore[arg-type]
         regular = stat.S_ISREG(st.st_mode)
-        if shared.file_id() != self.file_id:
+        announced = shared.file_id()
+        if announced != self.file_id:
             # Not the file the others were told about (another program moved it, or
             # a rotation died half-way): announce it, so they reopen at once.
+            if regular and st.st_size and announced != (0, 0):
+                # It already holds records no mplog process announced: a writer that
+                # does not update the header rotated (concurrent-log-handler).
+                shared.saw_foreign(now)
             shared.new_file(st.st_size, self.file_id)
         elif regular and st.st_size > shared.load()[1]:
             # Grown behind the shared size: a writer that does not update the header
