@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -25,7 +26,13 @@ from .exceptions import LockFileConflict
 from .header import HEADER_SIZE, SharedState, owner_key
 from .permissions import FilePermissions
 
-__all__ = ["LockFile", "find_deleted", "is_special_file", "lock_path_for"]
+__all__ = [
+    "LockFile",
+    "find_deleted",
+    "is_special_file",
+    "lock_path_for",
+    "private_lock_directory",
+]
 
 _OPEN_FLAGS = (
     os.O_RDWR
@@ -295,7 +302,14 @@ def _real(path: str) -> str:
 
 def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
     """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``, next to the log
-    or in *directory* (created if missing)."""
+    or in *directory* (created if missing).
+
+    A device or pipe (``/dev/stdout``, ``/dev/null``, a FIFO; bpo-45401: never rotated)
+    keeps its lock in this user's own directory (:func:`private_lock_directory`): its
+    directory is usually not writable, and a shared one (the system temp directory)
+    would let another user take the lock and hang every writer, or own it first so
+    that this user could not open it.  So processes of one user exclude each other on
+    it, whatever the size of a record, and users never wait for each other."""
     folder, name = os.path.split(log_path)
     if name.endswith(".log"):
         name = name[:-4]
@@ -303,10 +317,47 @@ def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> st
         folder = os.path.abspath(os.fspath(directory))
         os.makedirs(folder, exist_ok=True)
     elif is_special_file(log_path):
-        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
-        # directory is usually not writable by us: keep the lock in the temp dir.
-        folder = tempfile.gettempdir()
+        folder = private_lock_directory()
     return os.path.join(folder, f".__{name}.lock")
+
+
+def private_lock_directory() -> str:
+    """``mplog-<uid>`` in the temp directory, made mode 0700 and checked to be a
+    directory of this user's that nobody else may enter (not a symbolic link).
+
+    Raises :class:`PermissionError` naming it if another user made that name first
+    (only on purpose: nothing else makes it), with the fix: ``lock_file_directory=``.
+    """
+    base = tempfile.gettempdir()
+    if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: per-user temp directories
+        return base
+    uid = os.geteuid()
+    folder = os.path.join(base, f"mplog-{uid}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        what = "a symbolic link" if os.path.islink(folder) else "not a directory"
+        raise PermissionError(
+            error.errno or errno.EACCES,
+            f"{folder}, the directory for this user's lock files of devices and pipes, is "
+            f"{what}; remove it, or give the handler a lock_file_directory= of its own",
+        ) from error
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != uid:
+            raise PermissionError(
+                errno.EACCES,
+                f"{folder}, the directory for this user's lock files of devices and pipes, "
+                f"belongs to user {st.st_uid}; remove it, or give the handler a "
+                "lock_file_directory= of its own",
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:  # ours: nobody else may reach the lock
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return folder
 
 
 def is_special_file(path: str) -> bool:
