@@ -112,17 +112,18 @@ class FilePermissions:
             raise
         return fd
 
-    def apply(self, path: str) -> None:
-        """Give an existing file (a custom compressor's output) the requested mode and owner."""
+    def apply_fd(self, fd: int, path: str, mode: int | None = None) -> None:
+        """Give the existing file open on *fd* (named *path*: a custom compressor's
+        output) the requested mode, or else *mode* if given, and the requested owner.
+
+        Through the descriptor, never the name: in a directory others may write, the
+        name may have become a symbolic link to a file elsewhere meanwhile."""
         if self.exact:
-            os.chmod(path, self.mode)
+            mode = self.mode
+        if mode is not None:
+            os.fchmod(fd, mode)
         if self.owner is not None:
-            try:
-                os.chown(path, *self.owner)
-            except OSError as error:
-                if self.report is None:
-                    raise
-                self.report(path, error)
+            self._chown(fd, path, self.owner)
 
     def _chown(self, fd: int, path: str, owner: tuple[int, int]) -> None:
         try:

@@ -1,0 +1,335 @@
+"""Directories that others write: every name mplog meets may be a symbolic link, a
+directory, a FIFO or another user's file.
+
+Odd names named like mplog's temporary files are left alone and reported once, and
+never stop a sweep; a callable compressor's output swapped for a link or a FIFO is
+refused, never chmod'ed, chown'ed or waited on; a device's lock is private to its
+user; another user's compression is skipped, not a failure; and a backup retention
+spared while it was being compressed goes once the compression let go of it.
+
+Several users are real ones: the children run under uids of their own (no account
+needed), so these tests need root and are skipped without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import (
+    BASE,
+    RECORD,
+    ReportingHandler,
+    claimed,
+    info_record,
+    names_in,
+    record_numbers_in,
+    size_named,
+    write_records,
+)
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="FIFOs, flock and O_NOFOLLOW: Linux scenarios"
+)
+
+WORKERS = Path(__file__).resolve().parent / "shared_dir_workers.py"
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to run as other users"
+)
+
+
+def _free_uids(count: int) -> list[int]:
+    """Uids no account uses: users of their own for the children."""
+    free = []
+    uid = 47011
+    while len(free) < count:
+        with contextlib.suppress(KeyError):
+            pwd.getpwuid(uid)
+            uid += 1
+            continue
+        free.append(uid)
+        uid += 1
+    return free
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory every user may write (not sticky), outside pytest's 0700 tree."""
+    base = Path(tempfile.mkdtemp(prefix="mplog-shared-"))
+    try:
+        base.chmod(0o777)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def _run(uid: int, command: str, timeout: float = 60, **arguments: Any) -> dict[str, Any]:
+    """Run a worker command as *uid* (-1: as we are) and return its JSON result."""
+    result = subprocess.run(
+        [sys.executable, str(WORKERS), str(uid), command, json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def _gzip_handler(path: Path) -> ReportingHandler:
+    return ReportingHandler(
+        path, maxBytes=RECORD, backupCount=10, compress="gzip", compress_delay=0
+    )
+
+
+# -- 6. a name like a temporary file that is none ----------------------------------------------
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid += 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("kind", "suffix"),
+    [
+        ("directory", ".tmp"),
+        ("symlink", ".tmp"),
+        ("fifo", ".tmp"),
+        ("directory", ".tmp.gz"),  # like a callable's output whose process is gone
+    ],
+    ids=["directory", "symlink", "fifo", "directory-output"],
+)
+def test_an_odd_name_like_a_temporary_file_is_left_and_reported_once(
+    tmp_path: Path, kind: str, suffix: str
+) -> None:
+    """A directory, symbolic link or FIFO named like a compressor's temporary file stops no
+    sweep: every backup is compressed at each one, the name is left as it was (a link's
+    target untouched) and reported once, however many sweeps meet it."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    odd = logs / f".{BASE}.mplog-{_dead_pid()}-0badf11e{suffix}"
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not a log")
+    if kind == "directory":
+        odd.mkdir()
+    elif kind == "symlink":
+        odd.symlink_to(target)
+    else:
+        os.mkfifo(odd)
+    handler = _gzip_handler(logs / BASE)
+    try:
+        write_records(handler, range(5))  # four rotations, each followed by a sweep
+    finally:
+        handler.close()  # one more sweep
+    assert (
+        stat.S_IFMT(odd.lstat().st_mode)
+        == {
+            "directory": stat.S_IFDIR,
+            "symlink": stat.S_IFLNK,
+            "fifo": stat.S_IFIFO,
+        }[kind]
+    )
+    assert target.read_bytes() == b"not a log"
+    odd.rename(tmp_path / "odd")  # out of the way of the listing below
+    backups = size_named(logs, ".gz")  # fails on anything left uncompressed
+    assert record_numbers_in(backups) == [[0], [1], [2], [3], [4]]
+    messages = [message for message, _error in handler.reports]
+    assert len(messages) == 1, messages
+    assert str(odd) in messages[0]
+    assert {"directory": "a directory", "symlink": "a symbolic link", "fifo": "a FIFO"}[
+        kind
+    ] in messages[0]
+
+
+# -- 7. a callable's output swapped for something else -----------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "kind",
+    ["symlink", "hardlink", "fifo", pytest.param("foreign", marks=needs_root)],
+)
+def test_a_callables_output_swapped_by_someone_is_refused(tmp_path: Path, kind: str) -> None:
+    """The output of ``compress=<callable>`` is replaced, before mplog commits it, by a
+    symbolic link or a hard link to a file elsewhere (owned by root, 0600), a FIFO, or a
+    file of another user.  mplog never chmods, chowns (``owner=``), times or waits on what
+    it did not make: the file elsewhere is untouched, the close does not hang, the backup
+    stays plain with its records, and the refusal is reported once."""
+    uid = _free_uids(1)[0]
+    logs, victim = tmp_path / "logs", tmp_path / "secret"
+    logs.mkdir()
+    victim.write_bytes(b"secret")
+    victim.chmod(0o600)
+    victim_before = victim.stat()
+    result = _run(
+        -1, "swapped_output", log=str(logs / BASE), kind=kind, victim=str(victim), other_uid=uid
+    )
+    after = victim.stat()
+    assert (stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid) == (
+        stat.S_IMODE(victim_before.st_mode),
+        victim_before.st_uid,
+        victim_before.st_gid,
+    )
+    assert after.st_mtime_ns == victim_before.st_mtime_ns
+    assert victim.read_bytes() == b"secret"
+    assert [name for name in result["names"] if not name.startswith(".")] == [
+        BASE,
+        f"{BASE}.1",
+        f"{BASE}.2",
+        f"{BASE}.3",
+    ], "a backup was committed from a file mplog did not make"
+    expected = {
+        "symlink": "a symbolic link",
+        "hardlink": "a file with 2 links",
+        "fifo": "a FIFO",
+        "foreign": f"a file of user {uid}",
+    }[kind]
+    assert len(result["reports"]) == 1, result["reports"]
+    assert expected in result["reports"][0]
+
+
+# -- 8. the lock of a device ---------------------------------------------------------------------
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_users_logging_to_a_device_neither_block_nor_lock_each_other_out(shared: Path) -> None:
+    """User A logs to /dev/null (its lock file goes somewhere under the temp directory).
+    User B then logs to /dev/null too, and takes every lock file under the temp directory
+    it can open, and holds them.  A still constructs its handler and logs at once: a
+    device's lock is private to its user."""
+    temp = shared / "tmp"
+    temp.mkdir()
+    temp.chmod(0o1777)  # like /tmp
+    user_a, user_b = _free_uids(2)
+    env = {**os.environ, "TMPDIR": str(temp)}
+    first = subprocess.run(
+        [sys.executable, str(WORKERS), str(user_a), "log_to_device", '{"path": "/dev/null", '
+         '"records": 3}'],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    holder = subprocess.Popen(
+        [sys.executable, str(WORKERS), str(user_b), "hold_every_lock",
+         json.dumps({"path": "/dev/null", "top": str(temp)})],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        held = json.loads(holder.stdout.readline())
+        assert held["constructed"] == "ok", held
+        again = subprocess.run(
+            [sys.executable, str(WORKERS), str(user_a), "log_to_device",
+             '{"path": "/dev/null", "records": 3}'],
+            capture_output=True, text=True, timeout=30, check=False, env=env,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout) == {"reports": []}
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    for user in (user_a, user_b):
+        private = temp / f"mplog-{user}"
+        st = private.lstat()
+        assert stat.S_ISDIR(st.st_mode)
+        assert st.st_uid == user
+        assert stat.S_IMODE(st.st_mode) == 0o700
+        assert (private / ".__null.lock").exists()
+    assert sorted(os.listdir(temp)) == [f"mplog-{user_a}", f"mplog-{user_b}"]
+
+
+def test_a_private_lock_directory_someone_else_made_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symbolic link (or another user's directory) where this user's private lock
+    directory goes: the handler on /dev/null is refused, with the directory and the fix
+    named; nothing is created through the link."""
+    temp, elsewhere = tmp_path / "tmp", tmp_path / "elsewhere"
+    temp.mkdir()
+    elsewhere.mkdir()
+    (temp / f"mplog-{os.geteuid()}").symlink_to(elsewhere)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    import mplog
+
+    with pytest.raises(PermissionError) as raised:
+        mplog.ConcurrentRotatingFileHandler(os.devnull)
+    assert f"mplog-{os.geteuid()}" in str(raised.value)
+    assert "lock_file_directory=" in str(raised.value)
+    assert list(elsewhere.iterdir()) == []
+
+
+# -- 12. another user's compression --------------------------------------------------------------
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_another_users_temporary_file_is_skipped_not_a_failure(shared: Path) -> None:
+    """In a directory both write, user B's compression temporary file (mode 0600, which A
+    may not open) is skipped by A's sweeps: A compresses all its backups and reports
+    nothing; B's file is left for B."""
+    user_a, user_b = _free_uids(2)
+    others = shared / f".{BASE}.mplog-{os.getpid()}-5eed0b0b.tmp"
+    others.write_bytes(b"B compressing")
+    others.chmod(0o600)
+    os.chown(others, user_b, user_b)
+    result = _run(user_a, "sweep", log=str(shared / BASE), rotations=3)
+    assert result["reports"] == []
+    assert result["names"] == sorted(
+        [others.name, ".__app.lock", BASE, *(f"{BASE}.{n}.gz" for n in (1, 2, 3))]
+    )
+
+
+# -- 13. retention after a compression let go --------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_backup_retention_spared_while_compressed_goes_when_it_is_let_go(
+    tmp_path: Path, clock: Any
+) -> None:
+    """backupCount=2, time naming: a rotation finds the oldest backup claimed by a
+    compression (another process's), so retention spares it.  Once that claim is gone,
+    the next sweep (here at close, with no rotation after) applies retention again: two
+    backups are left, compressed."""
+    kwargs: dict[str, Any] = {"when": "S", "utc": True, "compress_delay": 0}
+    keep_all = ReportingHandler(tmp_path / BASE, backupCount=0, **kwargs)
+    try:
+        for number in range(4):  # three rotations, one per second
+            keep_all.emit(info_record(f"record {number}"))
+            clock.now += 1
+    finally:
+        keep_all.close()
+    oldest, *_newer = sorted(name for name in names_in(tmp_path) if name != BASE)
+    assert len(names_in(tmp_path)) == 4
+    handler = ReportingHandler(tmp_path / BASE, backupCount=2, compress="gzip", **kwargs)
+    try:
+        with claimed(tmp_path / oldest):
+            handler.emit(info_record("record 4"))  # rotates: four backups, two expire
+            assert oldest in names_in(tmp_path), "retention deleted a claimed backup"
+    finally:
+        handler.close()
+    assert handler.reports == []
+    backups = [name for name in names_in(tmp_path) if name != BASE]
+    assert len(backups) == 2, backups
+    assert all(name.endswith(".gz") for name in backups), backups
+    assert oldest not in {name.removesuffix(".gz") for name in backups}
