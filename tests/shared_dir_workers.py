@@ -63,6 +63,17 @@ def log_to_device(path: str, records: int) -> dict[str, Any]:
     return {"reports": handler.reports}
 
 
+def write_pipe(path: str, worker: int, records: int, size: int) -> dict[str, Any]:
+    """Log *records* records of *size* bytes, each one letter repeated, to the pipe *path*."""
+    handler = _Handler(path)
+    for number in range(records):
+        head = f"w{worker} r{number:04d} "
+        letter = "abcdefghijklmnopqrstuvwxyz"[(worker + number) % 26]
+        handler.emit(logging.makeLogRecord({"msg": head + letter * (size - len(head) - 1)}))
+    handler.close()
+    return {"reports": handler.reports}
+
+
 def hold_every_lock(path: str, top: str) -> None:
     """Construct a handler on the device *path* (and say whether that worked), then
     flock every lock file under *top* this user can open, say how many, and hold them
@@ -135,7 +146,12 @@ def main() -> None:
     if command == "hold_every_lock":
         hold_every_lock(**arguments)
         return
-    functions = {"sweep": sweep, "log_to_device": log_to_device, "swapped_output": swapped_output}
+    functions = {
+        "sweep": sweep,
+        "log_to_device": log_to_device,
+        "swapped_output": swapped_output,
+        "write_pipe": write_pipe,
+    }
     print(json.dumps(functions[command](**arguments)), flush=True)
 
 

@@ -22,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,16 +260,81 @@ def test_users_logging_to_a_device_neither_block_nor_lock_each_other_out(shared:
     assert sorted(os.listdir(temp)) == [f"mplog-{user_a}", f"mplog-{user_b}"]
 
 
-def test_a_private_lock_directory_someone_else_made_is_refused_naming_it(
+@pytest.mark.timeout(120)
+def test_one_users_processes_never_interleave_records_on_a_pipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A symbolic link (or another user's directory) where this user's private lock
+    """Four processes of one user log 100 KB records (far above PIPE_BUF) to one FIFO:
+    they share the user's private lock, so the reader gets every record whole, once."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    chunks: list[bytes] = []
+    # Both ends, held until every writer is done: no writer waits for a reader to open,
+    # and the reader's end of file comes only after the last writer.
+    keep_open = os.open(fifo, os.O_RDWR)
+
+    def drain() -> None:
+        with open(fifo, "rb") as reader:
+            while chunk := reader.read(1 << 16):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    writers, size, records = 4, 100_000, 10
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKERS),
+                "-1",
+                "write_pipe",
+                json.dumps({"path": str(fifo), "worker": w, "records": records, "size": size}),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(writers)
+    ]
+    try:
+        outputs = [process.communicate(timeout=60)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=30)
+        os.close(keep_open)
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert [json.loads(output) for output in outputs] == [{"reports": []}] * writers
+    lines = b"".join(chunks).decode().split("\n")
+    assert lines.pop() == ""
+    expected = set()
+    for w in range(writers):
+        for number in range(records):
+            head = f"w{w} r{number:04d} "
+            expected.add(
+                head + "abcdefghijklmnopqrstuvwxyz"[(w + number) % 26] * (size - len(head) - 1)
+            )
+    assert len(lines) == writers * records
+    assert set(lines) == expected, "a record was torn by another process's"
+
+
+@pytest.mark.parametrize("made", ["symlink", pytest.param("directory", marks=needs_root)])
+def test_a_private_lock_directory_someone_else_made_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: str
+) -> None:
+    """A symbolic link, or another user's directory, where this user's private lock
     directory goes: the handler on /dev/null is refused, with the directory and the fix
-    named; nothing is created through the link."""
+    named; nothing is created there."""
     temp, elsewhere = tmp_path / "tmp", tmp_path / "elsewhere"
     temp.mkdir()
     elsewhere.mkdir()
-    (temp / f"mplog-{os.geteuid()}").symlink_to(elsewhere)
+    if made == "symlink":
+        (temp / f"mplog-{os.geteuid()}").symlink_to(elsewhere)
+    else:
+        elsewhere = temp / f"mplog-{os.geteuid()}"
+        elsewhere.mkdir(mode=0o777)
+        os.chown(elsewhere, *[_free_uids(1)[0]] * 2)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     import mplog
 
@@ -285,18 +351,20 @@ def test_a_private_lock_directory_someone_else_made_is_refused_naming_it(
 @needs_root
 @pytest.mark.timeout(120)
 def test_another_users_temporary_file_is_skipped_not_a_failure(shared: Path) -> None:
-    """In a directory both write, user B's compression temporary file (mode 0600, which A
-    may not open) is skipped by A's sweeps: A compresses all its backups and reports
-    nothing; B's file is left for B."""
+    """In a directory both write, user B's compression temporary file and a backup of B's
+    (mode 0600: A may not open them) are skipped by A's sweeps: A compresses all its other
+    backups and reports nothing; B's files are left for B."""
     user_a, user_b = _free_uids(2)
     others = shared / f".{BASE}.mplog-{os.getpid()}-5eed0b0b.tmp"
-    others.write_bytes(b"B compressing")
-    others.chmod(0o600)
-    os.chown(others, user_b, user_b)
+    backup = shared / f"{BASE}.9"
+    for path in (others, backup):
+        path.write_bytes(b"B's\n")
+        path.chmod(0o600)
+        os.chown(path, user_b, user_b)
     result = _run(user_a, "sweep", log=str(shared / BASE), rotations=3)
     assert result["reports"] == []
     assert result["names"] == sorted(
-        [others.name, ".__app.lock", BASE, *(f"{BASE}.{n}.gz" for n in (1, 2, 3))]
+        [others.name, backup.name, ".__app.lock", BASE, *(f"{BASE}.{n}.gz" for n in (1, 2, 3))]
     )
 
 
