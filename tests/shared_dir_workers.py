@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import mplog
+import mplog.permissions
 
 RECORD = 40  # bytes of every record (text and newline)
 
@@ -52,6 +53,46 @@ def sweep(log: str, rotations: int) -> dict[str, Any]:
         handler.emit(_record(number))
     handler.close()
     return {"reports": handler.reports, "names": sorted(os.listdir(os.path.dirname(log)))}
+
+
+def crowd(log: str, worker: int, records: int) -> dict[str, Any]:
+    """One of several users on one log: group-writable files (chmod=0o666), rotation
+    every four records, gzip at once; log *records* records tagged *worker*, close."""
+    handler = _Handler(
+        log,
+        maxBytes=4 * RECORD,
+        backupCount=100_000,
+        compress="gzip",
+        compress_delay=0,
+        chmod=0o666,
+    )
+    for number in range(records):
+        text = f"w{worker} {number:06d} ".ljust(RECORD - 1, "x")
+        handler.emit(logging.makeLogRecord({"msg": text}))
+    handler.close()
+    return {"reports": handler.reports}
+
+
+def settle(log: str) -> dict[str, Any]:
+    """*log* exists with mode 0o400, as another process's file is between its creation
+    and its chmod; the process sets the requested 0o666 the next time we wait.  Construct
+    a handler with chmod=0o666 and log one record."""
+    with open(log, "w", encoding="utf-8"):
+        pass
+    os.chmod(log, 0o400)
+    waits = []
+
+    class _Time:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            os.chmod(log, 0o666)  # what the creating process does meanwhile
+
+    mplog.permissions.time = _Time  # type: ignore[assignment]
+    handler = _Handler(log, chmod=0o666)
+    handler.emit(_record(0))
+    handler.close()
+    return {"reports": handler.reports, "waits": len(waits)}
 
 
 def log_to_device(path: str, records: int) -> dict[str, Any]:
@@ -148,6 +189,8 @@ def main() -> None:
         return
     functions = {
         "sweep": sweep,
+        "crowd": crowd,
+        "settle": settle,
         "log_to_device": log_to_device,
         "swapped_output": swapped_output,
         "write_pipe": write_pipe,

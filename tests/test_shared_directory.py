@@ -14,6 +14,7 @@ needed), so these tests need root and are skipped without it.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import pwd
@@ -366,6 +367,59 @@ def test_another_users_temporary_file_is_skipped_not_a_failure(shared: Path) -> 
     assert result["names"] == sorted(
         [others.name, backup.name, ".__app.lock", BASE, *(f"{BASE}.{n}.gz" for n in (1, 2, 3))]
     )
+
+
+@needs_root
+@pytest.mark.timeout(300)
+def test_four_users_compressing_one_log_report_nothing_and_lose_nothing(shared: Path) -> None:
+    """Four users log to one log at once (group-writable files, a rotation every four
+    records, gzip at once): each meets the others' compressions mid-way, and skips what it
+    may not open yet.  No process reports anything; at the end every backup is compressed,
+    no temporary file is left, and every record is there once."""
+    users, records = _free_uids(4), 400
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKERS),
+                str(uid),
+                "crowd",
+                json.dumps({"log": str(shared / BASE), "worker": worker, "records": records}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for worker, uid in enumerate(users)
+    ]
+    try:
+        results = [process.communicate(timeout=240) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=30)
+    for (out, err), process in zip(results, processes):
+        assert process.returncode == 0, err
+        assert json.loads(out) == {"reports": []}
+    names = [name for name in os.listdir(shared) if name not in (BASE, ".__app.lock")]
+    assert names, "nothing rotated"
+    assert [name for name in names if not name.endswith(".gz")] == []
+    lines = (shared / BASE).read_text().splitlines()
+    for name in names:
+        lines += gzip.decompress((shared / name).read_bytes()).decode().splitlines()
+    tags = sorted(line.split(" ", 2)[0] + " " + line.split(" ", 2)[1] for line in lines)
+    assert tags == sorted(f"w{w} {n:06d}" for w in range(4) for n in range(records))
+
+
+@pytest.mark.timeout(60)
+def test_a_file_another_process_is_still_giving_its_mode_is_waited_for(shared: Path) -> None:
+    """A log that exists but refuses this user (another user's process created it an
+    instant ago and has not set chmod= yet): the handler waits for the mode rather than
+    fail, and logs."""
+    uid = _free_uids(1)[0] if os.geteuid() == 0 else -1
+    result = _run(uid, "settle", log=str(shared / BASE))
+    assert result == {"reports": [], "waits": 1}
+    assert (shared / BASE).read_text().startswith("record 000000 ")
 
 
 # -- 13. retention after a compression let go --------------------------------------------------

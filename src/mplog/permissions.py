@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Union
@@ -26,6 +27,10 @@ from .exceptions import MplogError
 __all__ = ["FilePermissions"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
+
+# Waits, in seconds, for a file another process just created to get its mode and owner
+# (about a second in all): it sets them right after creating it.
+_SETTLE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
 
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _EXCLUSIVE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -83,7 +88,7 @@ class FilePermissions:
         try:
             fd = os.open(path, flags | os.O_EXCL, self.mode)
         except FileExistsError:
-            return os.open(path, flags, self.mode)
+            return self._open_existing(path, flags)
         try:
             if self.exact:
                 os.fchmod(fd, self.mode)
@@ -93,6 +98,30 @@ class FilePermissions:
             os.close(fd)
             raise
         return fd
+
+    def _open_existing(self, path: str, flags: int) -> int:
+        """Open *path*, which exists.  Another user's process may have created it an
+        instant ago and not yet given it the requested mode or owner (its umask narrows
+        the creation, then it sets them): refused meanwhile, wait for that, briefly,
+        rather than fail.  A refusal once the file has them is final."""
+        for delay in _SETTLE:
+            try:
+                return os.open(path, flags, self.mode)
+            except PermissionError:
+                if self._settled(path):
+                    raise
+            time.sleep(delay)
+        return os.open(path, flags, self.mode)
+
+    def _settled(self, path: str) -> bool:
+        """True if *path* has the requested mode and owner (or is gone)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False  # removed meanwhile: try again
+        if self.exact and stat.S_IMODE(st.st_mode) != self.mode:
+            return False
+        return self.owner is None or (st.st_uid, st.st_gid) == self.owner
 
     def create_like(self, path: str, source: os.stat_result) -> int:
         """Create *path* (which must not exist) for writing, as a copy of the file
