@@ -50,7 +50,7 @@ from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup
-from .untrusted import UnexpectedFile, describe, open_checked
+from .untrusted import UnexpectedFile, describe, open_checked, set_times
 
 __all__ = ["BackupCompressor", "Locate"]
 
@@ -153,7 +153,7 @@ class BackupCompressor:
             self.compressor.compress_fd(fd, temp_fd, source.st_mtime)
             os.fsync(temp_fd)
             # after the last write: retention ages a compressed backup by its source's time
-            _utime_fd(temp_fd, temp, source)
+            set_times(temp_fd, temp, source)
             identity = _identity(os.fstat(temp_fd))
             self._commit(file_id, backup.path, temp, self.compressor.suffix, identity)
         finally:
@@ -194,7 +194,7 @@ class BackupCompressor:
                 mode = None if self._permissions.exact else stat.S_IMODE(source.st_mode)
                 self._permissions.apply_fd(out, output, mode)
                 os.fsync(out)  # complete on disk before the original goes
-                _utime_fd(out, output, source)
+                set_times(out, output, source)  # retention ages it by these
                 self._commit(file_id, backup.path, output, suffix, _identity(os.fstat(out)))
             finally:
                 os.close(out)
@@ -370,16 +370,6 @@ def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
-
-
-def _utime_fd(fd: int, path: str, source: os.stat_result) -> None:
-    """Give the file open on *fd* (named *path*) *source*'s times: retention ages a
-    compressed backup by its source's time.  Through the descriptor where possible."""
-    times = (source.st_atime_ns, source.st_mtime_ns)
-    if os.utime in os.supports_fd:
-        os.utime(fd, ns=times)
-    else:  # pragma: no cover - Windows
-        os.utime(path, ns=times)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -20,7 +20,7 @@ import errno
 import os
 import stat
 
-__all__ = ["READ_FLAGS", "UnexpectedFile", "describe", "open_checked"]
+__all__ = ["READ_FLAGS", "UnexpectedFile", "describe", "open_checked", "set_times"]
 
 READ_FLAGS = (
     os.O_RDONLY
@@ -87,3 +87,14 @@ def open_checked(
         os.close(fd)
         raise
     return fd
+
+
+def set_times(fd: int, path: str, like: os.stat_result) -> None:
+    """Give the file open on *fd* (named *path*) the access and modification times of
+    *like*: through the descriptor (``futimens``), or where that is not supported, the
+    name."""
+    times = (like.st_atime_ns, like.st_mtime_ns)
+    if os.utime in os.supports_fd:
+        os.utime(fd, ns=times)
+    else:  # pragma: no cover - Windows
+        os.utime(path, ns=times)
