@@ -76,13 +76,16 @@ def crowd(log: str, worker: int, records: int) -> dict[str, Any]:
 def settle(log: str) -> dict[str, Any]:
     """*log* exists with mode 0o400, as another process's file is between its creation
     and its chmod; the process sets the requested 0o666 the next time we wait.  Construct
-    a handler with chmod=0o666 and log one record."""
+    a handler with chmod=0o666 and log one record.  Then the same with an old file that
+    stays 0o400 (a misconfiguration): refused at once, without a wait."""
     with open(log, "w", encoding="utf-8"):
         pass
     os.chmod(log, 0o400)
     waits = []
 
     class _Time:
+        time = staticmethod(time.time)
+
         @staticmethod
         def sleep(seconds: float) -> None:
             waits.append(seconds)
@@ -92,7 +95,20 @@ def settle(log: str) -> dict[str, Any]:
     handler = _Handler(log, chmod=0o666)
     handler.emit(_record(0))
     handler.close()
-    return {"reports": handler.reports, "waits": len(waits)}
+    result: dict[str, Any] = {"reports": handler.reports, "waits": len(waits)}
+    old = os.path.join(os.path.dirname(log), "old.log")
+    with open(old, "w", encoding="utf-8"):
+        pass
+    os.chmod(old, 0o400)
+    _Time.time = staticmethod(lambda: time.time() + 60)  # type: ignore[method-assign]  # a minute on
+    waits.clear()
+    try:
+        _Handler(old, chmod=0o666).close()
+        result["old"] = "opened"
+    except PermissionError:
+        result["old"] = "refused"
+    result["old_waits"] = len(waits)
+    return result
 
 
 def log_to_device(path: str, records: int) -> dict[str, Any]:

@@ -415,10 +415,10 @@ def test_four_users_compressing_one_log_report_nothing_and_lose_nothing(shared: 
 def test_a_file_another_process_is_still_giving_its_mode_is_waited_for(shared: Path) -> None:
     """A log that exists but refuses this user (another user's process created it an
     instant ago and has not set chmod= yet): the handler waits for the mode rather than
-    fail, and logs."""
+    fail, and logs.  A file that has refused this user for long is refused at once."""
     uid = _free_uids(1)[0] if os.geteuid() == 0 else -1
     result = _run(uid, "settle", log=str(shared / BASE))
-    assert result == {"reports": [], "waits": 1}
+    assert result == {"reports": [], "waits": 1, "old": "refused", "old_waits": 0}
     assert (shared / BASE).read_text().startswith("record 000000 ")
 
 

@@ -31,6 +31,8 @@ Owner = tuple[Union[str, int], Union[str, int]]
 # Waits, in seconds, for a file another process just created to get its mode and owner
 # (about a second in all): it sets them right after creating it.
 _SETTLE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
+# A file whose status changed longer ago than this (seconds) is not being created.
+_FRESH = 2.0
 
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _EXCLUSIVE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -114,11 +116,15 @@ class FilePermissions:
         return os.open(path, flags, self.mode)
 
     def _settled(self, path: str) -> bool:
-        """True if *path* has the requested mode and owner (or is gone)."""
+        """True if *path* has the requested mode and owner, or will not get them: it
+        was last changed more than :data:`_FRESH` seconds ago (a misconfiguration,
+        not a creation in progress: never worth a wait).  False if it is gone."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
             return False  # removed meanwhile: try again
+        if abs(time.time() - st.st_ctime) > _FRESH:
+            return True
         if self.exact and stat.S_IMODE(st.st_mode) != self.mode:
             return False
         return self.owner is None or (st.st_uid, st.st_gid) == self.owner
