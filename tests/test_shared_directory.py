@@ -164,6 +164,39 @@ def test_an_odd_name_like_a_temporary_file_is_left_and_reported_once(
     ] in messages[0]
 
 
+@pytest.mark.timeout(60)
+def test_a_link_or_fifo_at_a_backup_name_is_left_and_reported_once(tmp_path: Path) -> None:
+    """A symbolic link and a FIFO at backup names (app.log.8, app.log.9) are neither
+    compressed nor opened: the link's target is untouched, both names stay, each is
+    reported once over several sweeps, and the real backups are compressed."""
+    logs, target = tmp_path / "logs", tmp_path / "elsewhere"
+    logs.mkdir()
+    target.write_bytes(b"not a log\n")
+    (logs / f"{BASE}.8").symlink_to(target)
+    os.mkfifo(logs / f"{BASE}.9")
+    handler = _gzip_handler(logs / BASE)
+    try:
+        write_records(handler, range(3))  # two rotations, each followed by a sweep
+    finally:
+        handler.close()
+    assert target.read_bytes() == b"not a log\n"
+    assert (logs / f"{BASE}.8").is_symlink()
+    assert stat.S_ISFIFO((logs / f"{BASE}.9").lstat().st_mode)
+    assert sorted(names_in(logs)) == [
+        BASE,
+        f"{BASE}.1.gz",
+        f"{BASE}.2.gz",
+        f"{BASE}.8",
+        f"{BASE}.9",
+    ]
+    messages = sorted(message for message, _error in handler.reports)
+    assert len(messages) == 2, messages
+    assert f"{BASE}.8" in messages[0]
+    assert "a symbolic link" in messages[0]
+    assert f"{BASE}.9" in messages[1]
+    assert "a FIFO" in messages[1]
+
+
 # -- 7. a callable's output swapped for something else -----------------------------------------
 
 
