@@ -294,6 +294,31 @@ def test_users_logging_to_a_device_neither_block_nor_lock_each_other_out(shared:
     assert sorted(os.listdir(temp)) == [f"mplog-{user_a}", f"mplog-{user_b}"]
 
 
+def test_a_private_lock_directory_removed_by_a_tmp_cleaner_comes_back_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private lock directory is removed while a handler on /dev/null runs (a tmp
+    cleaner): it is made again mode 0700 (not the umask's 0755), the move to the new lock
+    file is reported, and logging goes on."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old_umask = os.umask(0o022)
+    handler = ReportingHandler(os.devnull, watch_interval=0)
+    try:
+        handler.emit(info_record("before"))
+        private = tmp_path / f"mplog-{os.geteuid()}"
+        shutil.rmtree(private)
+        handler.emit(info_record("after"))
+        handler.emit(info_record("and after"))
+    finally:
+        handler.close()
+        os.umask(old_umask)
+    assert stat.S_IMODE(private.lstat().st_mode) == 0o700
+    assert (private / ".__null.lock").exists()
+    assert [message for message, _error in handler.reports] == [
+        f"mplog: lock file {private / '.__null.lock'} was deleted or replaced; moved to the new one"
+    ]
+
+
 @pytest.mark.timeout(120)
 def test_one_users_processes_never_interleave_records_on_a_pipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import errno
 import os
 import stat
 import tempfile
@@ -24,7 +23,7 @@ import time
 from ._platform_lock import UN, flock
 from .exceptions import LockFileConflict
 from .header import HEADER_SIZE, SharedState, owner_key
-from .permissions import FilePermissions
+from .permissions import FilePermissions, private_directory
 
 __all__ = [
     "LockFile",
@@ -322,8 +321,9 @@ def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> st
 
 
 def private_lock_directory() -> str:
-    """``mplog-<uid>`` in the temp directory, made mode 0700 and checked to be a
-    directory of this user's that nobody else may enter (not a symbolic link).
+    """``mplog-<uid>`` in the temp directory: made mode 0700 and checked to be a
+    directory of this user's that nobody else may enter (not a symbolic link); made
+    again so if a tmp cleaner removes it (:func:`~mplog.permissions.private_directory`).
 
     Raises :class:`PermissionError` naming it if another user made that name first
     (only on purpose: nothing else makes it), with the fix: ``lock_file_directory=``.
@@ -331,33 +331,11 @@ def private_lock_directory() -> str:
     base = tempfile.gettempdir()
     if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: per-user temp directories
         return base
-    uid = os.geteuid()
-    folder = os.path.join(base, f"mplog-{uid}")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as error:
-        what = "a symbolic link" if os.path.islink(folder) else "not a directory"
-        raise PermissionError(
-            error.errno or errno.EACCES,
-            f"{folder}, the directory for this user's lock files of devices and pipes, is "
-            f"{what}; remove it, or give the handler a lock_file_directory= of its own",
-        ) from error
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != uid:
-            raise PermissionError(
-                errno.EACCES,
-                f"{folder}, the directory for this user's lock files of devices and pipes, "
-                f"belongs to user {st.st_uid}; remove it, or give the handler a "
-                "lock_file_directory= of its own",
-            )
-        if stat.S_IMODE(st.st_mode) != 0o700:  # ours: nobody else may reach the lock
-            os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
-    return folder
+    return private_directory(
+        os.path.join(base, f"mplog-{os.geteuid()}"),
+        "the directory for this user's lock files of devices and pipes",
+        "give the handler a lock_file_directory= of its own",
+    )
 
 
 def is_special_file(path: str) -> bool:

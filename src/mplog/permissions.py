@@ -15,6 +15,7 @@ file is kept with the process's own ids and the failure is reported through
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -24,7 +25,7 @@ from typing import Callable, Union
 
 from .exceptions import MplogError
 
-__all__ = ["FilePermissions"]
+__all__ = ["FilePermissions", "private_directory"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
 
@@ -81,7 +82,11 @@ class FilePermissions:
         try:
             return self._open(path, flags)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            folder = os.path.dirname(path)
+            if folder in _private:  # removed (a tmp cleaner): private again
+                private_directory(folder, *_private[folder])
+            else:
+                os.makedirs(folder, exist_ok=True)
             return self._open(path, flags)
 
     def _open(self, path: str, flags: int) -> int:
@@ -167,6 +172,42 @@ class FilePermissions:
             if self.report is None:
                 raise
             self.report(path, error)
+
+
+# The directories private_directory made: {path: (what it is, the fix)}.
+_private: dict[str, tuple[str, str]] = {}
+
+
+def private_directory(folder: str, what: str, fix: str) -> str:
+    """Make *folder* (*what*, for the errors) a directory only this user may enter:
+    create it mode 0700, or check that the one there is this user's (not a symbolic
+    link) and set 0700; return it.  :meth:`FilePermissions.open` makes it so again
+    if it is removed.
+
+    :raises PermissionError: naming it and *fix*, if it is a symbolic link, not a
+        directory, or another user's.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        kind = "a symbolic link" if os.path.islink(folder) else "not a directory"
+        raise PermissionError(
+            error.errno or errno.EACCES, f"{folder}, {what}, is {kind}; remove it, or {fix}"
+        ) from error
+    try:
+        st = os.fstat(fd)
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise PermissionError(
+                errno.EACCES, f"{folder}, {what}, belongs to user {st.st_uid}; remove it, or {fix}"
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:  # ours: nobody else may reach what is in it
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    _private[folder] = (what, fix)
+    return folder
 
 
 def _octal(value: int | str | None, name: str) -> int | None:
