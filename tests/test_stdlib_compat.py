@@ -438,14 +438,17 @@ def test_device_is_never_rotated(
 
 
 @pytest.mark.skipif(os.name == "nt", reason="needs /dev/null")
-def test_lock_of_a_device_is_kept_in_the_temp_directory(
+def test_lock_of_a_device_is_kept_in_a_private_directory_of_the_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler on /dev/null keeps its lock in the temp directory: /dev is not writable."""
+    """A handler on /dev/null keeps its lock in ``mplog-<uid>`` (mode 0700) in the temp
+    directory: /dev is not writable, and the temp directory itself is everyone's."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     handler = mplog.ConcurrentRotatingFileHandler(os.devnull, maxBytes=1)
     try:
-        assert (tmp_path / ".__null.lock").exists()
+        private = tmp_path / f"mplog-{os.geteuid()}"
+        assert (private / ".__null.lock").exists()
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
         assert not handler.shouldRollover(info_record("record"))
     finally:
         handler.close()

@@ -23,9 +23,15 @@ import time
 from ._platform_lock import UN, flock
 from .exceptions import LockFileConflict
 from .header import HEADER_SIZE, SharedState, owner_key
-from .permissions import FilePermissions
+from .permissions import FilePermissions, private_directory
 
-__all__ = ["LockFile", "find_deleted", "is_special_file", "lock_path_for"]
+__all__ = [
+    "LockFile",
+    "find_deleted",
+    "is_special_file",
+    "lock_path_for",
+    "private_lock_directory",
+]
 
 _OPEN_FLAGS = (
     os.O_RDWR
@@ -295,7 +301,14 @@ def _real(path: str) -> str:
 
 def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
     """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``, next to the log
-    or in *directory* (created if missing)."""
+    or in *directory* (created if missing).
+
+    A device or pipe (``/dev/stdout``, ``/dev/null``, a FIFO; bpo-45401: never rotated)
+    keeps its lock in this user's own directory (:func:`private_lock_directory`): its
+    directory is usually not writable, and a shared one (the system temp directory)
+    would let another user take the lock and hang every writer, or own it first so
+    that this user could not open it.  So processes of one user exclude each other on
+    it, whatever the size of a record, and users never wait for each other."""
     folder, name = os.path.split(log_path)
     if name.endswith(".log"):
         name = name[:-4]
@@ -303,10 +316,26 @@ def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> st
         folder = os.path.abspath(os.fspath(directory))
         os.makedirs(folder, exist_ok=True)
     elif is_special_file(log_path):
-        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
-        # directory is usually not writable by us: keep the lock in the temp dir.
-        folder = tempfile.gettempdir()
+        folder = private_lock_directory()
     return os.path.join(folder, f".__{name}.lock")
+
+
+def private_lock_directory() -> str:
+    """``mplog-<uid>`` in the temp directory: made mode 0700 and checked to be a
+    directory of this user's that nobody else may enter (not a symbolic link); made
+    again so if a tmp cleaner removes it (:func:`~mplog.permissions.private_directory`).
+
+    Raises :class:`PermissionError` naming it if another user made that name first
+    (only on purpose: nothing else makes it), with the fix: ``lock_file_directory=``.
+    """
+    base = tempfile.gettempdir()
+    if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: per-user temp directories
+        return base
+    return private_directory(
+        os.path.join(base, f"mplog-{os.geteuid()}"),
+        "the directory for this user's lock files of devices and pipes",
+        "give the handler a lock_file_directory= of its own",
+    )
 
 
 def is_special_file(path: str) -> bool:

@@ -15,17 +15,25 @@ file is kept with the process's own ids and the failure is reported through
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from .exceptions import MplogError
 
-__all__ = ["FilePermissions"]
+__all__ = ["FilePermissions", "private_directory"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
+
+# Waits, in seconds, for a file another process just created to get its mode and owner
+# (about a second in all): it sets them right after creating it.
+_SETTLE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
+# A file whose status changed longer ago than this (seconds) is not being created.
+_FRESH = 2.0
 
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _EXCLUSIVE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -74,7 +82,11 @@ class FilePermissions:
         try:
             return self._open(path, flags)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            folder = os.path.dirname(path)
+            if folder in _private:  # removed (a tmp cleaner): private again
+                private_directory(folder, *_private[folder])
+            else:
+                os.makedirs(folder, exist_ok=True)
             return self._open(path, flags)
 
     def _open(self, path: str, flags: int) -> int:
@@ -83,7 +95,7 @@ class FilePermissions:
         try:
             fd = os.open(path, flags | os.O_EXCL, self.mode)
         except FileExistsError:
-            return os.open(path, flags, self.mode)
+            return self._open_existing(path, flags)
         try:
             if self.exact:
                 os.fchmod(fd, self.mode)
@@ -93,6 +105,34 @@ class FilePermissions:
             os.close(fd)
             raise
         return fd
+
+    def _open_existing(self, path: str, flags: int) -> int:
+        """Open *path*, which exists.  Another user's process may have created it an
+        instant ago and not yet given it the requested mode or owner (its umask narrows
+        the creation, then it sets them): refused meanwhile, wait for that, briefly,
+        rather than fail.  A refusal once the file has them is final."""
+        for delay in _SETTLE:
+            try:
+                return os.open(path, flags, self.mode)
+            except PermissionError:
+                if self._settled(path):
+                    raise
+            time.sleep(delay)
+        return os.open(path, flags, self.mode)
+
+    def _settled(self, path: str) -> bool:
+        """True if *path* has the requested mode and owner, or will not get them: it
+        was last changed more than :data:`_FRESH` seconds ago (a misconfiguration,
+        not a creation in progress: never worth a wait).  False if it is gone."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False  # removed meanwhile: try again
+        if abs(time.time() - st.st_ctime) > _FRESH:
+            return True
+        if self.exact and stat.S_IMODE(st.st_mode) != self.mode:
+            return False
+        return self.owner is None or (st.st_uid, st.st_gid) == self.owner
 
     def create_like(self, path: str, source: os.stat_result) -> int:
         """Create *path* (which must not exist) for writing, as a copy of the file
@@ -112,17 +152,18 @@ class FilePermissions:
             raise
         return fd
 
-    def apply(self, path: str) -> None:
-        """Give an existing file (a custom compressor's output) the requested mode and owner."""
+    def apply_fd(self, fd: int, path: str, mode: int | None = None) -> None:
+        """Give the existing file open on *fd* (named *path*: a custom compressor's
+        output) the requested mode, or else *mode* if given, and the requested owner.
+
+        Through the descriptor, never the name: in a directory others may write, the
+        name may have become a symbolic link to a file elsewhere meanwhile."""
         if self.exact:
-            os.chmod(path, self.mode)
+            mode = self.mode
+        if mode is not None:
+            os.fchmod(fd, mode)
         if self.owner is not None:
-            try:
-                os.chown(path, *self.owner)
-            except OSError as error:
-                if self.report is None:
-                    raise
-                self.report(path, error)
+            self._chown(fd, path, self.owner)
 
     def _chown(self, fd: int, path: str, owner: tuple[int, int]) -> None:
         try:
@@ -131,6 +172,42 @@ class FilePermissions:
             if self.report is None:
                 raise
             self.report(path, error)
+
+
+# The directories private_directory made: {path: (what it is, the fix)}.
+_private: dict[str, tuple[str, str]] = {}
+
+
+def private_directory(folder: str, what: str, fix: str) -> str:
+    """Make *folder* (*what*, for the errors) a directory only this user may enter:
+    create it mode 0700, or check that the one there is this user's (not a symbolic
+    link) and set 0700; return it.  :meth:`FilePermissions.open` makes it so again
+    if it is removed.
+
+    :raises PermissionError: naming it and *fix*, if it is a symbolic link, not a
+        directory, or another user's.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        kind = "a symbolic link" if os.path.islink(folder) else "not a directory"
+        raise PermissionError(
+            error.errno or errno.EACCES, f"{folder}, {what}, is {kind}; remove it, or {fix}"
+        ) from error
+    try:
+        st = os.fstat(fd)
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise PermissionError(
+                errno.EACCES, f"{folder}, {what}, belongs to user {st.st_uid}; remove it, or {fix}"
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:  # ours: nobody else may reach what is in it
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    _private[folder] = (what, fix)
+    return folder
 
 
 def _octal(value: int | str | None, name: str) -> int | None:

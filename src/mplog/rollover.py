@@ -76,6 +76,8 @@ class Rollover:
         self._retry_at = 0.0
         self._skipped: int | None = None
         file.prepare = self.prepare
+        if archiver is not None:  # each sweep ends with retention (see Archiver.retain)
+            archiver.retain = self.prune
 
     def prepare(self, shared: SharedState, nbytes: int) -> int:
         """Make sure we append to the active file, rotate if due; return its size, or
