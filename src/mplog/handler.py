@@ -36,12 +36,12 @@ from .exceptions import QueueFull, ReentrantLogging
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
-from .options import Options, PathLike, parse_backup_count
+from .options import Options, PathLike, log_path, parse_backup_count
 from .permissions import Owner, explained_open_errors
-from .placeholders import expand_placeholders
-from .reporting import Reporter, mplog_record
+from .reporting import Reporter, mplog_record, print_report
 from .rollover import ROTATION_RETRY, Rollover
 from .rotation import Backups
+from .schema import InitSignature, check_handler_keywords
 from .triggers import TimeTrigger
 from .units import DurationLike, SizeLike, parse_size
 
@@ -83,8 +83,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param lock_file_directory: where to keep the lock file (default: next to
         the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
         both libraries exclude each other during a migration.
-    :param lock_timeout: seconds to wait for the lock before the record goes to
-        :meth:`handleError` (``None``: wait for ever).
+    :param lock_timeout: seconds (or ``"5 s"``, a ``timedelta``) to wait for the lock
+        before the record goes to :meth:`handleError` (``None``: wait for ever).
     :param chmod: exact permission bits of every file mplog creates.
     :param umask: alternative to *chmod*: created files get ``0o666 & ~umask``.
     :param owner: ``(user, group)`` names or ids given to every file mplog creates.
@@ -135,6 +135,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     .. versionadded:: 0.1
     """
 
+    # A misspelled keyword gets "did you mean" on every path (direct, dictConfig,
+    # fileConfig): __new__ sees the arguments before Python binds them to __init__.
+    __signature__ = InitSignature()  # help() and inspect still show __init__'s parameters
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ConcurrentRotatingFileHandler:
+        check_handler_keywords(cls, kwargs, ConcurrentRotatingFileHandler)
+        return super().__new__(cls)
+
     def __init__(
         self,
         filename: PathLike,
@@ -150,7 +158,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         utc: bool = False,
         atTime: datetime.time | str | None = None,
         lock_file_directory: PathLike | None = None,
-        lock_timeout: float | None = None,
+        lock_timeout: DurationLike | None = None,
         chmod: int | str | None = None,
         umask: int | str | None = None,
         owner: Owner | None = None,
@@ -203,7 +211,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             fsync=fsync,
             network_fs=network_fs,
         )
-        self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
+        self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
         if not delay:  # errors name the log and the fix, not only the hidden lock file
             with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
@@ -493,6 +501,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._batch.flush()
             finally:
                 self._guard.leave()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Report a failure: mplog's own reports (a rotation that cannot happen, a
+        repaired lock file, failing retention or compression...) as one line on
+        standard error, with the traceback only when *debug* is on; a record that
+        could not be written as :meth:`logging.Handler.handleError` does.  Both only
+        while ``logging.raiseExceptions`` is true (see :mod:`mplog.reporting`)."""
+        if not print_report(record, self.debug):
+            super().handleError(record)
 
     @property
     def dropped(self) -> int:
