@@ -410,6 +410,48 @@ def test_no_warning_when_rotation_works(tmp_path: Path, kwargs: dict[str, Any]) 
         handler.close()
 
 
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_demo_progress_off_a_terminal_is_lines_without_carriage_returns(tmp_path: Path) -> None:
+    """Progress written to a file or a CI log: whole lines, no '\\r' redraws."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mplog", "demo", "-p", "2", "-n", "3000", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines, "some progress is shown"
+    assert all(re.fullmatch(r"  [\d,]+/6,000 records", line) for line in lines), lines
+    assert lines[-1] == "  6,000/6,000 records"
+
+
+def test_a_bench_option_error_prints_the_bench_usage() -> None:
+    """--plot without matplotlib: the error comes with `mplog bench`'s usage, not the
+    top-level one."""
+    code = """
+    import sys
+    sys.modules["matplotlib"] = None  # as if not installed
+    from mplog.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+    result = _run(code, "bench", "--plot", "out.png")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: mplog bench ")
+    assert "mplog bench: error: --plot: " in result.stderr
+    assert "pip install 'mplog[plot]'" in result.stderr
+
+
+def test_logs_written_by_the_examples_are_ignored_by_git() -> None:
+    """The examples and README snippets write logs/ in the checkout: git ignores it."""
+    assert "logs/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
 # -- import cost and dependencies ----------------------------------------------------------------
 
 
