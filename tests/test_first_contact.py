@@ -504,3 +504,16 @@ def test_portalocker_is_needed_on_windows_only(tmp_path: Path) -> None:
     ]
 
 
+# -- CI on the oldest supported Python -------------------------------------------------------------
+
+
+def test_ci_runs_the_tests_on_the_oldest_supported_python_too() -> None:
+    """.ci/run tests on the Python that requires-python names as the oldest, in a venv of
+    its own, after the newest; it is valid bash."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    (oldest,) = re.findall(r'requires-python = ">=(3\.\d+)"', pyproject)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"OLDEST={oldest}\n" in ci
+    assert ci.count("python -m pytest\n") == 2
+    assert ci.index('"$newest" -m venv') < ci.index('"$oldest" -m venv')
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True, timeout=30)
