@@ -62,8 +62,10 @@ def setup_logging(
 
     :param filename: the log file; its directory is created if missing.
         ``{hostname}`` in it is replaced by this host's name, so one
-        configuration serves every host.
-    :param level: root logger level (name or number).
+        configuration serves every host.  A name ending like a configuration
+        file (``.yaml``, ``.json``...: that is ``config=``) or in ``/`` is refused
+        (see :func:`mplog.options.log_path`).
+    :param level: root logger level: a name in any case (``"info"``) or a number.
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
     :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.  The

@@ -68,7 +68,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         A single record larger than *maxBytes* is written whole into a fresh file.
     :param backupCount: how many rotated files to keep; ``0`` keeps all time-named
         backups, and (as in the stdlib) disables size rotation when there is no
-        *when*.
+        *when* (a *maxBytes* given then draws a :class:`UserWarning`).
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
     :param delay: open the file (and the lock file) only at the first record.
     :param errors: how to handle unencodable characters (``"strict"`` by default);
@@ -85,7 +85,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         both libraries exclude each other during a migration.
     :param lock_timeout: seconds (or ``"5 s"``, a ``timedelta``) to wait for the lock
         before the record goes to :meth:`handleError` (``None``: wait for ever).
-    :param chmod: exact permission bits of every file mplog creates.
+    :param chmod: exact permission bits of every file mplog creates: ``0o640``,
+        ``"0640"``, ``"640"`` or ``"u=rw,g=r"`` (an int that is no sensible mode,
+        such as the decimal ``640``, is refused; see :mod:`mplog.permissions`).
     :param umask: alternative to *chmod*: created files get ``0o666 & ~umask``.
     :param owner: ``(user, group)`` names or ids given to every file mplog creates.
     :param newline: ``None`` translates ``"\\n"`` to ``os.linesep``; ``""`` or
@@ -128,7 +130,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param fsync: put records on stable storage, not only in the kernel:
         ``True`` before each logging call returns (batched: each batch, before
         :meth:`flush` returns); a number of seconds (or ``"1 s"``) for a
-        background sync at most that long after a write (group commit), at
+        background sync at most that long after a write (group commit; ``0`` and
+        ``1`` are refused as ambiguous: ``True``/``False`` or ``1.0``), at
         each rotation and at :meth:`close`.  Rotations and compression then
         sync the directory after renaming.  See :mod:`mplog.durability`.
 
