@@ -161,15 +161,6 @@ class Options:
         schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
         max_bytes = parse_size(maxBytes, "maxBytes")
         backup_count = parse_backup_count(backupCount)
-        if max_bytes and not backup_count and schedule is None:
-            # The stdlib's rule, kept for drop-in compatibility, but nobody means it.
-            warnings.warn(
-                f"maxBytes={maxBytes!r} with backupCount=0 never rotates (as in the stdlib: "
-                "there is no backup to rotate into), so the file grows past maxBytes; give "
-                "backupCount=5 (or the number of rotated files to keep), or maxBytes=0",
-                UserWarning,
-                stacklevel=3,  # the handler's caller
-            )
         retention = Retention.parse(0, max_age, max_total_size)
         size_rotation = max_bytes and (backup_count > 0 or schedule is not None)
         if retention.by_age_or_size and not size_rotation and schedule is None:
@@ -186,7 +177,7 @@ class Options:
             raise ValueError(f"queue_size={queue_size!r}: expected a whole number >= 1")
         if network_fs is not None and not isinstance(network_fs, bool):
             raise ValueError(f"network_fs={network_fs!r}: expected True, False or None (detect)")
-        return cls(
+        options = cls(
             truncate=mode.startswith("w"),
             max_bytes=max_bytes,
             backup_count=backup_count,
@@ -210,6 +201,16 @@ class Options:
             fsync=_fsync(fsync),
             network_fs=network_fs,
         )
+        if max_bytes and not backup_count and schedule is None:  # once all is valid
+            # The stdlib's rule, kept for drop-in compatibility, but nobody means it.
+            warnings.warn(
+                f"maxBytes={maxBytes!r} with backupCount=0 never rotates (as in the stdlib: "
+                "there is no backup to rotate into), so the file grows past maxBytes; give "
+                "backupCount=5 (or the number of rotated files to keep), or maxBytes=0",
+                UserWarning,
+                stacklevel=3,  # the handler's caller
+            )
+        return options
 
 
 def parse_backup_count(value: int) -> int:
