@@ -211,7 +211,8 @@ def test_the_handlers_signature_is_still_their_documented_one() -> None:
         assert "args" not in parameters
     assert "compress_delay" in inspect.signature(mplog.ConcurrentRotatingFileHandler).parameters
     text = pydoc.render_doc(mplog.ConcurrentRotatingFileHandler, renderer=pydoc.plaintext)
-    assert "ConcurrentRotatingFileHandler(filename" in text
+    # (3.13 spreads a long signature over several lines)
+    assert "ConcurrentRotatingFileHandler(filename" in re.sub(r"[\s|]+", "", text)
 
 
 def test_a_subclass_keeps_its_own_keywords(tmp_path: Path) -> None:
