@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-__all__ = ["FilePermissions", "explain_open_error", "explained_open_errors", "parse_mode"]
+__all__ = ["FilePermissions", "parse_mode"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
 
@@ -144,6 +144,8 @@ def parse_mode(value: int | str | None, name: str) -> int | None:
     :raises ValueError: naming the value, for a form not understood, bits beyond
         ``0o777``, and a mode (or umask) that leaves the owner unable to read;
         for an int, with the octal spelling that was probably meant.
+
+    .. versionadded:: 0.1
     """
     if value is None:
         return None

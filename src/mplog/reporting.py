@@ -56,7 +56,10 @@ def mplog_record(msg: str, *args: object) -> logging.LogRecord:
 
 def report_line(record: logging.LogRecord) -> str:
     """The one line that says what an mplog report (see :func:`mplog_record`) is about,
-    with the error being handled when the message does not already say it."""
+    with the error being handled when the message does not already say it.
+
+    .. versionadded:: 0.1
+    """
     text = record.getMessage()
     if text.startswith("mplog: "):  # Reporter.notify's, said once is enough
         text = text[len("mplog: ") :]
@@ -70,7 +73,10 @@ def print_report(record: logging.LogRecord, debug: bool = False) -> bool:
     """Print *record* as one line on standard error if it is an mplog report, as
     :meth:`logging.Handler.handleError` would print it (only while
     ``logging.raiseExceptions`` is true, never raising); with *debug*, the
-    traceback of the error being handled first.  Return whether it was one."""
+    traceback of the error being handled first.  Return whether it was one.
+
+    .. versionadded:: 0.1
+    """
     if not getattr(record, "mplog_report", False):
         return False
     stream = sys.stderr

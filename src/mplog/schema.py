@@ -94,7 +94,10 @@ def check_keywords(
 class InitSignature:
     """The ``__signature__`` of a class whose ``__new__`` takes ``(*args, **kwargs)``:
     :func:`inspect.signature` (``help()``, IDEs, config checkers) would report
-    ``__new__``'s; this reports the class's ``__init__``'s, for subclasses too."""
+    ``__new__``'s; this reports the class's ``__init__``'s, for subclasses too.
+
+    .. versionadded:: 0.1
+    """
 
     def __get__(self, instance: object, owner: type) -> inspect.Signature | None:
         if instance is not None:
@@ -115,6 +118,8 @@ def check_handler_keywords(cls: type, given: Iterable[str], base: type) -> None:
     arguments to ``__init__`` and raises its bare ``unexpected keyword argument``.
     Checks only when every ``__init__`` between *cls* and *base* is mplog's own: a
     subclass's ``__init__`` may consume keywords of its own from ``**kwargs``.
+
+    .. versionadded:: 0.1
     """
     known = _KEYWORDS.get(cls)
     if known is None:
