@@ -10,7 +10,8 @@ the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
 wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
 active file, rotation, compression (:mod:`mplog.archive`), batching
 (:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).
+fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
+disk is specified in PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         backups, and (as in the stdlib) disables size rotation when there is no
         *when* (a *maxBytes* given then draws a :class:`UserWarning`).
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
+        One with a byte-order mark (``"utf-8-sig"``, ``"utf-16"``, ``"utf-32"``) marks
+        each file once, at its start, as the stdlib's FileHandler does.
     :param delay: open the file (and the lock file) only at the first record.
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
@@ -216,10 +219,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         )
         self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
-        if not delay:  # errors name the log and the fix, not only the hidden lock file
-            with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
-                self._open_file()
-        track(self)
+        if not delay:
+            try:  # errors name the log and the fix, not only the hidden lock file
+                with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
+                    self._open_file()
+            except BaseException:
+                # Nobody else has this handler yet: let go of the descriptors at once
+                # (a program retrying a bad configuration must not run out of them).
+                self._file.close()
+                self._lock.discard()
+                raise
+        track(self)  # only now: a failed construction leaves no fork hook behind
 
     def _wire(self, path: str, options: Options) -> None:
         """Build the parts from the parsed *options*; open nothing yet."""
@@ -230,8 +240,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
+        # Records are encoded without a byte-order mark; the file gets one (see ActiveFile.bom).
         self._codec, self._codec_errors, self._newline = (
-            options.encoding,
+            options.record_encoding,
             options.errors,
             options.newline,
         )
@@ -249,7 +260,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         direct = network and is_nfs(lock_path)
         self._lock = FileLock(lock_path, options.lock_timeout, self.permissions, path, direct)
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
-        super().__init__(path, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
+        super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
         self._file = ActiveFile(
             path,
@@ -262,6 +273,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
+            bom=options.bom,
         )
         self.backups = Backups(
             path,
@@ -325,8 +337,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     @stream.setter
     def stream(self, value: io.FileIO | None) -> None:
         # FileHandler sets None, servers that reopen their logs set what _open()
-        # returned: the active file already holds it.
-        if value is not None and value is not self._file.stream:
+        # returned: the active file holds it, or holds a newer one already (a reopen
+        # that interrupted that _open(), deferred, ran before it returned; another
+        # thread noticed a rotation): setting it changes nothing, and never raises.
+        if value is not None and value not in self._file.streams:
             raise ValueError(
                 f"{type(self).__name__} writes through its own descriptor; to reopen "
                 "the log, call close() and then _open()"
