@@ -1005,6 +1005,8 @@ def snapshot():
 
 before = snapshot()
 import mplog
+import mplog.config  # and what mplog imports at the first use of a name
+import mplog.handler
 after = snapshot()
 json.dump({"before": before, "after": after}, sys.stdout)
 """

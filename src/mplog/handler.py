@@ -38,12 +38,12 @@ from .exceptions import QueueFull, ReentrantLogging
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
-from .options import Options, PathLike, parse_backup_count
+from .options import Options, PathLike, log_path, parse_backup_count
 from .permissions import Owner, explained_open_errors
-from .placeholders import expand_placeholders
-from .reporting import Reporter, mplog_record
+from .reporting import Reporter, mplog_record, print_report
 from .rollover import ROTATION_RETRY, Rollover
 from .rotation import Backups
+from .schema import InitSignature, check_handler_keywords
 from .triggers import TimeTrigger
 from .units import DurationLike, SizeLike, parse_size
 
@@ -70,7 +70,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         A single record larger than *maxBytes* is written whole into a fresh file.
     :param backupCount: how many rotated files to keep; ``0`` keeps all time-named
         backups, and (as in the stdlib) disables size rotation when there is no
-        *when*.
+        *when* (a *maxBytes* given then draws a :class:`UserWarning`).
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
         One with a byte-order mark (``"utf-8-sig"``, ``"utf-16"``, ``"utf-32"``) marks
         each file once, at its start, as the stdlib's FileHandler does.
@@ -87,9 +87,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param lock_file_directory: where to keep the lock file (default: next to
         the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
         both libraries exclude each other during a migration.
-    :param lock_timeout: seconds to wait for the lock before the record goes to
-        :meth:`handleError` (``None``: wait for ever).
-    :param chmod: exact permission bits of every file mplog creates.
+    :param lock_timeout: seconds (or ``"5 s"``, a ``timedelta``) to wait for the lock
+        before the record goes to :meth:`handleError` (``None``: wait for ever).
+    :param chmod: exact permission bits of every file mplog creates: ``0o640``,
+        ``"0640"``, ``"640"`` or ``"u=rw,g=r"`` (an int that is no sensible mode,
+        such as the decimal ``640``, is refused; see :mod:`mplog.permissions`).
     :param umask: alternative to *chmod*: created files get ``0o666 & ~umask``.
     :param owner: ``(user, group)`` names or ids given to every file mplog creates.
     :param newline: ``None`` translates ``"\\n"`` to ``os.linesep``; ``""`` or
@@ -132,12 +134,21 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param fsync: put records on stable storage, not only in the kernel:
         ``True`` before each logging call returns (batched: each batch, before
         :meth:`flush` returns); a number of seconds (or ``"1 s"``) for a
-        background sync at most that long after a write (group commit), at
+        background sync at most that long after a write (group commit; ``0`` and
+        ``1`` are refused as ambiguous: ``True``/``False`` or ``1.0``), at
         each rotation and at :meth:`close`.  Rotations and compression then
         sync the directory after renaming.  See :mod:`mplog.durability`.
 
     .. versionadded:: 0.1
     """
+
+    # A misspelled keyword gets "did you mean" on every path (direct, dictConfig,
+    # fileConfig): __new__ sees the arguments before Python binds them to __init__.
+    __signature__ = InitSignature()  # help() and inspect still show __init__'s parameters
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ConcurrentRotatingFileHandler:
+        check_handler_keywords(cls, kwargs, ConcurrentRotatingFileHandler)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -154,7 +165,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         utc: bool = False,
         atTime: datetime.time | str | None = None,
         lock_file_directory: PathLike | None = None,
-        lock_timeout: float | None = None,
+        lock_timeout: DurationLike | None = None,
         chmod: int | str | None = None,
         umask: int | str | None = None,
         owner: Owner | None = None,
@@ -209,7 +220,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             fsync=fsync,
             network_fs=network_fs,
         )
-        self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
+        self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
         self._config = config
         if not delay:
@@ -532,6 +543,15 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._batch.flush()
             finally:
                 self._guard.leave()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Report a failure: mplog's own reports (a rotation that cannot happen, a
+        repaired lock file, failing retention or compression...) as one line on
+        standard error, with the traceback only when *debug* is on; a record that
+        could not be written as :meth:`logging.Handler.handleError` does.  Both only
+        while ``logging.raiseExceptions`` is true (see :mod:`mplog.reporting`)."""
+        if not print_report(record, self.debug):
+            super().handleError(record)
 
     @property
     def dropped(self) -> int:
