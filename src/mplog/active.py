@@ -59,8 +59,9 @@ class ActiveFile:
     :param keep_open: keep the descriptor open between records.
     :param local_locks: the network filesystem's locks exclude this host only
         (reported at the first open).
-    :param bom: the encoding's byte-order mark: written before the first record of
-        each new file, by the process that writes it (records are encoded without).
+    :param file_start: makes what starts each new file (the encoding's byte-order
+        mark, the ``header`` line): written before the file's first record, by the
+        process that writes it (records are encoded without a mark).
 
     .. versionadded:: 0.1
     """
@@ -78,7 +79,7 @@ class ActiveFile:
         truncate: bool,
         keep_open: bool,
         local_locks: bool = False,
-        bom: bytes = b"",
+        file_start: Callable[[], bytes] | None = None,
     ) -> None:
         self.path = path
         self.lock = lock
@@ -88,7 +89,7 @@ class ActiveFile:
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
-        self.bom = bom
+        self.file_start = file_start
         self._truncate = truncate
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
@@ -224,8 +225,9 @@ class ActiveFile:
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
-        if not size and self.bom:  # the first record of a file: its writer marks it
-            data = self.bom + data
+        record = data
+        if not size and self.file_start is not None:  # a file's first record: its start
+            data = self.file_start() + data
         end = size + len(data)
         shared.begin_write(end)
         if self.network:
@@ -235,7 +237,7 @@ class ActiveFile:
         self.write_rest(shared, data, 0)
         shared.end_write(end)
         if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
-            self.foreign_write(shared, data)
+            self.foreign_write(shared, record)
 
     def foreign_write(self, shared: SharedState, data: bytes) -> None:
         """The file grew behind the shared size: a writer that does not update it

@@ -35,6 +35,7 @@ from .batch import BatchWriter
 from .compression import CompressLike
 from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
+from .first_line import HeaderLike
 from .lifecycle import ThreadGuard, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
@@ -138,6 +139,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         ``1`` are refused as ambiguous: ``True``/``False`` or ``1.0``), at
         each rotation and at :meth:`close`.  Rotations and compression then
         sync the directory after renaming.  See :mod:`mplog.durability`.
+    :param header: a line that starts every new file, written by the process that
+        writes its first record: a format string with ``{id}`` (new for every file),
+        ``{host}``, ``{pid}`` and ``{time}``, or a function returning the line.  Log
+        shippers that recognize files by their first bytes then tell every file
+        apart.  See :mod:`mplog.first_line`.
 
     .. versionadded:: 0.1
     """
@@ -185,6 +191,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         watch_interval: float = 1.0,
         fsync: FsyncLike = False,
         network_fs: bool | None = None,
+        header: HeaderLike = None,
     ) -> None:
         # What pickling carries (see __reduce__): the arguments, as given.
         config = {name: value for name, value in locals().items() if name != "self"}
@@ -219,6 +226,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             watch_interval=watch_interval,
             fsync=fsync,
             network_fs=network_fs,
+            header=header,
         )
         self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
@@ -244,7 +252,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
-        # Records are encoded without a byte-order mark; the file gets one (see ActiveFile.bom).
+        # Records are encoded without a byte-order mark; each file gets one (_file_start).
         self._codec, self._codec_errors, self._newline = (
             options.record_encoding,
             options.errors,
@@ -277,7 +285,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
-            bom=options.bom,
+            file_start=self._file_start if options.bom or options.header else None,
         )
         self.backups = Backups(
             path,
@@ -650,6 +658,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _file_start(self) -> bytes:
+        """What a new file starts with, before its first record: the encoding's
+        byte-order mark and the ``header`` line, if any (see ActiveFile.write)."""
+        options = self.options
+        if options.header is None:
+            return options.bom
+        text = options.header() + self.terminator
+        if self._newline != "\n":
+            text = text.replace("\n", self._newline)
+        return options.bom + text.encode(self._codec, self._codec_errors)
 
     def _encode(self, record: logging.LogRecord) -> bytes:
         text = self.format(record) + self.terminator
