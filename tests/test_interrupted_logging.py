@@ -46,7 +46,8 @@ def on_alarm(signum, frame):
 
 
 signal.signal(signal.SIGALRM, on_alarm)
-handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=20_000, backupCount=50)
+# Rotating, with room for every record: retention must not delete what the test counts.
+handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=200_000, backupCount=500)
 log = logging.getLogger("cli")
 log.addHandler(handler)
 log.setLevel(logging.INFO)
@@ -160,7 +161,8 @@ class Handler(mplog.ConcurrentRotatingFileHandler):
         reported.append(record.getMessage())
 
 
-options = {"maxBytes": 50_000, "backupCount": 50, "batched": mode == "batched"}
+# Rotating, with room for every record: retention must not delete what the test counts.
+options = {"maxBytes": 200_000, "backupCount": 500, "batched": mode == "batched"}
 first = Handler(path, **options)  # say, gunicorn's error log
 second = Handler(path, **options)  # and its access log, on the same file
 main_log, other_log = logging.getLogger("error"), logging.getLogger("access")
