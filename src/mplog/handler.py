@@ -48,6 +48,7 @@ from .units import DurationLike, SizeLike, parse_size
 __all__ = ["ROTATION_RETRY", "ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
 _get_ident = threading.get_ident
+_RLOCK = type(threading.RLock())
 
 
 class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
@@ -661,8 +662,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         )
         for part, name in parts:
             lock = getattr(part, name, None)
-            if lock is not None:
-                while lock._is_owned():
+            lock = getattr(lock, "_lock", lock)  # a Condition's lock
+            if isinstance(lock, _RLOCK):  # only an RLock knows its owner
+                while lock._is_owned():  # type: ignore[attr-defined]
                     lock.release()
 
     def _report_batch_error(self, error: BaseException, count: int) -> None:

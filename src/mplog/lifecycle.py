@@ -7,11 +7,12 @@ handler calls ``close()`` and ``_open()`` on every file handler; a ``__del__`` o
 a formatter may log.  The rule: every entry point of a handler (``emit``,
 ``close``, ``flush``, ``_open``, ``doRollover``, the batched writer's pass) marks
 the calling thread as *inside* from its first instruction to its last
-(:class:`ThreadGuard`).  A call that finds its thread already inside never
-blocks: a record goes to ``handleError`` (sync mode) or the queue (batched
-mode), ``flush()`` returns at once, and ``close()``, ``_open()`` and
-``doRollover()`` are deferred until the outer call leaves, when they run in
-order.
+(:class:`ThreadGuard`), and inside every other handler of the same log in this
+process too: they share one lock and one such record (:mod:`mplog.lock`).  A call
+that finds its thread already inside never blocks: a record goes to
+``handleError`` (sync mode) or the queue (batched mode), ``flush()`` returns at
+once, and ``close()``, ``_open()`` and ``doRollover()`` are deferred until the
+outer call leaves, when they run in order.
 
 **Fork.**  A forked child must not use the parent's lock description (flock
 locks belong to it) nor its threads' state: :func:`track` registers each
@@ -117,7 +118,11 @@ class ThreadGuard:
         the calling frames, beyond the caller's caller (the entry point asking).
         """
         threads = self.threads
-        frame: FrameType | None = sys._getframe(3)
+        frame: FrameType | None
+        try:
+            frame = sys._getframe(3)
+        except ValueError:  # the entry point was called from C (atexit, a bare thread)
+            frame = None
         while frame is not None:
             if frame.f_code in _entry_codes:
                 guard = getattr(frame.f_locals.get("self"), "_guard", None)
