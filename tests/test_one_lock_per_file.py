@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -70,35 +71,38 @@ def test_a_second_handler_inside_the_first_reports_instead_of_waiting(tmp_path: 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
 def test_a_forked_child_gets_its_own_shared_lock(tmp_path: Path) -> None:
-    """After a fork, the handlers of one log share a lock of the child's own: the child
-    logs through both while the parent holds the lock only after the child is done."""
+    """A child forked while its parent holds the shared lock gets a lock of its own,
+    shared by its handlers of the log: it writes through both, and only once the
+    parent has let go (an inherited description would not have excluded it)."""
     path = tmp_path / "app.log"
     first, second = RecordingHandler(path), RecordingHandler(path)
     try:
         first.emit(make_record("parent"))
-        read, write = os.pipe()
+        released_read, released_write = os.pipe()
+        first._lock.acquire()
         pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:
-                os.close(read)
-                assert first._lock._fd == second._lock._fd
                 first.emit(make_record("child one"))
                 second.emit(make_record("child two"))
-                first.close()
-                second.close()
-                code = 0 if not first.errors_seen + second.errors_seen else 2
+                shared = first._lock._fd is not None and first._lock._fd == second._lock._fd
+                os.set_blocking(released_read, False)
+                after_release = os.read(released_read, 1) == b"x"
+                errors = first.errors_seen + second.errors_seen
+                code = 0 if shared and after_release and not errors else 2
             finally:
-                os.write(write, b"x")
                 os._exit(code)
-        os.close(write)
-        os.read(read, 1)
-        os.close(read)
+        time.sleep(0.3)  # time enough for a child that is not excluded to write
+        os.write(released_write, b"x")
+        first._lock.release()
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert not lock_is_held(tmp_path / ".__app.lock")
         second.emit(make_record("parent again"))
+        os.close(released_read)
+        os.close(released_write)
     finally:
         first.close()
         second.close()
     assert path.read_text() == "parent\nchild one\nchild two\nparent again\n"
+    assert not lock_is_held(tmp_path / ".__app.lock")
