@@ -73,7 +73,6 @@ class ThreadGuard:
     respect to signal handlers, which run between bytecodes.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2 *threads* and *deferred* may be shared.
     """
 
     __slots__ = ("deferred", "report", "threads")

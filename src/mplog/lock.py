@@ -140,7 +140,6 @@ class FileLock(LockFile):
         lock has its own descriptor and excludes the others like another process.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2 *process_wide*.
     """
 
     # LockFile.__init__ assigns _fd and _shared before the core is chosen: those
@@ -224,7 +223,7 @@ class FileLock(LockFile):
                 return shared
             return self._acquire_slowly()
         except BaseException:
-            self._undo()
+            self.let_go()
             raise
 
     def _acquire_slowly(self) -> SharedState:
@@ -250,9 +249,14 @@ class FileLock(LockFile):
             self._adopt(orphan, shared)
         return shared
 
-    def _undo(self) -> None:
-        """Let go of the thread lock and the flock if this thread holds them (an
-        acquire that raised, or an entry point left by an exception)."""
+    def let_go(self) -> None:
+        """Release the thread lock and the flock if this thread holds them.
+
+        Called by :meth:`acquire` on any exception, and by an entry point that an
+        exception leaves, as its last layer of cleanup: an exception that arrived
+        inside :meth:`release`, or where a ``with`` block ends, may have left them
+        held.  Only for the outermost entry point: a call nested in one holding the
+        lock must not release it."""
         core = self._core
         thread_lock = core.thread_lock
         if thread_lock._is_owned():  # type: ignore[attr-defined]
@@ -265,15 +269,6 @@ class FileLock(LockFile):
                         self._close_fd()
             finally:
                 thread_lock.release()
-
-    def let_go(self) -> None:
-        """Release whatever this thread still holds of the lock.
-
-        Called by an entry point that an exception leaves, as its last layer of
-        cleanup: an exception that arrived inside :meth:`release` may have left the
-        thread lock or the flock held.  Only for the outermost entry point: a call
-        nested in one holding the lock must not release it."""
-        self._undo()
 
     def _lock_fd(self, fd: int) -> None:
         timeout = self.timeout
