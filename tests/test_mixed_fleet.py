@@ -22,7 +22,7 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
-from helpers import make_record  # noqa: E402
+from helpers import assert_exactly_once, make_record, read_log  # noqa: E402
 from mplog.header import SharedState  # noqa: E402
 
 pytest.importorskip("concurrent_log_handler")
@@ -133,3 +133,41 @@ def test_shared_state_records_foreign_writers_for_an_hour(tmp_path: Path) -> Non
         assert shared.foreign_until == 1001.0 + 3600.0
         assert shared.load()[0] == generation + 1
     lock.close()
+
+
+def test_a_record_written_into_a_file_that_concurrent_log_handler_gzipped_away_is_written_again(
+    tmp_path: Path,
+) -> None:
+    """concurrent-log-handler appends behind mplog's back, then rotates and gzips, deleting
+    the plain file mplog still holds: the next mplog record, which lands in that deleted
+    file before mplog knows, is written again to the new file, and nothing is lost."""
+    from concurrent_log_handler import ConcurrentRotatingFileHandler as ClhHandler
+
+    path = str(tmp_path / "app.log")
+    clh = ClhHandler(path, maxBytes=300, backupCount=50, use_gzip=True)
+    ours = mplog.ConcurrentRotatingFileHandler(
+        path, maxBytes=300, backupCount=50, compress="gzip", compress_delay=0
+    )
+    try:
+        clh.emit(make_record("clh 0"))
+        ours.emit(make_record("mplog 0"))
+        for seq in range(1, 30):  # several rotations, each gzipping the file mplog holds
+            clh.emit(make_record(f"clh {seq} " + "x" * 20))
+        ours.emit(make_record("mplog 1"))  # into the deleted file, then again into the new one
+        ours.emit(make_record("mplog 2"))
+    finally:
+        clh.close()
+        ours.close()
+    lines = [
+        line
+        for name in os.listdir(tmp_path)
+        if name.startswith("app.log")
+        for line in read_log(tmp_path / name).decode().splitlines()
+    ]
+    assert_exactly_once(
+        [line for line in lines if line.startswith("mplog")], ["mplog 0", "mplog 1", "mplog 2"]
+    )
+    assert_exactly_once(
+        [line.split(" x")[0] for line in lines if line.startswith("clh")],
+        [f"clh {seq}" for seq in range(30)],
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import mplog
+import mplog.active
 from helpers import RecordingHandler, lock_is_held, make_record
 
 
@@ -106,3 +107,31 @@ def test_a_forked_child_gets_its_own_shared_lock(tmp_path: Path) -> None:
         second.close()
     assert path.read_text() == "parent\nchild one\nchild two\nparent again\n"
     assert not lock_is_held(tmp_path / ".__app.lock")
+
+
+def test_a_failed_construction_leaves_the_shared_descriptor_to_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second handler of a log whose construction fails lets go of its share of the
+    lock, not of the descriptor the first handler uses."""
+    path = tmp_path / "app.log"
+    first = RecordingHandler(path)
+    try:
+        first.emit(make_record("one"))
+        fd = first._lock._fd
+        assert fd is not None
+
+        def fail(self: object) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(mplog.active.ActiveFile, "open", fail)
+        with pytest.raises(PermissionError):
+            RecordingHandler(path)
+        monkeypatch.undo()
+        assert first._lock._fd == fd
+        os.fstat(fd)  # still open
+        first.emit(make_record("two"))
+    finally:
+        first.close()
+    assert path.read_text() == "one\ntwo\n"
+    assert first.errors_seen == []

@@ -10,7 +10,8 @@ other processes compressing, rotating and pruning the same files, and against
 crashes.  Writers never wait for a compression: the writers' lock is held only
 to commit its result.  While the thread runs, further requests make it sweep
 once more; where no thread can be started (interpreter shutdown, no threads
-left) the caller sweeps, unless it holds the writers' lock.
+left) the caller sweeps, unless it holds the writers' lock.  What each sweep does
+on disk is PROTOCOL.md's section 6.
 
 **Delay.**  With a *delay* (the handler's ``compress_delay``), a backup whose last
 record (its modification time) is younger than the delay is left plain, so a log

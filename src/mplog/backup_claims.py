@@ -10,7 +10,8 @@ spares it (:func:`is_claimed`, :func:`discard`).
 Temporary files are named ``.<log>.mplog-<pid>-<token>.tmp`` (:func:`temp_token`),
 next to the backup; a callable compressor's output adds its suffix to that name.
 :func:`clean_leftovers` removes those nobody holds any more: what crashes left.
-How a compression uses them is :mod:`mplog.compress_one`'s.
+How a compression uses them is :mod:`mplog.compress_one`'s; the protocol every
+process follows is PROTOCOL.md's section 6.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Compressing one backup, safely against concurrent processes and crashes.
 
 :meth:`BackupCompressor.compress` compresses one uncompressed backup of a log
-(:mod:`mplog.archive` decides when, in a background thread).  Writers never
-wait for it:
+(:mod:`mplog.archive` decides when, in a background thread), following the
+claim protocol of PROTOCOL.md, section 6.  Writers never wait for it:
 
 1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
    process (or thread) already compressing it holds that lock, so the backup is

@@ -10,7 +10,8 @@ the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
 wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
 active file, rotation, compression (:mod:`mplog.archive`), batching
 (:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).
+fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
+disk is specified in PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 import stat
 import sys
 import threading
@@ -71,6 +73,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         backups, and (as in the stdlib) disables size rotation when there is no
         *when*.
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
+        One with a byte-order mark (``"utf-8-sig"``, ``"utf-16"``, ``"utf-32"``) marks
+        each file once, at its start, as the stdlib's FileHandler does.
     :param delay: open the file (and the lock file) only at the first record.
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
@@ -172,6 +176,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         fsync: FsyncLike = False,
         network_fs: bool | None = None,
     ) -> None:
+        # What pickling carries (see __reduce__): the arguments, as given.
+        config = {name: value for name, value in locals().items() if name != "self"}
         options = Options.parse(
             mode=mode,
             maxBytes=maxBytes,
@@ -206,10 +212,18 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         )
         self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
         self.mode, self.delay = mode, delay
-        if not delay:  # errors name the log and the fix, not only the hidden lock file
-            with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
-                self._open_file()
-        track(self)
+        self._config = config
+        if not delay:
+            try:  # errors name the log and the fix, not only the hidden lock file
+                with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
+                    self._open_file()
+            except BaseException:
+                # Nobody else has this handler yet: let go of the descriptors at once
+                # (a program retrying a bad configuration must not run out of them).
+                self._file.close()
+                self._lock.discard()
+                raise
+        track(self)  # only now: a failed construction leaves no fork hook behind
 
     def _wire(self, path: str, options: Options) -> None:
         """Build the parts from the parsed *options*; open nothing yet."""
@@ -220,8 +234,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
+        # Records are encoded without a byte-order mark; the file gets one (see ActiveFile.bom).
         self._codec, self._codec_errors, self._newline = (
-            options.encoding,
+            options.record_encoding,
             options.errors,
             options.newline,
         )
@@ -247,7 +262,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._lock.deferred,
         )
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
-        super().__init__(path, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
+        super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
         self._file = ActiveFile(
             path,
@@ -260,6 +275,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
+            bom=options.bom,
         )
         self.backups = Backups(
             path,
@@ -323,8 +339,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     @stream.setter
     def stream(self, value: io.FileIO | None) -> None:
         # FileHandler sets None, servers that reopen their logs set what _open()
-        # returned: the active file already holds it.
-        if value is not None and value is not self._file.stream:
+        # returned: the active file holds it, or holds a newer one already (a reopen
+        # that interrupted that _open(), deferred, ran before it returned; another
+        # thread noticed a rotation): setting it changes nothing, and never raises.
+        if value is not None and value not in self._file.streams:
             raise ValueError(
                 f"{type(self).__name__} writes through its own descriptor; to reopen "
                 "the log, call close() and then _open()"
@@ -364,6 +382,27 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if trigger is not None:
             trigger.rollover_at = value
             self._file.fast_until = 0.0
+
+    @property
+    def suffix(self) -> str | None:
+        """The ``strftime`` format of time-named backups' suffix (stdlib name); None
+        without *when*."""
+        return None if self.schedule is None else self.schedule.suffix
+
+    @suffix.setter
+    def suffix(self, value: str | None) -> None:
+        if value != self.suffix:
+            raise ValueError(_fixed_naming("suffix", value, self.suffix))
+
+    @property
+    def extMatch(self) -> re.Pattern[str] | None:
+        """The pattern that finds the suffix in backup names (stdlib name)."""
+        return None if self.schedule is None else self.schedule.suffix_pattern
+
+    @extMatch.setter
+    def extMatch(self, value: re.Pattern[str] | None) -> None:
+        if value != self.extMatch:
+            raise ValueError(_fixed_naming("extMatch", value, self.extMatch))
 
     @property
     def maxBytes(self) -> int:
@@ -523,6 +562,29 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def dropped(self) -> int:
         """Records dropped because the batched queue was full (``overflow="drop"``)."""
         return self._batch.dropped if self._batch is not None else 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the configuration, not the state (descriptors, locks, threads, queue).
+
+        The unpickled handler (in a spawn child, a process pool task) is an equivalent
+        one on the same log: the same arguments, level, formatter, filters, name,
+        ``namer``, ``rotator``, size and backup settings, taking the same inter-process
+        lock, and opening the log at its first record.  It never truncates the log
+        (``mode="w"`` is this process's, done once).  Attributes of a subclass are not
+        carried: override ``__reduce__`` to add them.
+        """
+        config = {**self._config, "mode": "a", "delay": True}
+        state = {
+            "level": self.level,
+            "formatter": self.formatter,
+            "filters": self.filters,
+            "name": self.name,
+            "namer": self.namer,
+            "rotator": self.rotator,
+            "maxBytes": self.maxBytes,
+            "backupCount": self.backupCount,
+        }
+        return _unpickle, (type(self), config, state)
 
     # -- the write path -------------------------------------------------------------
 
@@ -720,6 +782,30 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _debug(self, message: str, *args: object) -> None:
         if self.debug:
             print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
+
+
+def _fixed_naming(name: str, value: object, current: object) -> str:
+    return (
+        f"{name}={value!r}: mplog derives backup names from when= ({current!r} here), "
+        "the same in every process, so that each one finds the others' backups; "
+        "to name backups differently, set namer= (it gets the default name and "
+        "returns yours)"
+    )
+
+
+def _unpickle(
+    cls: type[ConcurrentRotatingFileHandler], config: dict[str, Any], state: dict[str, Any]
+) -> ConcurrentRotatingFileHandler:
+    """Rebuild a handler pickled by :meth:`ConcurrentRotatingFileHandler.__reduce__`."""
+    handler = cls.__new__(cls)
+    ConcurrentRotatingFileHandler.__init__(handler, **config)
+    handler.setLevel(state["level"])
+    handler.setFormatter(state["formatter"])
+    handler.filters = list(state["filters"])
+    handler.set_name(state["name"])
+    handler.namer, handler.rotator = state["namer"], state["rotator"]
+    handler.maxBytes, handler.backupCount = state["maxBytes"], state["backupCount"]
+    return handler
 
 
 class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):

@@ -28,7 +28,8 @@ the descriptor when it is not locked is harmless: every user of it in this proce
 holds the thread lock first.
 
 The lock file itself, its shared header and its defence against damage,
-deletion and replacement are :mod:`mplog.lock_file`'s.
+deletion and replacement are :mod:`mplog.lock_file`'s; PROTOCOL.md, section 2,
+specifies them for every process on a log.
 """
 
 from __future__ import annotations
@@ -378,6 +379,17 @@ class FileLock(LockFile):
             # before the acquire returned leaves nothing to release.
             if not held and thread_lock._is_owned():  # type: ignore[attr-defined]
                 thread_lock.release()
+
+    def discard(self) -> None:
+        """Close the descriptors of a lock that no thread holds or waits for (its
+        handler's construction failed), without taking any lock to do so; while another
+        process-wide lock of this lock file uses them, they stay open for it."""
+        core = self._core
+        if self._counted:
+            self._counted = False
+            core.users -= 1
+        if core.users <= 0:
+            super().discard()
 
     def _close_fd(self) -> None:
         self._core.close_on_release = False

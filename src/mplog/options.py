@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Union
 
@@ -43,7 +44,9 @@ class Options:
     compressor: Compressor | None
     compress_delay: float
     retention: Retention
-    encoding: str
+    encoding: str  # the file's, as given (default UTF-8)
+    record_encoding: str  # each record's: the encoding without its byte-order mark
+    bom: bytes  # the byte-order mark that starts each file (b"": none)
     errors: str
     newline: str  # what "\n" becomes in the file
     terminator: str
@@ -121,6 +124,7 @@ class Options:
                 "keeps numbered backups, which needs maxBytes and backupCount > 0 (or give when=)"
             )
         codec, codec_errors, line_end = _text(encoding, errors, unicode_error_policy, newline)
+        record_codec, bom = _byte_order_mark(codec)
         if not isinstance(terminator, str):
             raise TypeError(f"terminator={terminator!r}: expected a str")
         if overflow not in ("block", "drop"):
@@ -138,6 +142,8 @@ class Options:
             compress_delay=parse_duration(compress_delay, "compress_delay"),
             retention=retention,
             encoding=codec,
+            record_encoding=record_codec,
+            bom=bom,
             errors=codec_errors,
             newline=line_end,
             terminator=terminator,
@@ -171,7 +177,10 @@ def _text(
     """Validate the text options now, not at the first record; return
     (encoding, errors, newline to write)."""
     encoding = encoding or "utf-8"
-    codecs.lookup(encoding)
+    try:
+        "".encode(encoding)
+    except LookupError as error:  # unknown, or not a text encoding ("rot13", "hex")
+        raise LookupError(f"encoding={encoding!r}: {error}") from error
     if errors and unicode_error_policy and errors != unicode_error_policy:
         raise ValueError(
             f"errors={errors!r} and unicode_error_policy={unicode_error_policy!r} disagree; "
@@ -182,6 +191,35 @@ def _text(
     if newline not in (None, "", "\n", "\r", "\r\n"):
         raise ValueError(f"newline={newline!r}: expected None, '', '\\n', '\\r' or '\\r\\n'")
     return encoding, errors, os.linesep if newline is None else (newline or "\n")
+
+
+# Encodings that start their output with a byte-order mark, and their twin without it.
+_WITHOUT_MARK = {
+    "utf-8-sig": "utf-8",
+    "utf-16": f"utf-16-{sys.byteorder[0]}e",  # the mark says which: this machine's order
+    "utf-32": f"utf-32-{sys.byteorder[0]}e",
+}
+
+
+def _byte_order_mark(encoding: str) -> tuple[str, bytes]:
+    """Return (the encoding to encode each record with, the mark that starts each file).
+
+    ``"x".encode("utf-16")`` starts with a byte-order mark: encoded one record at a
+    time, every record would carry one (a JSON-lines reader fails from the second
+    line on).  Like the stdlib's FileHandler, which writes one per file, mplog
+    writes it once, at the start of each new file; records are encoded without it.
+    """
+    mark = "".encode(encoding)
+    if not mark:
+        return encoding, b""
+    twin = _WITHOUT_MARK.get(codecs.lookup(encoding).name)
+    if twin is None or "x".encode(encoding) != mark + "x".encode(twin):
+        raise ValueError(
+            f"encoding={encoding!r} writes {mark!r} before every text it encodes, and mplog "
+            "encodes each record on its own: choose an encoding without it (for example "
+            "'utf-8', 'utf-16-le' or 'utf-16-be')"
+        )
+    return twin, mark
 
 
 def _watch_interval(value: float) -> float:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
+from .exceptions import MplogError
+
 __all__ = ["FilePermissions"]
 
 Owner = tuple[Union[str, int], Union[str, int]]
@@ -165,6 +167,8 @@ def explained_open_errors(log_path: str, lock_path: str) -> Iterator[None]:
     (see :func:`explain_open_error`), chained to the original."""
     try:
         yield
+    except MplogError:  # LockTimeout is an OSError too, and says what it is already
+        raise
     except OSError as error:
         raise explain_open_error(error, log_path, lock_path) from error
 

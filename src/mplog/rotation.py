@@ -15,6 +15,7 @@ namer maps the default name to exactly that entry, so listing backups costs
 what is in the directory, never what ``backupCount`` allows.  A compressed
 backup is its uncompressed name plus the compressor's suffix (``app.log.1.gz``);
 both forms count as the same backup everywhere (shifting, counters, retention).
+Every name mplog makes is listed in PROTOCOL.md, section 1.
 """
 
 from __future__ import annotations
