@@ -147,10 +147,11 @@ class ActiveFile:
 
     def close(self) -> None:
         """Close our descriptor (the file stays the active one for the others)."""
-        stream, self.stream, self.fd = self.stream, None, None
         # Whoever opens next checks the path first; no shared generation is -1, so this
-        # also keeps append off its fast path.
+        # also keeps append off its fast path (first: an exception arriving between the
+        # two lines must not leave the fast path on without a descriptor).
         self.generation = -1
+        stream, self.stream, self.fd = self.stream, None, None
         if stream is not None:
             stream.close()
 

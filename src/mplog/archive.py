@@ -142,12 +142,16 @@ class Archiver:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
                 # interpreter, and a multiprocessing child, wait for it at exit.
                 thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
-                self._thread = thread
                 try:
+                    self._thread = thread
                     thread.start()
                 except RuntimeError:  # interpreter shutdown, or no threads left: do it now
                     self._pending = False
                     thread = self._thread = None
+                except BaseException:  # KeyboardInterrupt before it started: never wait for it
+                    if thread.ident is None:
+                        self._thread = None
+                    raise
             finally:
                 self._launching = False
         if thread is None and not self._lock.owned():  # else: the next rotation or close()

@@ -7,11 +7,12 @@ handler calls ``close()`` and ``_open()`` on every file handler; a ``__del__`` o
 a formatter may log.  The rule: every entry point of a handler (``emit``,
 ``close``, ``flush``, ``_open``, ``doRollover``, the batched writer's pass) marks
 the calling thread as *inside* from its first instruction to its last
-(:class:`ThreadGuard`).  A call that finds its thread already inside never
-blocks: a record goes to ``handleError`` (sync mode) or the queue (batched
-mode), ``flush()`` returns at once, and ``close()``, ``_open()`` and
-``doRollover()`` are deferred until the outer call leaves, when they run in
-order.
+(:class:`ThreadGuard`), and inside every other handler of the same log in this
+process too: they share one lock and one such record (:mod:`mplog.lock`).  A call
+that finds its thread already inside never blocks: a record goes to
+``handleError`` (sync mode) or the queue (batched mode), ``flush()`` returns at
+once, and ``close()``, ``_open()`` and ``doRollover()`` are deferred until the
+outer call leaves, when they run in order.
 
 **Fork.**  A forked child must not use the parent's lock description (flock
 locks belong to it) nor its threads' state: :func:`track` registers each
@@ -29,17 +30,43 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import weakref
-from typing import Callable, Protocol
+from types import CodeType, FrameType
+from typing import Any, Callable, Protocol, TypeVar
 
-__all__ = ["ThreadGuard", "at_exit", "start_thread", "track"]
+__all__ = ["ThreadGuard", "at_exit", "entry_point", "start_thread", "track"]
 
 _get_ident = threading.get_ident
 
 
+Deferred = Callable[[], object]
+Report = Callable[[Exception], None]
+
+#: The code of every handler entry point that marks its thread inside (see
+#: :func:`entry_point` and :meth:`ThreadGuard.stale`).
+_entry_codes: set[CodeType] = set()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def entry_point(func: _F) -> _F:
+    """Declare *func* (a handler method whose ``self`` has a ``_guard``) an entry point
+    that marks its thread inside while it runs; *func* itself is returned unchanged."""
+    _entry_codes.add(func.__code__)
+    return func
+
+
 class ThreadGuard:
-    """Which threads are inside one handler right now, and what they deferred.
+    """Which threads are inside the handlers of one lock file right now, and what they
+    deferred.
+
+    Every handler of one lock file in a process has its own guard over the same two
+    dictionaries (the lock's :attr:`~mplog.lock.FileLock.inside` and
+    :attr:`~mplog.lock.FileLock.deferred`): a thread inside one of them is inside
+    all of them, so a signal handler that logs through, closes or reopens another
+    handler of the same log never waits for its own thread.
 
     The handler's hot path uses :attr:`threads` directly (``ident in threads``,
     ``threads[ident] = True``): one dictionary operation each, atomic with
@@ -50,11 +77,19 @@ class ThreadGuard:
 
     __slots__ = ("deferred", "report", "threads")
 
-    def __init__(self, report: Callable[[Exception], None]) -> None:
+    def __init__(
+        self,
+        report: Report,
+        threads: dict[int, bool] | None = None,
+        deferred: dict[int, list[tuple[Deferred, Report]]] | None = None,
+    ) -> None:
         #: thread ident -> True while that thread is inside the handler.
-        self.threads: dict[int, bool] = {}
-        #: thread ident -> calls deferred until that thread leaves.
-        self.deferred: dict[int, list[Callable[[], object]]] = {}
+        self.threads: dict[int, bool] = {} if threads is None else threads
+        #: thread ident -> calls deferred until that thread leaves, each with the
+        #: report of the guard that deferred it.
+        self.deferred: dict[int, list[tuple[Deferred, Report]]] = (
+            {} if deferred is None else deferred
+        )
         #: called inside the ``except`` of a deferred call that failed: the call that
         #: runs it (a logging call, often) must not raise into the application.
         self.report = report
@@ -66,9 +101,36 @@ class ThreadGuard:
     def enter(self) -> bool:
         """Mark the calling thread inside; False (and no change) if it already was."""
         ident = _get_ident()
-        if ident in self.threads:
+        if ident in self.threads and not self.stale(ident):
             return False
         self.threads[ident] = True
+        return True
+
+    def stale(self, ident: int) -> bool:
+        """Whether the calling thread's mark outlived the call that set it; if so,
+        remove it and run what that call deferred.
+
+        An exception (KeyboardInterrupt) that arrives in the ``finally`` of an entry
+        point, before the line that unmarks the thread, leaves the mark behind: the
+        thread would then be "inside" for ever.  Only called when a thread finds
+        itself inside (rare): it looks for an entry point of these handlers among
+        the calling frames, beyond the caller's caller (the entry point asking).
+        """
+        threads = self.threads
+        frame: FrameType | None
+        try:
+            frame = sys._getframe(3)
+        except ValueError:  # the entry point was called from C (atexit, a bare thread)
+            frame = None
+        while frame is not None:
+            if frame.f_code in _entry_codes:
+                guard = getattr(frame.f_locals.get("self"), "_guard", None)
+                if getattr(guard, "threads", None) is threads:
+                    return False
+            frame = frame.f_back
+        threads.pop(ident, None)
+        if self.deferred:
+            self.run_deferred(ident)
         return True
 
     def leave(self) -> None:
@@ -78,18 +140,18 @@ class ThreadGuard:
         if self.deferred:
             self.run_deferred(ident)
 
-    def defer(self, call: Callable[[], object]) -> None:
+    def defer(self, call: Deferred) -> None:
         """Run *call* when the calling thread leaves the handler."""
-        self.deferred.setdefault(_get_ident(), []).append(call)
+        self.deferred.setdefault(_get_ident(), []).append((call, self.report))
 
     def run_deferred(self, ident: int) -> None:
         """Run, in order, what the thread *ident* deferred (it is no longer inside)."""
         calls = self.deferred.pop(ident, None)
-        for call in calls or ():
+        for call, report in calls or ():
             try:
                 call()
             except Exception as error:
-                self.report(error)
+                report(error)
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork; what other threads held is gone."""
