@@ -35,13 +35,13 @@ sweep of any process on the log (its next rotation or close).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 from typing import Callable
 
+from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
@@ -158,9 +158,7 @@ class Archiver:
             self.sweep()
 
     def _run(self) -> None:
-        if sys.platform.startswith("linux"):  # a thread's nice value is its own on Linux
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        lower_this_thread()  # compress with the CPU time the writers leave (mplog._priority)
         while True:
             with self._state:
                 if not self._pending:
