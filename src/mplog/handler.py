@@ -33,7 +33,7 @@ from .batch import BatchWriter
 from .compression import CompressLike
 from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
-from .lifecycle import ThreadGuard, track
+from .lifecycle import ThreadGuard, released, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
 from .options import Options, PathLike, parse_backup_count
@@ -465,12 +465,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._guard.defer(self.close)
             return
         try:
-            if self._batch is not None:
-                self._batch.close()
-            if self._durability is not None:
-                self._durability.close()
-            if self._archiver is not None:
-                self._archiver.close()
+            # Waiting for mplog's threads: not holding logging's locks (see mplog.batch).
+            with released(self.lock):
+                if self._batch is not None:
+                    self._batch.close()
+                if self._durability is not None:
+                    self._durability.close()
+                if self._archiver is not None:
+                    self._archiver.close()
             with self.lock:  # type: ignore[union-attr]
                 self._file.close()
                 # Stay registered for the fork hook: gunicorn's reopen_files() reopens a
@@ -490,7 +492,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         if self._batch is not None and self._guard.enter():
             try:
-                self._batch.flush()
+                with released(self.lock):  # logging.shutdown() holds it (see mplog.batch)
+                    self._batch.flush()
             finally:
                 self._guard.leave()
 
@@ -512,8 +515,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if isinstance(rv, logging.LogRecord):
             record = rv
         if rv:
-            with self.lock:  # type: ignore[union-attr]
+            batch = self._batch
+            if batch is not None and not batch.stopped:
+                # Queueing takes no handler lock: a full queue must never block while
+                # holding it, the writer may need it (see mplog.batch).
                 self.emit(record)
+            else:
+                with self.lock:  # type: ignore[union-attr]
+                    self.emit(record)
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -578,8 +587,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _enqueue(self, data: bytes, block: bool = True) -> None:
         batch = self._batch
         assert batch is not None
-        if batch.put(data, block):
+        queued = batch.put(data, block)
+        if queued:
             self._reporter.recovered("queue full")
+        elif queued is None:  # closed meanwhile: after everything it queued, in order
+            self._file.append(data)
         elif self._reporter.first("queue full"):  # the first drop of an episode only
             raise QueueFull(
                 f"mplog batched queue for {self.baseFilename} is full "
