@@ -50,7 +50,10 @@ for thread in threads:
 for thread in threads:
     thread.join()
 gc.collect()
-handler.close()
+if sys.argv[2] == "shutdown":
+    logging.shutdown()  # flushes and closes each handler holding that handler's lock
+else:
+    handler.close()
 """
 
 
@@ -70,11 +73,13 @@ def run_script(tmp_path: Path, source: str, *args: str, timeout: float = 90) -> 
 
 
 @pytest.mark.timeout(120)
-def test_del_that_logs_in_the_writer_while_the_queue_is_full(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["close", "shutdown"])
+def test_del_that_logs_in_the_writer_while_the_queue_is_full(tmp_path: Path, end: str) -> None:
     """A __del__ that logs, run by the garbage collector in the writer thread while
-    producers wait for room in a full queue, neither deadlocks nor loses a record."""
+    producers wait for room in a full queue (or while logging.shutdown() flushes
+    holding the handler's lock), neither deadlocks nor loses a record."""
     path = tmp_path / "app.log"
-    run_script(tmp_path, DEL_IN_WRITER, str(path))
+    run_script(tmp_path, DEL_IN_WRITER, str(path), end)
     lines = path.read_text().splitlines()
     assert lines.count("del") == 6000  # every Noisy object was collected, each logged once
     for t in range(2):
@@ -184,3 +189,38 @@ def test_repeated_setup_logging_with_compression_never_hangs(tmp_path: Path) -> 
         for line in read_log(tmp_path / name).decode().splitlines()
     ]
     assert_exactly_once(lines, [f"call{n} r{i}" for n in range(200) for i in range(20)])
+
+
+MAIN_EXIT = """
+import atexit, logging, sys, threading, time
+import mplog
+
+mplog.setup_logging(sys.argv[1], format="%(message)s", batched=True, queue_size=50)
+log = logging.getLogger("app")
+
+
+def late(t):
+    time.sleep(0.2)  # still logging once the main thread has returned
+    for i in range(2000):
+        log.info("t%d r%d", t, i)
+
+
+atexit.register(lambda: log.info("atexit"))  # runs after the threads are joined
+for t in range(3):
+    threading.Thread(target=late, args=(t,)).start()  # not daemons
+"""
+
+
+@pytest.mark.timeout(120)
+def test_interpreter_exit_keeps_the_records_of_threads_still_running(tmp_path: Path) -> None:
+    """Non-daemon threads that log after the main thread has returned, and an atexit
+    function that logs after them, lose nothing at interpreter exit."""
+    path = tmp_path / "app.log"
+    run_script(tmp_path, MAIN_EXIT, str(path))
+    lines = path.read_text().splitlines()
+    for t in range(3):
+        assert [line for line in lines if line.startswith(f"t{t} ")] == [
+            f"t{t} r{i}" for i in range(2000)
+        ]
+    assert lines[-1] == "atexit"
+    assert len(lines) == 6001
