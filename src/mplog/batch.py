@@ -12,11 +12,12 @@ lock) in whatever thread allocates, and signal handlers run in the main thread
 between any two bytecodes.  So no thread may wait for another while holding
 something that other thread could need at any instruction.  The order:
 
-1. the handler's lock (``Handler.lock``) and logging's module lock: never held by
-   a thread of mplog, and never held while waiting in mplog.  In batched mode the
-   handler's ``handle`` does not take its lock before queueing, and ``flush()`` and
-   ``close()`` let go of both (see :func:`mplog.lifecycle.released`) while they
-   wait for the threads, and take them back once they hold nothing of mplog's;
+1. logging's module lock and the handler's lock (``Handler.lock``): mplog's threads
+   may take them at any instruction (the collector's callbacks; a ``__del__`` that
+   logs through a handler that is not batched), so nobody holds them while waiting
+   for those threads.  In batched mode ``handle`` queues without the handler's lock,
+   and the handler's ``flush()`` and ``close()`` let go of both while they wait
+   (:func:`mplog.lifecycle.released`) and take them back holding nothing of mplog's;
 2. the queue's condition (``_cond``, reentrant): waited on only for room
    (a producer), for the writer's progress (``flush``, ``close``) or for records
    (the writer); nobody holding it waits for anything else;

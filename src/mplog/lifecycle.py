@@ -22,7 +22,7 @@ handler, and ``os.register_at_fork`` gives every live one its ``_before_fork``
 **Waits.**  mplog's own threads (:func:`background`: the batched writer, the
 compressor and its timer, the group commit) may, at any instruction, need
 logging's module lock (the garbage collector runs logging's weakref callbacks
-in whatever thread allocates) and never wait for a caller.  So a caller never
+in whatever thread allocates) and never wait for a thread that waits for them.  So a caller never
 waits for them while holding that lock or its handler's lock: :func:`released`
 lets go of both for the wait (``logging.basicConfig(force=True)``,
 ``dictConfig`` and ``logging.shutdown()`` call ``close()`` holding them).  The
