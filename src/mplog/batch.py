@@ -163,6 +163,7 @@ class BatchWriter:
                     # Under the condition: a put() from now on sees stopped (and
                     # writes synchronously), one before it was written above.
                     self.stopped = True
+                    self._closing = False
                     self._thread = None
                     cond.notify_all()
                     return
@@ -200,9 +201,8 @@ class BatchWriter:
                 return  # the writer itself (a __del__): it stops once the queue is empty
             while self._thread is thread and thread.is_alive():
                 self._cond.wait()
-            self._closing = False
-            self.stopped = True
-            self._thread = None
+            if self._thread is thread:  # pragma: no cover - the thread never dies
+                self._thread, self.stopped, self._closing = None, True, False
         thread.join()
 
     def reopen(self) -> None:
