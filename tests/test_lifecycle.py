@@ -224,3 +224,49 @@ def test_interpreter_exit_keeps_the_records_of_threads_still_running(tmp_path: P
         ]
     assert lines[-1] == "atexit"
     assert len(lines) == 6001
+
+
+GROUP_COMMIT_AT_EXIT = """
+import logging, multiprocessing, os, sys, threading, time
+import mplog
+import mplog.durability
+
+
+def recording_sync(fd, sync=mplog.durability.sync_data):
+    sync(fd)
+    with open(sys.argv[2], "a") as synced:  # the size the file had on disk after each sync
+        synced.write(f"{os.fstat(fd).st_size}\\n")
+
+
+def late(t):
+    time.sleep(0.2)  # still logging once the child's target has returned
+    for i in range(200):
+        logging.getLogger("w").info("t%d r%d", t, i)
+
+
+def target():
+    mplog.durability.sync_data = recording_sync
+    mplog.setup_logging(sys.argv[1], format="%(message)s", fsync="1 h", batched=sys.argv[3] == "1")
+    for t in range(2):
+        threading.Thread(target=late, args=(t,)).start()
+
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=target)
+    child.start()
+    child.join()
+    sys.exit(child.exitcode)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("batched", [False, True])
+def test_group_commit_syncs_what_threads_log_at_exit(tmp_path: Path, batched: bool) -> None:
+    """With fsync=<seconds>, a fork child that ends (os._exit) while its threads still
+    log has synced everything they wrote, not only what was written before its end."""
+    path, synced = tmp_path / "app.log", tmp_path / "synced"
+    run_script(tmp_path, GROUP_COMMIT_AT_EXIT, str(path), str(synced), "1" if batched else "0")
+    assert len(path.read_text().splitlines()) == 400
+    sizes = [int(size) for size in synced.read_text().split()] if synced.exists() else []
+    assert sizes, "nothing was synced"
+    assert max(sizes) == path.stat().st_size
