@@ -170,12 +170,13 @@ class BatchWriter:
                 cond.notify_all()  # wake flush()
 
     def flush(self) -> None:
-        """Return once every record queued before this call is written (or reported)."""
+        """Return once every record queued before this call is written (or reported);
+        at once in one of mplog's threads, which the writer may be waiting for."""
         with self._cond:
             target = self._queued
             while self._written < target and self._thread is not None:
-                if self._thread is threading.current_thread():
-                    return  # from inside the writer: it writes them after this batch
+                if is_background():
+                    return  # the writer (a __del__), or a thread it may wait for: never wait
                 if not self._thread.is_alive():  # pragma: no cover - the thread never dies
                     break
                 self._cond.wait()
@@ -197,8 +198,8 @@ class BatchWriter:
                 return
             self._closing = True
             self._cond.notify_all()
-            if thread is threading.current_thread():
-                return  # the writer itself (a __del__): it stops once the queue is empty
+            if is_background():
+                return  # the writer (a __del__) stops once the queue is empty; never wait
             while self._thread is thread and thread.is_alive():
                 self._cond.wait()
             if self._thread is thread:  # pragma: no cover - the thread never dies
