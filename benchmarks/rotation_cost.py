@@ -15,8 +15,8 @@ and only the setting differs; ``--max-total-size 400KB --counts 1000,100000``
 keeps about 130, as in the report that prompted this benchmark.
 
 Each writer times every ``logger.info`` call with ``time.perf_counter_ns`` into a
-preallocated array, and each rotation (the handler's ``_rotate``: shift, prune,
-wake the compressor, all under the writers' lock), each backup listing
+preallocated array, and each rotation (``Rollover.rotate``: shift, prune, wake
+the compressor, all under the writers' lock), each backup listing
 (``Backups.files``) and each look-up by inode (``Backups.locate``, the
 compressor's commit) by wrapping those methods on their classes: two clock reads
 per call, nothing per record.
@@ -32,7 +32,6 @@ The table shows medians over the repetitions; ``--json`` writes every run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -61,7 +60,7 @@ from mplog.cli import _size as cli_size
 from mplog.verify import Verification, read_back
 
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s took=%.2fms"
-TRACED = ("_rotate", "files", "locate")  # what each writer times, see trace()
+TRACED = ("rotate", "files", "locate")  # what each writer times, see trace()
 
 
 @dataclass
@@ -88,25 +87,19 @@ class WriterReport:
 
 
 def trace(durations: dict[str, list[int]]) -> None:
-    """Time every call of the rotation (handler), the listing and the look-up (backups).
+    """Time every call of the rotation, the listing and the look-up (backups).
 
     Wrapped on the classes, in the writer process; a version without one of the
     methods is simply not traced."""
-    from mplog.handler import ConcurrentRotatingFileHandler
+    from mplog.rollover import Rollover
     from mplog.rotation import Backups
 
     clock = time.perf_counter_ns
-    # (class, method, key): the rotation is Rollover.rotate, and the handler's
-    # _rotate in versions before mplog.rollover existed.
-    targets: list[tuple[type, str, str]] = [
-        (ConcurrentRotatingFileHandler, "_rotate", "_rotate"),
+    targets: list[tuple[type, str, str]] = [  # (class, method, key)
+        (Rollover, "rotate", "rotate"),
         (Backups, "files", "files"),
         (Backups, "locate", "locate"),
     ]
-    with contextlib.suppress(ImportError):
-        from mplog.rollover import Rollover
-
-        targets.append((Rollover, "rotate", "_rotate"))
     for owner, name, key in targets:
         method = getattr(owner, name, None)
         if method is None:
@@ -203,9 +196,9 @@ def measure(count: int, repetition: int, directory: str, s: Settings) -> Run:
         p99=percentile(calls, 0.99),
         p999=percentile(calls, 0.999),
         max=max(calls),
-        rotations=len(traced["_rotate"]),
-        rotation_p50=percentile(traced["_rotate"], 0.5),
-        rotation_p99=percentile(traced["_rotate"], 0.99),
+        rotations=len(traced["rotate"]),
+        rotation_p50=percentile(traced["rotate"], 0.5),
+        rotation_p99=percentile(traced["rotate"], 0.99),
         listings=len(traced["files"]),
         listing_p50=percentile(traced["files"], 0.5),
         locates=len(traced["locate"]),

@@ -263,3 +263,23 @@ def remote_worker(
     except BaseException:
         conn.send("".join(traceback.format_exception(*sys.exc_info())))
         raise
+
+
+def log_through_handler(handler: logging.Handler, worker: int, count: int) -> dict[str, Any]:
+    """Log *count* framed records through *handler*, handed over by pickling (a spawn
+    child, a process pool task); return what the handler looked like here."""
+    logger = logging.getLogger(f"pickled.{worker}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.debug("below the handler's level: never written")
+    emit_many(logger, worker, range(count), "small")
+    seen = {
+        "level": handler.level,
+        "formatter": type(handler.formatter).__name__,
+        "maxBytes": handler.maxBytes,  # type: ignore[attr-defined]
+        "backupCount": handler.backupCount,  # type: ignore[attr-defined]
+        "pid": os.getpid(),
+    }
+    close_logger(logger)
+    return seen

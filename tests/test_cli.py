@@ -198,7 +198,8 @@ def test_demo_compress_zstd_without_the_extra_is_one_line_before_any_worker(
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert error.startswith("mplog: error: --compress zstd: ")
+    assert error.startswith("mplog demo: error: --compress zstd: ")
+    assert result.stderr.startswith("usage: mplog demo ")  # the subcommand's usage
     assert error.endswith("pip install 'mplog[zstd]'")
     assert result.stdout == ""
     assert not directory.exists()
@@ -233,7 +234,8 @@ def test_demo_dir_that_cannot_be_created_is_a_usage_error(
         main(["demo", "-q", "--dir", where])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert f"mplog: error: --dir {where!r}: cannot create it: " in err
+    assert f"mplog demo: error: --dir {where!r}: cannot create it: " in err
+    assert err.startswith("usage: mplog demo ")
     assert "Traceback" not in err
 
 

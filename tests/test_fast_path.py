@@ -1,11 +1,12 @@
 """The sync write path's fast path: what emit may skip between checks, and what it may not.
 
 Between path checks (every watch_interval) emit appends on the lock file's header
-words without calling _prepare.  These tests pin what must still happen at the
-very next record, however long the watch interval: a time rotation that is due, a
-rolloverAt set by hand, the handler's filters, and, after a failed write, only the
-handler's own bytes cut off.  Time is frozen (the ``clock`` fixture), so every
-record of a test falls inside one watch interval.
+words without asking the rotation policy (:meth:`Rollover.prepare`).  These tests
+pin what must still happen at the very next record, however long the watch
+interval: a time rotation that is due, a rolloverAt set by hand, the handler's
+filters, and, after a failed write, only the handler's own bytes cut off.  Time is
+frozen (the ``clock`` fixture), so every record of a test falls inside one watch
+interval.
 """
 
 from __future__ import annotations

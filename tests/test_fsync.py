@@ -117,7 +117,7 @@ def _wake(handler: mplog.ConcurrentRotatingFileHandler) -> None:
         (False, None),
         (None, None),
         (True, SyncEach),
-        (1, GroupCommit),
+        (2, GroupCommit),  # 1 and 0 are refused as ambiguous (see test_first_contact.py)
         (0.25, GroupCommit),
         ("2 s", GroupCommit),
         ("1 min", GroupCommit),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
-from helpers import make_record  # noqa: E402
+from helpers import Clock, assert_exactly_once, make_record, read_log  # noqa: E402
 from mplog.header import SharedState  # noqa: E402
 
 pytest.importorskip("concurrent_log_handler")
@@ -133,3 +134,99 @@ def test_shared_state_records_foreign_writers_for_an_hour(tmp_path: Path) -> Non
         assert shared.foreign_until == 1001.0 + 3600.0
         assert shared.load()[0] == generation + 1
     lock.close()
+
+
+def test_a_record_written_into_a_file_that_concurrent_log_handler_gzipped_away_is_written_again(
+    tmp_path: Path,
+) -> None:
+    """concurrent-log-handler appends behind mplog's back, then rotates and gzips, deleting
+    the plain file mplog still holds: the next mplog record, which lands in that deleted
+    file before mplog knows, is written again to the new file, and nothing is lost."""
+    from concurrent_log_handler import ConcurrentRotatingFileHandler as ClhHandler
+
+    path = str(tmp_path / "app.log")
+    clh = ClhHandler(path, maxBytes=300, backupCount=50, use_gzip=True)
+    ours = mplog.ConcurrentRotatingFileHandler(
+        path, maxBytes=300, backupCount=50, compress="gzip", compress_delay=0
+    )
+    try:
+        clh.emit(make_record("clh 0"))
+        ours.emit(make_record("mplog 0"))
+        for seq in range(1, 30):  # several rotations, each gzipping the file mplog holds
+            clh.emit(make_record(f"clh {seq} " + "x" * 20))
+        ours.emit(make_record("mplog 1"))  # into the deleted file, then again into the new one
+        ours.emit(make_record("mplog 2"))
+    finally:
+        clh.close()
+        ours.close()
+    lines = [
+        line
+        for name in os.listdir(tmp_path)
+        if name.startswith("app.log")
+        for line in read_log(tmp_path / name).decode().splitlines()
+    ]
+    assert_exactly_once(
+        [line for line in lines if line.startswith("mplog")], ["mplog 0", "mplog 1", "mplog 2"]
+    )
+    assert_exactly_once(
+        [line.split(" x")[0] for line in lines if line.startswith("clh")],
+        [f"clh {seq}" for seq in range(30)],
+    )
+
+
+def test_a_file_concurrent_log_handler_rotated_in_is_noticed_when_mplog_first_checks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """concurrent-log-handler rotates and fills the new file while no mplog process
+    writes; the next mplog check finds a file nobody announced that already holds
+    records, and takes it as a sign of a foreign writer. So when concurrent-log-handler
+    rotates that file away right after mplog's next record (gzip deletes it), mplog
+    follows at once instead of writing into the deleted file until its next watch."""
+    from concurrent_log_handler import ConcurrentRotatingFileHandler as ClhHandler
+
+    clock = Clock(time.time())
+    monkeypatch.setattr(time, "time", clock.time)
+    path = str(tmp_path / "app.log")
+    ours = mplog.ConcurrentRotatingFileHandler(
+        path, maxBytes=100_000, backupCount=50, compress="gzip", compress_delay=3600
+    )
+    clh = ClhHandler(path, maxBytes=300, backupCount=50, use_gzip=True)
+    sent = []
+
+    def clh_record() -> None:
+        sent.append(f"clh {len(sent)} " + "x" * 20)
+        clh.emit(make_record(sent[-1]))
+
+    def clh_until_rotated() -> bool:
+        """Log through concurrent-log-handler until it rotates; True if it did at once."""
+        inode = os.stat(path).st_ino
+        clh_record()
+        at_once = os.stat(path).st_ino != inode
+        while os.stat(path).st_ino == inode:
+            clh_record()
+        return at_once
+
+    try:
+        ours.emit(make_record("mplog 0"))
+        clh_until_rotated()
+        while os.path.getsize(path) < 265:  # nearly full: mplog's next record fills it
+            clh_record()
+        clock.now += 2  # mplog's watch is due: its next record checks the path
+        ours.emit(make_record("mplog 1" + "y" * 30))
+        assert clh_until_rotated(), "concurrent-log-handler appended before rotating"
+        ours.emit(make_record("mplog 2"))  # the file mplog held is gone (gzipped)
+        ours.emit(make_record("mplog 3"))
+    finally:
+        clh.close()
+        ours.close()
+    lines = [
+        line
+        for name in os.listdir(tmp_path)
+        if name.startswith("app.log")
+        for line in read_log(tmp_path / name).decode().splitlines()
+    ]
+    assert_exactly_once(
+        [line.rstrip("y") for line in lines if line.startswith("mplog")],
+        ["mplog 0", "mplog 1", "mplog 2", "mplog 3"],
+    )
+    assert_exactly_once([line for line in lines if line.startswith("clh")], sent)

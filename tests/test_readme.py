@@ -165,3 +165,21 @@ def test_the_release_steps_exist() -> None:
     steps = (ROOT / "RELEASING.md").read_text(encoding="utf-8")
     for step in ("python -m build", "twine check", "git tag", "CHANGELOG.md", "pyproject.toml"):
         assert step in steps
+
+
+def test_setup_loggings_own_keywords_are_documented() -> None:
+    """Every keyword of setup_logging() itself (the rest go to the handler) has a row in
+    the Quickstart's table."""
+    import inspect
+
+    rows = [line.split("|")[1] for line in _section("Quickstart").splitlines() if line[:1] == "|"]
+    documented = {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
+    own = set(inspect.signature(mplog.setup_logging).parameters) - {"handler_options"}
+    assert own <= documented, own - documented
+
+
+def test_the_compression_snippet_says_when_backups_get_compressed() -> None:
+    """The snippet that shows app.log.1.gz says, on that line, that a backup is compressed
+    once compress_delay old, so a short script shows plain backups."""
+    (line,) = [line for line in _blocks("python")[2].splitlines() if "app.log.1.gz" in line]
+    assert "compress_delay" in line

@@ -83,7 +83,8 @@ def test_a_raising_rotator_keeps_the_file_and_every_record(tmp_path: Path) -> No
 
 _UNWRITABLE_DIRECTORY = """
 import logging, os, pwd, sys
-import mplog  # before dropping root: the interpreter's files may be root's only
+import mplog
+import mplog.handler  # mplog imports it lazily; the interpreter's files may be root's only
 log_dir, lock_dir = sys.argv[1], sys.argv[2]
 uid, gid = pwd.getpwnam("nobody")[2:4]
 os.setgid(gid)

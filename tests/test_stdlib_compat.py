@@ -438,14 +438,17 @@ def test_device_is_never_rotated(
 
 
 @pytest.mark.skipif(os.name == "nt", reason="needs /dev/null")
-def test_lock_of_a_device_is_kept_in_the_temp_directory(
+def test_lock_of_a_device_is_kept_in_a_private_directory_of_the_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler on /dev/null keeps its lock in the temp directory: /dev is not writable."""
+    """A handler on /dev/null keeps its lock in ``mplog-<uid>`` (mode 0700) in the temp
+    directory: /dev is not writable, and the temp directory itself is everyone's."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     handler = mplog.ConcurrentRotatingFileHandler(os.devnull, maxBytes=1)
     try:
-        assert (tmp_path / ".__null.lock").exists()
+        private = tmp_path / f"mplog-{os.geteuid()}"
+        assert (private / ".__null.lock").exists()
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
         assert not handler.shouldRollover(info_record("record"))
     finally:
         handler.close()
@@ -1002,6 +1005,8 @@ def snapshot():
 
 before = snapshot()
 import mplog
+import mplog.config  # and what mplog imports at the first use of a name
+import mplog.handler
 after = snapshot()
 json.dump({"before": before, "after": after}, sys.stdout)
 """
@@ -1018,3 +1023,32 @@ def test_importing_mplog_changes_nothing_in_logging() -> None:
         key for key in before.keys() | after.keys() if before.get(key) != after.get(key)
     )
     assert changed == []
+
+
+def test_suffix_and_extmatch_read_as_in_the_stdlib_and_a_custom_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``suffix`` and ``extMatch`` read as TimedRotatingFileHandler's; setting another
+    suffix, as stdlib users do after construction, raises an error that names the value
+    and points to namer=, instead of being ignored while backups keep the old names."""
+    handler = mplog.ConcurrentTimedRotatingFileHandler(str(tmp_path / "app.log"), when="midnight")
+    size_only = mplog.ConcurrentRotatingFileHandler(str(tmp_path / "other.log"))
+    try:
+        stdlib = logging.handlers.TimedRotatingFileHandler(
+            str(tmp_path / "stdlib.log"), when="midnight", delay=True
+        )
+        assert handler.suffix == stdlib.suffix == "%Y-%m-%d"
+        assert handler.extMatch is not None
+        assert handler.extMatch.search("app.log.2024-01-10")
+        assert not handler.extMatch.search("app.log.1")
+        assert (size_only.suffix, size_only.extMatch) == (None, None)
+        handler.suffix = "%Y-%m-%d"  # the same value: nothing to refuse
+        handler.extMatch = handler.extMatch
+        with pytest.raises(ValueError, match=r"suffix='%Y%m%d'.*namer="):
+            handler.suffix = "%Y%m%d"
+        with pytest.raises(ValueError, match=r"extMatch=.*namer="):
+            handler.extMatch = re.compile(r"\d{8}")
+        assert handler.suffix == "%Y-%m-%d"
+    finally:
+        handler.close()
+        size_only.close()

@@ -1,16 +1,31 @@
 """mplog: multi-process safe rotating file logging for the standard library.
 
-Importing mplog changes nothing in :mod:`logging`.
+Importing mplog changes nothing in :mod:`logging`, and costs almost nothing: the
+names below are imported at their first use (:pep:`562`), so an application that
+imports mplog but configures logging later, or not at all, does not pay for the
+handler's modules (nor :mod:`importlib.metadata`, for ``__version__``).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 
-from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
-from .exceptions import LockFileConflict, LockTimeout, MplogError, QueueFull, ReentrantLogging
-from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
-from .units import parse_duration, parse_size
+TYPE_CHECKING = False  # not typing's: importing typing would double the cost of importing mplog
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from typing import Any
+
+    from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
+    from .exceptions import (
+        LockFileConflict,
+        LockTimeout,
+        MplogError,
+        QueueFull,
+        ReentrantLogging,
+    )
+    from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
+    from .units import parse_duration, parse_size
+
+    __version__: str
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -27,8 +42,44 @@ __all__ = [
     "worker_initializer",
 ]
 
-try:
-    # One source of truth: the version in pyproject.toml, as installed.
-    __version__ = importlib.metadata.version("mplog")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare source tree
-    __version__ = "0+unknown"
+# Where each public name lives.
+_MODULES = {
+    "DEFAULT_FORMAT": "config",
+    "setup_logging": "config",
+    "worker_initializer": "config",
+    "LockFileConflict": "exceptions",
+    "LockTimeout": "exceptions",
+    "MplogError": "exceptions",
+    "QueueFull": "exceptions",
+    "ReentrantLogging": "exceptions",
+    "ConcurrentRotatingFileHandler": "handler",
+    "ConcurrentTimedRotatingFileHandler": "handler",
+    "parse_duration": "units",
+    "parse_size": "units",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name at its first use, then keep it in the module."""
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _MODULES:
+        value = getattr(importlib.import_module(f".{_MODULES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, "__version__"})
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        # One source of truth: the version in pyproject.toml, as installed.
+        return importlib.metadata.version("mplog")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare source tree
+        return "0+unknown"

@@ -1,24 +1,18 @@
 """The active file: the one log file every process appends to.
 
 :class:`ActiveFile` owns this process's descriptor on it, its identity and the
-shared generation it belongs to, and the protocol every writer follows while it
-holds the inter-process lock (see :mod:`mplog.header` for the shared state):
+shared generation it belongs to, and the writer's side of PROTOCOL.md, with the
+inter-process lock held (the shared state is :mod:`mplog.header`'s):
 
-* **append**: one ``os.write`` of a whole record on an ``O_APPEND`` descriptor,
-  announced before (the in-flight mark: where the write ends) and published after
-  (the new size).  When nothing is due, :meth:`ActiveFile.append` does it on the
-  header's words directly (the fast path); otherwise it asks *prepare* (the
-  rotation policy) first.
-* **check**: every *watch_interval* seconds, and whenever the shared generation
-  moved (another process rotated), stat the path: reopen if the file we hold was
-  renamed, deleted or replaced (logrotate), announce a file nobody announced,
-  notice a writer that does not update the shared size (a mixed fleet).
-* **recover**: a writer killed mid-record left the in-flight mark set: cut its
-  partial record off before appending.
+* **append** (PROTOCOL.md 3.1): one ``os.write`` of a whole record, between the
+  in-flight mark and the published size; on the header's words directly when
+  nothing is due (the fast path), else after *prepare* (the rotation policy).
+* **check** (3.2): stat the path every *watch_interval* seconds and whenever the
+  shared generation moved; reopen, announce, notice foreign writers.
+* **recover** (5.1): cut off the partial record of a writer killed mid-record.
 * **cut**: a write that failed part-way is cut back, so no torn record stays.
 
-On a network filesystem (:mod:`mplog.netfs`) records go at the published offset,
-synchronously, and files are identified by inode alone.
+On a network filesystem the differences are PROTOCOL.md's section 7.
 """
 
 from __future__ import annotations
@@ -30,6 +24,7 @@ import secrets
 import stat
 import struct
 import time
+import weakref
 from typing import Callable
 
 from .durability import Durability
@@ -62,6 +57,11 @@ class ActiveFile:
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``).
     :param keep_open: keep the descriptor open between records.
+    :param local_locks: the network filesystem's locks exclude this host only
+        (reported at the first open).
+    :param file_start: makes what starts each new file (the encoding's byte-order
+        mark, the ``header`` line): written before the file's first record, by the
+        process that writes it (records are encoded without a mark).
 
     .. versionadded:: 0.1
     """
@@ -79,6 +79,7 @@ class ActiveFile:
         truncate: bool,
         keep_open: bool,
         local_locks: bool = False,
+        file_start: Callable[[], bytes] | None = None,
     ) -> None:
         self.path = path
         self.lock = lock
@@ -88,6 +89,7 @@ class ActiveFile:
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
+        self.file_start = file_start
         self._truncate = truncate
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
@@ -99,6 +101,8 @@ class ActiveFile:
         self.fast_limit = 1 << 63
         self.fd: int | None = None
         self.stream: io.FileIO | None = None
+        #: Every stream opened here, current or since replaced (and closed).
+        self.streams: weakref.WeakSet[io.FileIO] = weakref.WeakSet()
         self.file_id: tuple[int, int] = (-1, -1)
         self.generation = -1  # the shared generation of the file we hold
         # When we last stat'ed the path; the next time; until when append may skip
@@ -127,6 +131,7 @@ class ActiveFile:
         except BaseException:
             os.close(fd)
             raise
+        self.streams.add(stream)
         self.fd, self.file_id, self.stream = fd, self.identity(st), stream
         if self._local_locks_unreported:
             self._local_locks_unreported = False
@@ -193,7 +198,7 @@ class ActiveFile:
                     self.write_rest(shared, data, written)
                 _pwrite(lock_fd, word + word, SIZE_AT)  # SharedState.end_write
                 if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]  # see write
-                    shared.saw_foreign(time.time())
+                    self.foreign_write(shared, data)
             else:
                 self.write(shared, data, self.prepare(shared, n))
         finally:
@@ -220,6 +225,9 @@ class ActiveFile:
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
+        record = data
+        if not size and self.file_start is not None:  # a file's first record: its start
+            data = self.file_start() + data
         end = size + len(data)
         shared.begin_write(end)
         if self.network:
@@ -229,9 +237,20 @@ class ActiveFile:
         self.write_rest(shared, data, 0)
         shared.end_write(end)
         if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
-            # The file grew behind the shared size: a writer that does not update it
-            # (concurrent-log-handler during a migration) appended since our last check.
-            shared.saw_foreign(time.time())
+            self.foreign_write(shared, record)
+
+    def foreign_write(self, shared: SharedState, data: bytes) -> None:
+        """The file grew behind the shared size: a writer that does not update it
+        (concurrent-log-handler during a migration) appended since our last check
+        (lock held, *data* just written).
+
+        That writer may also have rotated the file since, and with ``use_gzip`` it
+        deletes the plain backup once compressed: then *data* went into a file no
+        name leads to any more, and is written again to the file now at the path."""
+        shared.saw_foreign(time.time())
+        if not _fstat(self.fd).st_nlink:  # type: ignore[arg-type]
+            self.close()  # the next check reopens the path (see close)
+            self.write(shared, data, self.prepare(shared, len(data)))
 
     def write_rest(self, shared: SharedState | None, data: bytes, written: int) -> None:
         """Write *data* from offset *written* on: the loop of a short write (rare,
@@ -272,6 +291,8 @@ class ActiveFile:
             real -= written
             os.ftruncate(fd, real)
         shared.end_write(real)
+        if not real:  # the next record is the file's first: not the fast path (see write)
+            self.fast_until = 0.0
 
     # -- checking ----------------------------------------------------------------------
 
@@ -324,9 +345,14 @@ class ActiveFile:
             self.open()
             st = os.fstat(self.fd)  # type: ignore[arg-type]
         regular = stat.S_ISREG(st.st_mode)
-        if shared.file_id() != self.file_id:
+        announced = shared.file_id()
+        if announced != self.file_id:
             # Not the file the others were told about (another program moved it, or
             # a rotation died half-way): announce it, so they reopen at once.
+            if regular and st.st_size and announced != (0, 0):
+                # It already holds records no mplog process announced: a writer that
+                # does not update the header rotated (concurrent-log-handler).
+                shared.saw_foreign(now)
             shared.new_file(st.st_size, self.file_id)
         elif regular and st.st_size > shared.load()[1]:
             # Grown behind the shared size: a writer that does not update the header
@@ -410,4 +436,5 @@ class ActiveFile:
         self.open()
         size = os.fstat(self.fd).st_size  # type: ignore[arg-type]
         self.generation = shared.new_file(size, self.file_id)
+        self.fast_until = 0.0  # its first record goes through write (doRollover then logs)
         return size

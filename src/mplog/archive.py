@@ -8,9 +8,15 @@ uncompressed backup, newest first, one at a time with
 :class:`mplog.compress_one.BackupCompressor`, which keeps that safe against
 other processes compressing, rotating and pruning the same files, and against
 crashes.  Writers never wait for a compression: the writers' lock is held only
-to commit its result.  While the thread runs, further requests make it sweep
+to commit its result, and to apply retention once more at the end of the sweep
+(:attr:`Archiver.retain`): retention spares a backup while it is being compressed,
+and this is where it goes.  A name that is not what mplog expects (a directory,
+symbolic link or FIFO named like a backup or a temporary file, a callable's output
+swapped for one) is left alone and reported once (:mod:`mplog.untrusted`); it
+never stops the sweep.  While the thread runs, further requests make it sweep
 once more; where no thread can be started (interpreter shutdown, no threads
-left) the caller sweeps, unless it holds the writers' lock.
+left) the caller sweeps, unless it holds the writers' lock.  What each sweep does
+on disk is PROTOCOL.md's section 6.
 
 **Delay.**  With a *delay* (the handler's ``compress_delay``), a backup whose last
 record (its modification time) is younger than the delay is left plain, so a log
@@ -44,6 +50,7 @@ from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
 from .rotation import Backup, group_backups
+from .untrusted import UnexpectedFile
 
 __all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
 
@@ -95,6 +102,11 @@ class Archiver:
         self._one = BackupCompressor(
             base, compressor, lock, locate, permissions, debug, durable=durable
         )
+        #: Applies retention (writers' lock held); set by the rotation policy.  Each
+        #: sweep ends with it: a backup retention spared while it was being compressed
+        #: goes once the compression let go of it.
+        self.retain: Callable[[], None] | None = None
+        self._odd: set[object] = set()  # the odd names reported (see _unexpected)
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -220,7 +232,8 @@ class Archiver:
                 os.path.dirname(backup.path) for backup in backups
             }
             for directory in sorted(directories):
-                clean_leftovers(directory, self._prefix)
+                for odd in clean_leftovers(directory, self._prefix):
+                    self._unexpected(odd)
         except Exception as error:
             self._failed(error)
             return
@@ -232,6 +245,9 @@ class Archiver:
                 due = self._one.compress(
                     plain[0], [b for b in group if b.suffix], self.delay, self.clock
                 )
+            except UnexpectedFile as odd:  # left alone; the others go on
+                self._unexpected(odd)
+                continue
             except Exception as error:
                 failed = True
                 self._failed(error)
@@ -240,8 +256,36 @@ class Archiver:
                 first_due = due if first_due is None else min(first_due, due)
         if not failed:
             self._reporter.recovered("compress")
+        self._retain()
         if schedule and first_due is not None:
             self._schedule(first_due)
+
+    def _retain(self) -> None:
+        """Apply retention, which reports its own failures: the backups it spared
+        because they were being compressed (by this sweep or another process's, which
+        ends with this too) are no longer claimed, or their claimant retains after us."""
+        if self.retain is None:
+            return
+        try:
+            with self._lock:
+                self._one.verify_lock()
+                self.retain()
+        except Exception as error:
+            self._failed(error)
+
+    def _unexpected(self, error: OSError) -> None:
+        """Report a name that is not what mplog expected, left alone: once per name,
+        or for this process's own temporary names (made anew at each attempt, as
+        for a callable's output swapped for a symbolic link), once per kind."""
+        path = os.fspath(error.filename) if error.filename is not None else ""
+        key: object = path
+        if os.path.basename(path).startswith(f"{self._prefix}{os.getpid()}-"):
+            key = ("temporary", os.path.dirname(path), error.strerror)
+        if key in self._odd:
+            return
+        self._odd.add(key)
+        message = f"skipped {path} while compressing the backups of {self.base}"
+        self._reporter.report(message, error)
 
     def _failed(self, error: Exception) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""

@@ -9,8 +9,11 @@ spares it (:func:`is_claimed`, :func:`discard`).
 
 Temporary files are named ``.<log>.mplog-<pid>-<token>.tmp`` (:func:`temp_token`),
 next to the backup; a callable compressor's output adds its suffix to that name.
-:func:`clean_leftovers` removes those nobody holds any more: what crashes left.
-How a compression uses them is :mod:`mplog.compress_one`'s.
+:func:`clean_leftovers` removes those nobody holds any more: what crashes left,
+name by name: a name like theirs that is not a regular file is left alone (and
+returned, to be reported), and another user's file this user may not open is
+left to its owner.  How a compression uses them is :mod:`mplog.compress_one`'s;
+the protocol every process follows is PROTOCOL.md's section 6.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import secrets
 
 from .lock import try_lock_descriptor
+from .untrusted import READ_FLAGS, UnexpectedFile, describe, open_checked
 
 __all__ = [
     "READ_FLAGS",
@@ -33,24 +37,19 @@ __all__ = [
     "temp_token",
 ]
 
-READ_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
 # Locks held for a moment outside any compression (is_claimed, discard, clean_leftovers):
 # closed in a forked child, which would otherwise keep the file claimed for its whole life.
 _transient: set[int] = set()
 
 
 def open_to_lock(path: str) -> int:
-    """Open *path* so that it can be flock'ed exclusively: for writing where allowed,
-    since NFS grants exclusive locks only on descriptors open for writing."""
+    """Open the regular file *path* so that it can be flock'ed exclusively: for writing
+    where allowed, since NFS grants exclusive locks only on descriptors open for writing.
+    Anything but a regular file raises :class:`~mplog.untrusted.UnexpectedFile`."""
     try:
-        return os.open(path, (READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
+        return open_checked(path, (READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
     except PermissionError:
-        return os.open(path, READ_FLAGS)
+        return open_checked(path, READ_FLAGS)
 
 
 def after_fork_in_child() -> None:
@@ -107,39 +106,66 @@ def temp_token(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def clean_leftovers(directory: str, prefix: str) -> None:
+def clean_leftovers(directory: str, prefix: str) -> list[OSError]:
     """Remove temporary files of crashed compressions in *directory*: every name of a
-    token whose ``.tmp`` nobody holds, or, without a ``.tmp``, whose process is gone."""
+    token whose ``.tmp`` nobody holds, or, without a ``.tmp``, whose process is gone.
+
+    Each name on its own: what is not a regular file (a directory, symbolic link or
+    FIFO named like them) is left alone and returned as an
+    :class:`~mplog.untrusted.UnexpectedFile`, for the caller to report; a file this
+    user may not open or remove (another user's compression, in a directory they
+    share) is skipped, for its owner's sweeps."""
     try:
         entries = [e for e in os.listdir(directory or ".") if e.startswith(prefix)]
     except FileNotFoundError:
-        return
+        return []
+    odd: list[OSError] = []
     tokens: dict[str, list[str]] = {}
     for entry in entries:
         tokens.setdefault(entry[len(prefix) :].split(".", 1)[0], []).append(entry)
     for token, names in tokens.items():
-        anchor = os.path.join(directory, f"{prefix}{token}.tmp")
-        if f"{prefix}{token}.tmp" in names:
+        anchor = f"{prefix}{token}.tmp"
+        if anchor in names:
             try:
-                fd = open_to_lock(anchor)
+                fd = open_to_lock(os.path.join(directory, anchor))
             except FileNotFoundError:
                 continue
+            except UnexpectedFile as error:
+                odd.append(error)
+                continue
+            except PermissionError:
+                continue  # another user's, in use (or theirs to clean up)
             _transient.add(fd)
             try:
-                if try_lock_descriptor(fd):  # nobody is using it
-                    remove_all(directory, names)
+                free = try_lock_descriptor(fd)  # nobody is using it
             finally:
                 _transient.discard(fd)
                 os.close(fd)
+            if free:
+                odd += remove_all(directory, names)
         elif not _process_alive(token):  # a callable's output without its input link
-            remove_all(directory, names)
+            odd += remove_all(directory, names)
+    return odd
 
 
-def remove_all(directory: str, names: list[str]) -> None:
-    """Remove the files *names* in *directory*, those already gone skipped."""
+def remove_all(directory: str, names: list[str]) -> list[OSError]:
+    """Remove the regular files *names* in *directory*, those already gone skipped;
+    return an :class:`~mplog.untrusted.UnexpectedFile` for each name that is not a
+    regular file (left alone), skipping files this user may not remove."""
+    odd: list[OSError] = []
     for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, name))
+        path = os.path.join(directory, name)
+        try:
+            what = describe(os.lstat(path))
+            if what is not None:
+                odd.append(UnexpectedFile(path, what))
+                continue
+            os.remove(path)
+        except (FileNotFoundError, PermissionError):
+            continue
+        except IsADirectoryError:  # swapped since the lstat
+            odd.append(UnexpectedFile(path, "a directory"))
+    return odd
 
 
 def _process_alive(token: str) -> bool:

@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="keep the temporary directory and its logs"
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    demo.set_defaults(parser=demo)  # its own errors print its own usage
 
     run = commands.add_parser(
         "bench",
@@ -176,21 +177,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dir", dest="directory", type=_directory, help="where the temporary logs go")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    run.set_defaults(parser=run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "demo":
-        return _demo(parser, args)
+        return _demo(args.parser, args)
     if args.command == "bench":
-        return _bench(parser, args)
+        return _bench(args.parser, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``mplog demo``; *parser* is the subcommand's, whose usage its errors print."""
     # In the parent, before any worker starts: one line, not a traceback per worker.
     try:
         Compressor.parse(args.compress)

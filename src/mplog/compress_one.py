@@ -1,8 +1,8 @@
 """Compressing one backup, safely against concurrent processes and crashes.
 
 :meth:`BackupCompressor.compress` compresses one uncompressed backup of a log
-(:mod:`mplog.archive` decides when, in a background thread).  Writers never
-wait for it:
+(:mod:`mplog.archive` decides when, in a background thread), following the
+claim protocol of PROTOCOL.md, section 6.  Writers never wait for it:
 
 1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
    process (or thread) already compressing it holds that lock, so the backup is
@@ -10,16 +10,20 @@ wait for it:
    descriptor keeps reading the same file even if a later rotation renames it
    (``.1`` -> ``.2``).
 2. *Compress* into a hidden temporary file ``.<log>.mplog-<pid>-<token>.tmp``
-   next to it, locked the same way while in use, then ``fsync`` it.
+   next to it, locked the same way while in use, then ``fsync`` it.  A callable's
+   output is only a name others may have swapped: it is opened ``O_NOFOLLOW``,
+   checked (a regular file of ours with one link) and changed through that
+   descriptor only, or refused (:mod:`mplog.untrusted`).
 3. *Commit*, holding the writers' lock for two renames' time: find the backup
    by its inode (wherever shifting moved it), rename the temporary file to
    that name plus the suffix, and rename the original aside to a temporary
    name (still claimed); remove it once the lock is released, so that writers
    never wait for a removal.  A backup deleted by retention meanwhile is not
-   found: the temporary file is dropped.  With ``fsync=`` on, the directory is
-   synced between the two renames (outside the lock: the original is looked
-   up again afterwards), so after a crash of the machine the archive's name
-   is on disk whenever the original's removal is.
+   found: the temporary file is dropped.  Should the temporary name hold
+   another file by then, that file is not committed.  With ``fsync=`` on, the
+   directory is synced between the two renames (outside the lock: the original
+   is looked up again afterwards), so after a crash of the machine the
+   archive's name is on disk whenever the original's removal is.
 
 A backup whose last record (its modification time) is younger than the delay
 is left plain, and the caller is told when it is due.
@@ -40,12 +44,13 @@ import os
 import stat
 from typing import Callable
 
-from .backup_claims import READ_FLAGS, open_to_lock, remove_all, temp_prefix, temp_token
+from .backup_claims import open_to_lock, remove_all, temp_prefix, temp_token
 from .compression import Compressor, reader_for
 from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
 from .permissions import FilePermissions
 from .rotation import Backup
+from .untrusted import UnexpectedFile, describe, open_checked, set_times
 
 __all__ = ["BackupCompressor", "Locate"]
 
@@ -111,8 +116,10 @@ class BackupCompressor:
         fell between the commit's two renames), remove *backup* instead if the first
         of them reads back equal."""
         try:
-            fd = open_to_lock(backup.path)
-        except FileNotFoundError:  # renamed or pruned since the listing: next sweep
+            fd = open_to_lock(backup.path)  # UnexpectedFile: the caller reports it
+        except (FileNotFoundError, PermissionError):
+            # Renamed or pruned since the listing (the next sweep sees where), or
+            # another user's that we may not read: left to its owner's sweeps.
             return None
         self._fds.add(fd)
         try:
@@ -146,8 +153,9 @@ class BackupCompressor:
             self.compressor.compress_fd(fd, temp_fd, source.st_mtime)
             os.fsync(temp_fd)
             # after the last write: retention ages a compressed backup by its source's time
-            os.utime(temp_fd, ns=(source.st_atime_ns, source.st_mtime_ns))
-            self._commit(file_id, backup.path, temp, self.compressor.suffix)
+            set_times(temp_fd, temp, source)
+            identity = _identity(os.fstat(temp_fd))
+            self._commit(file_id, backup.path, temp, self.compressor.suffix, identity)
         finally:
             self._fds.discard(temp_fd)
             os.close(temp_fd)
@@ -158,7 +166,12 @@ class BackupCompressor:
         self, fd: int, source: os.stat_result, file_id: tuple[int, int], backup: Backup
     ) -> None:
         """A user callable gets a stable name: a hard link (or copy) of the claimed file,
-        named like our temporary files, so a crash leaves nothing behind for long."""
+        named like our temporary files, so a crash leaves nothing behind for long.
+
+        Its output is only a name in a directory others may write: it is opened without
+        following a symbolic link nor waiting on a FIFO, must be a regular file of ours
+        with one link, and is then changed through that descriptor only
+        (:func:`~mplog.untrusted.open_checked`); anything else is refused, left alone."""
         function, suffix = self.compressor.function, self.compressor.suffix
         assert function is not None
         directory = os.path.dirname(backup.path)
@@ -175,12 +188,16 @@ class BackupCompressor:
                     f"compressed file it wrote, {link + suffix!r} (its input plus its suffix "
                     f"attribute {suffix!r})"
                 )
-            if not self._permissions.exact:  # the source's mode, not the function's
-                os.chmod(output, stat.S_IMODE(source.st_mode))
-            self._permissions.apply(output)
-            _fsync_path(output)  # complete on disk before the original goes
-            os.utime(output, ns=(source.st_atime_ns, source.st_mtime_ns))
-            self._commit(file_id, backup.path, output, suffix)
+            out = open_checked(output, single=True, own=True)
+            try:
+                # The requested mode, or else the source's, not the function's.
+                mode = None if self._permissions.exact else stat.S_IMODE(source.st_mode)
+                self._permissions.apply_fd(out, output, mode)
+                os.fsync(out)  # complete on disk before the original goes
+                set_times(out, output, source)  # retention ages it by these
+                self._commit(file_id, backup.path, output, suffix, _identity(os.fstat(out)))
+            finally:
+                os.close(out)
         finally:
             if copy is not None:
                 self._fds.discard(copy)
@@ -209,13 +226,24 @@ class BackupCompressor:
             raise
         return out
 
-    def _commit(self, file_id: tuple[int, int], hint: str, temp: str, suffix: str) -> None:
-        """Give the compressed file its name and remove the original, holding the
-        writers' lock only to rename (the caller's claim on the original keeps other
-        sweeps off it while it is set aside)."""
+    def _commit(
+        self,
+        file_id: tuple[int, int],
+        hint: str,
+        temp: str,
+        suffix: str,
+        temp_id: tuple[int, int],
+    ) -> None:
+        """Give the compressed file *temp* (the file *temp_id*) its name and remove the
+        original, holding the writers' lock only to rename (the caller's claim on the
+        original keeps other sweeps off it while it is set aside).
+
+        Should *temp* name another file by then (someone who can write the directory
+        swapped it), that file is not committed: its new name is removed again and
+        :class:`~mplog.untrusted.UnexpectedFile` raised, the original kept."""
         token = self._token()  # not under the lock
         with self._lock:
-            self._verify_lock()
+            self.verify_lock()
             path = self._locate(file_id, hint)
             if path is None:
                 return  # pruned meanwhile: the caller removes the temporary file
@@ -224,17 +252,25 @@ class BackupCompressor:
                     errno.EEXIST, "a compressed backup already has this name", path + suffix
                 )
             os.rename(temp, path + suffix)
+            committed = os.lstat(path + suffix)
+            if _identity(committed) != temp_id:
+                with contextlib.suppress(OSError):
+                    os.remove(path + suffix)  # never follows a symbolic link
+                raise UnexpectedFile(temp, describe(committed) or "another file")
             aside = None if self.durable else self._set_aside(path, token)
         if self.durable:
             # Both names exist now, which a sweep resolves after any crash; the
             # original goes only once the archive's name is on disk.
             sync_directory(os.path.dirname(path))
             with self._lock:
-                self._verify_lock()
+                self.verify_lock()
                 path = self._locate(file_id, path)  # a rotation may have shifted it
                 aside = None if path is None else self._set_aside(path, token)
         if aside is not None:
-            os.remove(aside)  # outside the lock
+            # Outside the lock.  Should it fail (swapped for a directory), the next
+            # sweep finds the name and reports it.
+            with contextlib.suppress(OSError):
+                os.remove(aside)
 
     def _set_aside(self, path: str, token: str) -> str:
         """Rename the committed original to a temporary name made of *token*, which
@@ -244,7 +280,7 @@ class BackupCompressor:
         os.rename(path, aside)
         return aside
 
-    def _verify_lock(self) -> None:
+    def verify_lock(self) -> None:
         """Never rename or remove under a lock file that was deleted or replaced: the
         writers that moved to the new one would not be excluded (see FileLock.verify)."""
         problem = self._lock.verify()
@@ -261,8 +297,8 @@ class BackupCompressor:
         listing may have paired files that never belonged together (the next sweep
         sees the new state)."""
         try:
-            archive = os.open(compressed.path, READ_FLAGS)
-        except FileNotFoundError:
+            archive = open_checked(compressed.path)  # UnexpectedFile: the caller reports it
+        except (FileNotFoundError, PermissionError):  # gone, or left to its owner
             return
         try:
             archive_st = os.fstat(archive)
@@ -270,7 +306,7 @@ class BackupCompressor:
         finally:
             os.close(archive)
         with self._lock:
-            self._verify_lock()
+            self.verify_lock()
             path = self._locate(file_id, backup.path)
             if path is None:
                 return
@@ -332,12 +368,8 @@ def _link_descriptor(fd: int, file_id: tuple[int, int], path: str) -> bool:
     return True
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, Union
 
 from .compression import CompressLike
 from .handler import ConcurrentRotatingFileHandler
-from .options import PathLike
+from .options import PathLike, log_path
 from .placeholders import expand_placeholders
 from .schema import check_config, check_keywords, explain_dict_config_error
 from .schema import handler_options as handler_options_of_mplog
@@ -62,8 +62,10 @@ def setup_logging(
 
     :param filename: the log file; its directory is created if missing.
         ``{hostname}`` in it is replaced by this host's name, so one
-        configuration serves every host.
-    :param level: root logger level (name or number).
+        configuration serves every host.  A name ending like a configuration
+        file (``.yaml``, ``.json``...: that is ``config=``) or in ``/`` is refused
+        (see :func:`mplog.options.log_path`).
+    :param level: root logger level: a name in any case (``"info"``) or a number.
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
     :param max_bytes: rotate by size: ``10_000_000`` or ``"10 MB"``.  The
@@ -106,6 +108,8 @@ def setup_logging(
     if filename is None:
         raise ValueError("setup_logging() needs a filename (or config=)")
     _check_level(level)
+    if isinstance(level, str):
+        level = level.upper()  # "info", as config files and logging.getLevelName() allow
     handler_options = dict(handler_options)
     max_bytes = _alias(max_bytes, "max_bytes", handler_options, "maxBytes")
     backup_count = _alias(backup_count, "backup_count", handler_options, "backupCount")
@@ -116,7 +120,7 @@ def setup_logging(
         "an option of setup_logging() or of mplog.ConcurrentRotatingFileHandler",
         noun="keyword",
     )
-    path = os.path.abspath(expand_placeholders(os.fspath(filename)))
+    path = log_path(filename)
     rotation: dict[str, Any] = dict(handler_options)
     if when is not None:
         rotation.update(when=when, interval=interval)

@@ -114,14 +114,15 @@ def run_demo(config: DemoConfig, out: TextIO | None = None) -> Report:
         for w in range(config.processes)
     ]
     total = config.processes * config.records
+    show = None if out is None else Progress(out, total)
     try:
         for proc in workers:
             proc.start()
         began = time.perf_counter()
         start.set()
         while any(proc.is_alive() for proc in workers):
-            if out is not None:
-                _show_progress(out, progress.value, total)
+            if show is not None:
+                show(progress.value)
             time.sleep(0.1)
         elapsed = time.perf_counter() - began
     finally:
@@ -130,9 +131,8 @@ def run_demo(config: DemoConfig, out: TextIO | None = None) -> Report:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-    if out is not None:
-        _show_progress(out, total, total)
-        out.write("\n")
+    if show is not None:
+        show.done()
     failed = [proc.exitcode for proc in workers if proc.exitcode != 0]
     if failed:
         raise RuntimeError(f"demo workers exited with {failed}")
@@ -140,11 +140,39 @@ def run_demo(config: DemoConfig, out: TextIO | None = None) -> Report:
     return Report(check, directory, elapsed)
 
 
-def _show_progress(out: TextIO, done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    out.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:>9,}/{total:,} records")
-    out.flush()
+class Progress:
+    """The progress display: a bar redrawn in place (``\\r``) on a terminal; elsewhere
+    (a CI log, a file) one line per quarter of the records, which reads well there."""
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out, self.total = out, total
+        try:
+            self.terminal = out.isatty()
+        except (AttributeError, ValueError):  # no isatty, or closed
+            self.terminal = False
+        self.quarters = 0  # lines written, off a terminal
+
+    def __call__(self, done: int) -> None:
+        if self.terminal:
+            width = 30
+            filled = width * done // max(self.total, 1)
+            self.out.write(
+                f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:>9,}/{self.total:,} records"
+            )
+        else:
+            quarters = 4 * done // max(self.total, 1)
+            if quarters <= self.quarters:
+                return
+            self.quarters = quarters
+            self.out.write(f"  {done:,}/{self.total:,} records\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        """All records are written: the full bar (and end its line), or the last line."""
+        self(self.total)
+        if self.terminal:
+            self.out.write("\n")
+            self.out.flush()
 
 
 def format_report(config: DemoConfig, report: Report, logs: str | None = None) -> str:

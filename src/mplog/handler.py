@@ -10,7 +10,8 @@ the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
 wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
 active file, rotation, compression (:mod:`mplog.archive`), batching
 (:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).
+fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
+disk is specified in PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 import stat
 import sys
 import threading
@@ -33,15 +35,16 @@ from .batch import BatchWriter
 from .compression import CompressLike
 from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
+from .first_line import HeaderLike
 from .lifecycle import ThreadGuard, released, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
-from .options import Options, PathLike, parse_backup_count
+from .options import Options, PathLike, log_path, parse_backup_count
 from .permissions import Owner, explained_open_errors
-from .placeholders import expand_placeholders
-from .reporting import Reporter, mplog_record
+from .reporting import Reporter, mplog_record, print_report
 from .rollover import ROTATION_RETRY, Rollover
 from .rotation import Backups
+from .schema import InitSignature, check_handler_keywords
 from .triggers import TimeTrigger
 from .units import DurationLike, SizeLike, parse_size
 
@@ -68,8 +71,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         A single record larger than *maxBytes* is written whole into a fresh file.
     :param backupCount: how many rotated files to keep; ``0`` keeps all time-named
         backups, and (as in the stdlib) disables size rotation when there is no
-        *when*.
+        *when* (a *maxBytes* given then draws a :class:`UserWarning`).
     :param encoding: text encoding of the file (default UTF-8, the same in every process).
+        One with a byte-order mark (``"utf-8-sig"``, ``"utf-16"``, ``"utf-32"``) marks
+        each file once, at its start, as the stdlib's FileHandler does.
     :param delay: open the file (and the lock file) only at the first record.
     :param errors: how to handle unencodable characters (``"strict"`` by default);
         ``unicode_error_policy`` is concurrent-log-handler's name for it.
@@ -83,9 +88,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param lock_file_directory: where to keep the lock file (default: next to
         the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
         both libraries exclude each other during a migration.
-    :param lock_timeout: seconds to wait for the lock before the record goes to
-        :meth:`handleError` (``None``: wait for ever).
-    :param chmod: exact permission bits of every file mplog creates.
+    :param lock_timeout: seconds (or ``"5 s"``, a ``timedelta``) to wait for the lock
+        before the record goes to :meth:`handleError` (``None``: wait for ever).
+    :param chmod: exact permission bits of every file mplog creates: ``0o640``,
+        ``"0640"``, ``"640"`` or ``"u=rw,g=r"`` (an int that is no sensible mode,
+        such as the decimal ``640``, is refused; see :mod:`mplog.permissions`).
     :param umask: alternative to *chmod*: created files get ``0o666 & ~umask``.
     :param owner: ``(user, group)`` names or ids given to every file mplog creates.
     :param newline: ``None`` translates ``"\\n"`` to ``os.linesep``; ``""`` or
@@ -128,12 +135,26 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param fsync: put records on stable storage, not only in the kernel:
         ``True`` before each logging call returns (batched: each batch, before
         :meth:`flush` returns); a number of seconds (or ``"1 s"``) for a
-        background sync at most that long after a write (group commit), at
+        background sync at most that long after a write (group commit; ``0`` and
+        ``1`` are refused as ambiguous: ``True``/``False`` or ``1.0``), at
         each rotation and at :meth:`close`.  Rotations and compression then
         sync the directory after renaming.  See :mod:`mplog.durability`.
+    :param header: a line that starts every new file, written by the process that
+        writes its first record: a format string with ``{id}`` (new for every file),
+        ``{host}``, ``{pid}`` and ``{time}``, or a function returning the line.  Log
+        shippers that recognize files by their first bytes then tell every file
+        apart.  See :mod:`mplog.first_line`.
 
     .. versionadded:: 0.1
     """
+
+    # A misspelled keyword gets "did you mean" on every path (direct, dictConfig,
+    # fileConfig): __new__ sees the arguments before Python binds them to __init__.
+    __signature__ = InitSignature()  # help() and inspect still show __init__'s parameters
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ConcurrentRotatingFileHandler:
+        check_handler_keywords(cls, kwargs, ConcurrentRotatingFileHandler)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -150,7 +171,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         utc: bool = False,
         atTime: datetime.time | str | None = None,
         lock_file_directory: PathLike | None = None,
-        lock_timeout: float | None = None,
+        lock_timeout: DurationLike | None = None,
         chmod: int | str | None = None,
         umask: int | str | None = None,
         owner: Owner | None = None,
@@ -170,7 +191,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         watch_interval: float = 1.0,
         fsync: FsyncLike = False,
         network_fs: bool | None = None,
+        header: HeaderLike = None,
     ) -> None:
+        # What pickling carries (see __reduce__): the arguments, as given.
+        config = {name: value for name, value in locals().items() if name != "self"}
         options = Options.parse(
             mode=mode,
             maxBytes=maxBytes,
@@ -202,13 +226,22 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             watch_interval=watch_interval,
             fsync=fsync,
             network_fs=network_fs,
+            header=header,
         )
-        self._wire(os.path.abspath(expand_placeholders(os.fspath(filename))), options)
+        self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
-        if not delay:  # errors name the log and the fix, not only the hidden lock file
-            with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
-                self._open_file()
-        track(self)
+        self._config = config
+        if not delay:
+            try:  # errors name the log and the fix, not only the hidden lock file
+                with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
+                    self._open_file()
+            except BaseException:
+                # Nobody else has this handler yet: let go of the descriptors at once
+                # (a program retrying a bad configuration must not run out of them).
+                self._file.close()
+                self._lock.discard()
+                raise
+        track(self)  # only now: a failed construction leaves no fork hook behind
 
     def _wire(self, path: str, options: Options) -> None:
         """Build the parts from the parsed *options*; open nothing yet."""
@@ -219,8 +252,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
+        # Records are encoded without a byte-order mark; each file gets one (_file_start).
         self._codec, self._codec_errors, self._newline = (
-            options.encoding,
+            options.record_encoding,
             options.errors,
             options.newline,
         )
@@ -238,7 +272,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         direct = network and is_nfs(lock_path)
         self._lock = FileLock(lock_path, options.lock_timeout, self.permissions, path, direct)
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
-        super().__init__(path, "a", encoding=self._codec, delay=True, errors=self._codec_errors)
+        super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
         self._file = ActiveFile(
             path,
@@ -251,6 +285,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
+            file_start=self._file_start if options.bom or options.header else None,
         )
         self.backups = Backups(
             path,
@@ -314,8 +349,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     @stream.setter
     def stream(self, value: io.FileIO | None) -> None:
         # FileHandler sets None, servers that reopen their logs set what _open()
-        # returned: the active file already holds it.
-        if value is not None and value is not self._file.stream:
+        # returned: the active file holds it, or holds a newer one already (a reopen
+        # that interrupted that _open(), deferred, ran before it returned; another
+        # thread noticed a rotation): setting it changes nothing, and never raises.
+        if value is not None and value not in self._file.streams:
             raise ValueError(
                 f"{type(self).__name__} writes through its own descriptor; to reopen "
                 "the log, call close() and then _open()"
@@ -355,6 +392,27 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         if trigger is not None:
             trigger.rollover_at = value
             self._file.fast_until = 0.0
+
+    @property
+    def suffix(self) -> str | None:
+        """The ``strftime`` format of time-named backups' suffix (stdlib name); None
+        without *when*."""
+        return None if self.schedule is None else self.schedule.suffix
+
+    @suffix.setter
+    def suffix(self, value: str | None) -> None:
+        if value != self.suffix:
+            raise ValueError(_fixed_naming("suffix", value, self.suffix))
+
+    @property
+    def extMatch(self) -> re.Pattern[str] | None:
+        """The pattern that finds the suffix in backup names (stdlib name)."""
+        return None if self.schedule is None else self.schedule.suffix_pattern
+
+    @extMatch.setter
+    def extMatch(self, value: re.Pattern[str] | None) -> None:
+        if value != self.extMatch:
+            raise ValueError(_fixed_naming("extMatch", value, self.extMatch))
 
     @property
     def maxBytes(self) -> int:
@@ -497,10 +555,42 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             finally:
                 self._guard.leave()
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Report a failure: mplog's own reports (a rotation that cannot happen, a
+        repaired lock file, failing retention or compression...) as one line on
+        standard error, with the traceback only when *debug* is on; a record that
+        could not be written as :meth:`logging.Handler.handleError` does.  Both only
+        while ``logging.raiseExceptions`` is true (see :mod:`mplog.reporting`)."""
+        if not print_report(record, self.debug):
+            super().handleError(record)
+
     @property
     def dropped(self) -> int:
         """Records dropped because the batched queue was full (``overflow="drop"``)."""
         return self._batch.dropped if self._batch is not None else 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the configuration, not the state (descriptors, locks, threads, queue).
+
+        The unpickled handler (in a spawn child, a process pool task) is an equivalent
+        one on the same log: the same arguments, level, formatter, filters, name,
+        ``namer``, ``rotator``, size and backup settings, taking the same inter-process
+        lock, and opening the log at its first record.  It never truncates the log
+        (``mode="w"`` is this process's, done once).  Attributes of a subclass are not
+        carried: override ``__reduce__`` to add them.
+        """
+        config = {**self._config, "mode": "a", "delay": True}
+        state = {
+            "level": self.level,
+            "formatter": self.formatter,
+            "filters": self.filters,
+            "name": self.name,
+            "namer": self.namer,
+            "rotator": self.rotator,
+            "maxBytes": self.maxBytes,
+            "backupCount": self.backupCount,
+        }
+        return _unpickle, (type(self), config, state)
 
     # -- the write path -------------------------------------------------------------
 
@@ -577,6 +667,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _file_start(self) -> bytes:
+        """What a new file starts with, before its first record: the encoding's
+        byte-order mark and the ``header`` line, if any (see ActiveFile.write)."""
+        options = self.options
+        if options.header is None:
+            return options.bom
+        text = options.header() + self.terminator
+        if self._newline != "\n":
+            text = text.replace("\n", self._newline)
+        return options.bom + text.encode(self._codec, self._codec_errors)
 
     def _encode(self, record: logging.LogRecord) -> bytes:
         text = self.format(record) + self.terminator
@@ -666,6 +767,30 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _debug(self, message: str, *args: object) -> None:
         if self.debug:
             print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
+
+
+def _fixed_naming(name: str, value: object, current: object) -> str:
+    return (
+        f"{name}={value!r}: mplog derives backup names from when= ({current!r} here), "
+        "the same in every process, so that each one finds the others' backups; "
+        "to name backups differently, set namer= (it gets the default name and "
+        "returns yours)"
+    )
+
+
+def _unpickle(
+    cls: type[ConcurrentRotatingFileHandler], config: dict[str, Any], state: dict[str, Any]
+) -> ConcurrentRotatingFileHandler:
+    """Rebuild a handler pickled by :meth:`ConcurrentRotatingFileHandler.__reduce__`."""
+    handler = cls.__new__(cls)
+    ConcurrentRotatingFileHandler.__init__(handler, **config)
+    handler.setLevel(state["level"])
+    handler.setFormatter(state["formatter"])
+    handler.filters = list(state["filters"])
+    handler.set_name(state["name"])
+    handler.namer, handler.rotator = state["namer"], state["rotator"]
+    handler.maxBytes, handler.backupCount = state["maxBytes"], state["backupCount"]
+    return handler
 
 
 class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):

@@ -1,33 +1,28 @@
 """The writers' shared state: the header of the lock file, read and written under the lock.
 
-Layout (little-endian; format 3, extended compatibly after byte 64)::
+PROTOCOL.md specifies it (section 2: every field, who writes it and when; section 9:
+versions) and tests/test_protocol.py pins its bytes.  The offsets below are its
+constants (little-endian; format 3)::
 
-    0   magic  b"mplog\\0\\0\\3"
-    8   generation: bumped whenever the active file changes (rotation, another
-        program's rename), so a writer notices without a stat per record
+    0   magic b"mplog\\0\\0\\3"
+    8   generation
     16  size of the active file
-    24  write end: above the size while a write is in flight (its process
-        died if the next lock holder still finds it so), else equal to it
-    32  owner: a key of the log this lock file serves, from its directory's inode
-        and its name, the same on every host of a shared filesystem (0: not claimed)
+    24  write end (the in-flight mark)
+    32  owner key (0: not claimed)
     40  time-rotation boundary (NaN: none)
     48  active file (st_dev, st_ino)
-    64  foreign writers seen until (a time; 0: never): see *mixed fleets* below
-    72  length of the owner's path, then the path itself from 80 on (for messages)
+    64  foreign writers seen until (0: never)
+    72  length of the owner's path; the path itself from 80 on
 
 The header is read and written with ``pread``/``pwrite``, never through a memory
 map: a map faults (SIGBUS, killing the process) when another program truncates
 the file under it, and a forked child would keep the parent's lock description
 open through the map's duplicate descriptor.  What a truncation cut off reads as
-zeros; without the magic the header is not trusted (the handler's fast path
-checks it at every record) and the next path check repairs it
-(:meth:`SharedState.repair`) with a random generation, which no writer holds.
-
-*Mixed fleets*: writers that do not speak this header (concurrent-log-handler
-during a migration, another program appending to the log) leave the published
-size behind the real one, and rename the file without bumping the generation.
-A process that sees such evidence records an instant until which every mplog
-process checks the path before each record, as concurrent-log-handler itself does.
+zeros; without the magic the header is not trusted (the fast path of
+:meth:`ActiveFile.append <mplog.active.ActiveFile.append>` checks it at every
+record) and the next path check repairs it (:meth:`SharedState.repair`) with a
+random generation, which no writer holds.  Writers that do not update this header
+(concurrent-log-handler during a migration) are PROTOCOL.md's section 8.
 """
 
 from __future__ import annotations
@@ -93,7 +88,7 @@ class SharedState:
     __slots__ = ("fd",)
 
     def __init__(self, fd: int) -> None:
-        #: The lock file's descriptor (the handler's fast path reads it directly).
+        #: The lock file's descriptor (ActiveFile.append's fast path reads it directly).
         self.fd = fd
 
     def _read(self, size: int, at: int) -> bytes:
@@ -150,9 +145,18 @@ class SharedState:
         length = _WORD.unpack(self._read(8, _PATH_LEN_AT))[0]
         return os.fsdecode(os.pread(self.fd, min(length, _MAX_PATH), _PATH_AT))
 
+    def take_over(self, log_path: str, key: int) -> None:
+        """Claim the header for the log with *key*, keeping the state: it is this
+        log's, claimed by the processes that knew its directory by another inode
+        (the directory was removed and made again)."""
+        self._write_owner(log_path, key)
+
     def copy_from(self, other: SharedState) -> None:
-        """Take over *other*'s state (the lock file was replaced: see FileLock.verify)."""
-        os.pwrite(self.fd, other._read(HEADER_SIZE, 0), 0)
+        """Take over *other*'s state, but not its claim (the lock file was replaced:
+        see LockFile.verify): the magic, the generation, the sizes, the boundary, the
+        active file and the foreign writers' instant; the owner stays ours."""
+        os.pwrite(self.fd, other._read(_OWNER_AT, 0), 0)
+        os.pwrite(self.fd, other._read(_PATH_LEN_AT - _BOUNDARY_AT, _BOUNDARY_AT), _BOUNDARY_AT)
 
     # -- the active file ----------------------------------------------------------------
 
@@ -165,7 +169,7 @@ class SharedState:
         """Mark a write from the published size up to *end* as in flight.
 
         If its process dies before :meth:`end_write`, the next lock holder finds the
-        mark and cuts a partial record off (see the handler's ``_recover``).
+        mark and cuts a partial record off (:meth:`mplog.active.ActiveFile.recover`).
         """
         self._write_word(end, WRITE_END_AT)
 
@@ -216,8 +220,8 @@ class SharedState:
         os.pwrite(self.fd, _DOUBLE.pack(value), _FOREIGN_AT)
 
     def saw_foreign(self, now: float) -> None:
-        """Record a sign of a writer that does not update this header (see the module
-        docstring); the first one sends every writer through its full check."""
+        """Record a sign of a writer that does not update this header (PROTOCOL.md,
+        section 8); the first one sends every writer through its full check."""
         if self.foreign_until <= now:
             self.bump()
         self.foreign_until = now + FOREIGN_WINDOW

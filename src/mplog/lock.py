@@ -7,7 +7,8 @@ nothing, so a forked child must call :meth:`FileLock.forget` and open its own
 (the handler arranges that with ``os.register_at_fork``).
 
 The lock file itself, its shared header and its defence against damage,
-deletion and replacement are :mod:`mplog.lock_file`'s.
+deletion and replacement are :mod:`mplog.lock_file`'s; PROTOCOL.md, section 2,
+specifies them for every process on a log.
 """
 
 from __future__ import annotations

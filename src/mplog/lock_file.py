@@ -6,7 +6,7 @@ share (:mod:`mplog.header`).  Other programs may delete, replace or truncate it,
 and another log's handler may claim it: :class:`LockFile` notices and recovers
 (:meth:`LockFile.verify` at each path check and before each rotation; an orphan
 left open by processes that still use a deleted lock file is adopted when a new
-one is created), carrying the shared state over.
+one is created), carrying the shared state over (PROTOCOL.md, sections 2.3-2.4).
 
 :class:`mplog.lock.FileLock` adds the locking to it: threads, timeout, contention.
 """
@@ -23,9 +23,15 @@ import time
 from ._platform_lock import UN, flock
 from .exceptions import LockFileConflict
 from .header import HEADER_SIZE, SharedState, owner_key
-from .permissions import FilePermissions
+from .permissions import FilePermissions, private_directory
 
-__all__ = ["LockFile", "find_deleted", "is_special_file", "lock_path_for"]
+__all__ = [
+    "LockFile",
+    "find_deleted",
+    "is_special_file",
+    "lock_path_for",
+    "private_lock_directory",
+]
 
 _OPEN_FLAGS = (
     os.O_RDWR
@@ -91,17 +97,24 @@ class LockFile(abc.ABC):
         """Read the header of the lock file just locked; claim it for our log."""
         shared = SharedState(self._state_fd(fd))
         try:
-            other = shared.claim(self.log_path, self._key_of_log())
-        except BaseException:
+            key = self._key_of_log(fresh=True)  # the directory may have been replaced
+            other = shared.claim(self.log_path, key)
+            if other is not None and _real(other) == _real(self.log_path):
+                # Our log, claimed from a directory since replaced (``rm -rf logs;
+                # mkdir logs``): the writers still there move to our key at their
+                # next check (verify); the state stays.
+                shared.take_over(self.log_path, key)
+            elif other is not None and not os.path.exists(other):
+                shared.repair()  # another log's, and it is gone: nothing of it is ours
+                shared.claim(self.log_path, key)
+            elif other is not None:
+                raise LockFileConflict(self.log_path, self.path, other)
+        except BaseException:  # let go of everything: the next acquire starts afresh
             flock(fd, UN)
-            raise
-        if other is not None and _real(other) != _real(self.log_path) and os.path.exists(other):
-            flock(fd, UN)
+            if shared.fd != fd:
+                os.close(shared.fd)
             self._close_fd()
-            raise LockFileConflict(self.log_path, self.path, other)
-        if other is not None:  # the other log is gone (or is ours by another path): take over
-            shared.repair()
-            shared.claim(self.log_path, self._key_of_log())
+            raise
         self._shared = shared
         return shared
 
@@ -147,12 +160,17 @@ class LockFile(abc.ABC):
             flock(orphan, UN)
             os.close(orphan)
 
-    def _key_of_log(self) -> int:
+    def _key_of_log(self, fresh: bool = False) -> int:
         """The log's key in the header: its directory's inode and its name, the same
         through every mount of a shared filesystem (paths and device numbers differ
-        from host to host), and the same for every path that names it locally."""
+        from host to host), and the same for every path that names it locally.
+
+        Kept from the last time, unless *fresh*: a directory removed and made again
+        (``rm -rf logs && mkdir logs``) has a new inode, so the processes started
+        since have a new key, and those still running must take it up too, or each
+        side would take the other's header for a damaged one."""
         key = self._log_key
-        if key is None:
+        if key is None or (fresh and key != 0):
             folder, name = os.path.split(os.path.abspath(self.log_path))
             os.makedirs(folder, exist_ok=True)  # about to be created for the log anyway
             key = self._log_key = owner_key(f"{os.stat(folder).st_ino}/{name}")
@@ -167,8 +185,11 @@ class LockFile(abc.ABC):
         processes started since already keep theirs there; both generations are
         bumped so that every writer, on either file, checks everything at its
         next record (and those on the old file move too).  Truncated or
-        overwritten: write a fresh header.  Another log's handler may have
-        claimed a recreated file: :class:`LockFileConflict`.
+        overwritten: write a fresh header.  Claimed with another key of our own
+        log (its directory was removed and made again): take that key up, as
+        every process does, so that nobody repairs what another just wrote.
+        Another log's handler may have claimed a recreated file:
+        :class:`LockFileConflict`.
         """
         fd, shared = self._fd, self._shared
         assert fd is not None, "acquire the lock first"
@@ -186,11 +207,11 @@ class LockFile(abc.ABC):
             if self._move(fd, shared):
                 return f"lock file {self.path} was deleted or replaced; moved to the new one"
             return None
-        if not shared.valid(self._key_of_log()):
-            shared.repair()
-            shared.claim(self.log_path, self._key_of_log())
-            return f"lock file {self.path} was damaged (truncated or overwritten); repaired"
-        return None
+        if shared.valid(self._key_of_log()) or shared.valid(self._key_of_log(fresh=True)):
+            return None  # intact (claimed with the key of a directory made again: ours now)
+        shared.repair()
+        shared.claim(self.log_path, self._key_of_log())
+        return f"lock file {self.path} was damaged (truncated or overwritten); repaired"
 
     def _move(self, old_fd: int, shared: SharedState) -> bool:
         """Lock the file now at our path while still holding the old one, then let go
@@ -206,12 +227,15 @@ class LockFile(abc.ABC):
                 os.ftruncate(new_fd, HEADER_SIZE)
             self._lock_fd(new_fd)
             new = SharedState(new_fd)
-            if not new.valid(self._key_of_log()):  # a fresh file: the state we know is the best
-                other = new.claim(self.log_path, self._key_of_log())
+            key = self._key_of_log(fresh=True)  # its directory may be a new one too
+            if not new.valid(key):  # a fresh file: the state we know is the best
+                other = new.claim(self.log_path, key)
                 if other is not None and _real(other) != _real(self.log_path):
                     flock(new_fd, UN)
                     raise LockFileConflict(self.log_path, self.path, other)
-                new.copy_from(shared)
+                if other is not None:  # ours, claimed from a directory since replaced
+                    new.take_over(self.log_path, key)
+                new.copy_from(shared)  # the state, not the claim
             new.bump()
             shared.bump()
         except BaseException:
@@ -223,6 +247,11 @@ class LockFile(abc.ABC):
             os.close(shared.fd)
         self._fd, shared.fd = new_fd, self._state_fd(new_fd)
         return True
+
+    def discard(self) -> None:
+        """Close the descriptors of a lock that no thread holds or waits for (its
+        handler's construction failed), without taking any lock to do so."""
+        self._close_fd()
 
     def _close_fd(self) -> None:
         """Close the descriptors (the lock file stays on disk for the other processes)."""
@@ -272,7 +301,14 @@ def _real(path: str) -> str:
 
 def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> str:
     """concurrent-log-handler's lock name: ``app.log`` -> ``.__app.lock``, next to the log
-    or in *directory* (created if missing)."""
+    or in *directory* (created if missing).
+
+    A device or pipe (``/dev/stdout``, ``/dev/null``, a FIFO; bpo-45401: never rotated)
+    keeps its lock in this user's own directory (:func:`private_lock_directory`): its
+    directory is usually not writable, and a shared one (the system temp directory)
+    would let another user take the lock and hang every writer, or own it first so
+    that this user could not open it.  So processes of one user exclude each other on
+    it, whatever the size of a record, and users never wait for each other."""
     folder, name = os.path.split(log_path)
     if name.endswith(".log"):
         name = name[:-4]
@@ -280,10 +316,26 @@ def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> st
         folder = os.path.abspath(os.fspath(directory))
         os.makedirs(folder, exist_ok=True)
     elif is_special_file(log_path):
-        # bpo-45401's targets (/dev/null, a FIFO) are never rotated, and their
-        # directory is usually not writable by us: keep the lock in the temp dir.
-        folder = tempfile.gettempdir()
+        folder = private_lock_directory()
     return os.path.join(folder, f".__{name}.lock")
+
+
+def private_lock_directory() -> str:
+    """``mplog-<uid>`` in the temp directory: made mode 0700 and checked to be a
+    directory of this user's that nobody else may enter (not a symbolic link); made
+    again so if a tmp cleaner removes it (:func:`~mplog.permissions.private_directory`).
+
+    Raises :class:`PermissionError` naming it if another user made that name first
+    (only on purpose: nothing else makes it), with the fix: ``lock_file_directory=``.
+    """
+    base = tempfile.gettempdir()
+    if not hasattr(os, "geteuid"):  # pragma: no cover - Windows: per-user temp directories
+        return base
+    return private_directory(
+        os.path.join(base, f"mplog-{os.geteuid()}"),
+        "the directory for this user's lock files of devices and pipes",
+        "give the handler a lock_file_directory= of its own",
+    )
 
 
 def is_special_file(path: str) -> bool:

@@ -15,7 +15,8 @@ publishes (``pwrite``, coherent because the lock file's state is re-read after
 each lock), syncs the data to the server before it unlocks, identifies files by
 inode alone, and re-reads the directory before it trusts a name.  This module
 tells which filesystems need that (:func:`is_network_filesystem`) and whether
-their locks exclude other hosts at all (:func:`local_locks_only`).
+their locks exclude other hosts at all (:func:`local_locks_only`); PROTOCOL.md,
+section 7, lists every difference network mode makes.
 """
 
 from __future__ import annotations

@@ -5,26 +5,76 @@ concurrent-log-handler's and mplog's own), validates each at configuration time
 (an error names the option and the value given) and normalizes it: sizes to
 bytes, durations to seconds, the time schedule, text encoding, permissions,
 compression and retention to small objects.  The handler only wires the parts.
+:func:`log_path` checks the log's name the same way (a config file given as the
+log, a name that can only be a directory).
 """
 
 from __future__ import annotations
 
 import codecs
 import datetime
+import errno
 import os
+import sys
+import warnings
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .durability import FsyncLike, parse_fsync
+from .first_line import HeaderLike, parse_header
 from .permissions import FilePermissions, Owner
+from .placeholders import expand_placeholders
 from .retention import Retention
 from .triggers import TimeSchedule
 from .units import DurationLike, SizeLike, parse_duration, parse_size
 
-__all__ = ["FsyncLike", "Options", "PathLike"]
+__all__ = ["CONFIG_SUFFIXES", "FsyncLike", "Options", "PathLike", "log_path"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Names of configuration files, refused as a log: ``setup_logging("logging.yaml")``
+#: for ``setup_logging(config="logging.yaml")`` would append records to the config.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf")
+
+
+def log_path(filename: PathLike) -> str:
+    """The absolute path of the log *filename*, placeholders expanded, once it is checked.
+
+    :raises ValueError: *filename* ends like a configuration file (see
+        :data:`CONFIG_SUFFIXES`; a log of JSON lines is ``.jsonl``), or with a path
+        separator (a directory).
+    :raises IsADirectoryError: *filename* is an existing directory.
+
+    .. versionadded:: 0.1
+    """
+    if not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f"filename={filename!r}: expected a str or a path")
+    name = os.fspath(filename)
+    if not isinstance(name, str):
+        raise TypeError(f"filename={filename!r}: expected a str or a path")
+    suffix = os.path.splitext(name)[1]
+    if suffix.lower() in CONFIG_SUFFIXES:
+        raise ValueError(
+            f"filename={name!r} is named like a configuration file ({suffix}), not a log: "
+            f"mplog would append log records to it. To apply a logging configuration, use "
+            f"mplog.setup_logging(config={name!r}); to log into a file, give it a log's name "
+            "('app.log', or 'app.jsonl' for JSON lines)"
+        )
+    if name.endswith(("/", os.sep)) or (os.altsep and name.endswith(os.altsep)):
+        stem = name.rstrip("/" + os.sep + (os.altsep or ""))
+        raise ValueError(
+            f"filename={name!r} names a directory (it ends with a path separator), not a "
+            f"log file: give a file in it, such as {os.path.join(stem, 'app.log')!r}"
+        )
+    path = os.path.abspath(expand_placeholders(name))
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"cannot log to {path}: it is a directory; give a file in it, such as "
+            f"{os.path.join(path, 'app.log')}",
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -43,13 +93,16 @@ class Options:
     compressor: Compressor | None
     compress_delay: float
     retention: Retention
-    encoding: str
+    encoding: str  # the file's, as given (default UTF-8)
+    record_encoding: str  # each record's: the encoding without its byte-order mark
+    bom: bytes  # the byte-order mark that starts each file (b"": none)
+    header: Callable[[], str] | None  # makes the first line of each new file
     errors: str
     newline: str  # what "\n" becomes in the file
     terminator: str
     permissions: FilePermissions
     lock_file_directory: PathLike | None
-    lock_timeout: float | None  # validated by FileLock
+    lock_timeout: float | None
     keep_file_open: bool
     debug: bool
     batched: bool
@@ -82,7 +135,7 @@ class Options:
         utc: bool,
         atTime: datetime.time | str | None,
         lock_file_directory: PathLike | None,
-        lock_timeout: float | None,
+        lock_timeout: DurationLike | None,
         chmod: int | str | None,
         umask: int | str | None,
         owner: Owner | None,
@@ -102,6 +155,7 @@ class Options:
         watch_interval: float,
         fsync: FsyncLike,
         network_fs: bool | None,
+        header: HeaderLike = None,
     ) -> Options:
         """Validate and normalize the handler's options.
 
@@ -121,6 +175,7 @@ class Options:
                 "keeps numbered backups, which needs maxBytes and backupCount > 0 (or give when=)"
             )
         codec, codec_errors, line_end = _text(encoding, errors, unicode_error_policy, newline)
+        record_codec, bom = _byte_order_mark(codec)
         if not isinstance(terminator, str):
             raise TypeError(f"terminator={terminator!r}: expected a str")
         if overflow not in ("block", "drop"):
@@ -129,7 +184,7 @@ class Options:
             raise ValueError(f"queue_size={queue_size!r}: expected a whole number >= 1")
         if network_fs is not None and not isinstance(network_fs, bool):
             raise ValueError(f"network_fs={network_fs!r}: expected True, False or None (detect)")
-        return cls(
+        options = cls(
             truncate=mode.startswith("w"),
             max_bytes=max_bytes,
             backup_count=backup_count,
@@ -138,21 +193,34 @@ class Options:
             compress_delay=parse_duration(compress_delay, "compress_delay"),
             retention=retention,
             encoding=codec,
+            record_encoding=record_codec,
+            bom=bom,
+            header=parse_header(header),
             errors=codec_errors,
             newline=line_end,
             terminator=terminator,
             permissions=FilePermissions.parse(chmod, umask, owner),
             lock_file_directory=lock_file_directory,
-            lock_timeout=lock_timeout,
+            lock_timeout=None if lock_timeout is None else _lock_timeout(lock_timeout),
             keep_file_open=keep_file_open,
             debug=debug,
             batched=batched,
             queue_size=queue_size,
             drop_when_full=overflow == "drop",
             watch_interval=_watch_interval(watch_interval),
-            fsync=parse_fsync(fsync),
+            fsync=_fsync(fsync),
             network_fs=network_fs,
         )
+        if max_bytes and not backup_count and schedule is None:  # once all is valid
+            # The stdlib's rule, kept for drop-in compatibility, but nobody means it.
+            warnings.warn(
+                f"maxBytes={maxBytes!r} with backupCount=0 never rotates (as in the stdlib: "
+                "there is no backup to rotate into), so the file grows past maxBytes; give "
+                "backupCount=5 (or the number of rotated files to keep), or maxBytes=0",
+                UserWarning,
+                stacklevel=3,  # the handler's caller
+            )
+        return options
 
 
 def parse_backup_count(value: int) -> int:
@@ -171,7 +239,10 @@ def _text(
     """Validate the text options now, not at the first record; return
     (encoding, errors, newline to write)."""
     encoding = encoding or "utf-8"
-    codecs.lookup(encoding)
+    try:
+        "".encode(encoding)
+    except LookupError as error:  # unknown, or not a text encoding ("rot13", "hex")
+        raise LookupError(f"encoding={encoding!r}: {error}") from error
     if errors and unicode_error_policy and errors != unicode_error_policy:
         raise ValueError(
             f"errors={errors!r} and unicode_error_policy={unicode_error_policy!r} disagree; "
@@ -184,7 +255,52 @@ def _text(
     return encoding, errors, os.linesep if newline is None else (newline or "\n")
 
 
+# Encodings that start their output with a byte-order mark, and their twin without it.
+_WITHOUT_MARK = {
+    "utf-8-sig": "utf-8",
+    "utf-16": f"utf-16-{sys.byteorder[0]}e",  # the mark says which: this machine's order
+    "utf-32": f"utf-32-{sys.byteorder[0]}e",
+}
+
+
+def _byte_order_mark(encoding: str) -> tuple[str, bytes]:
+    """Return (the encoding to encode each record with, the mark that starts each file).
+
+    ``"x".encode("utf-16")`` starts with a byte-order mark: encoded one record at a
+    time, every record would carry one (a JSON-lines reader fails from the second
+    line on).  Like the stdlib's FileHandler, which writes one per file, mplog
+    writes it once, at the start of each new file; records are encoded without it.
+    """
+    mark = "".encode(encoding)
+    if not mark:
+        return encoding, b""
+    twin = _WITHOUT_MARK.get(codecs.lookup(encoding).name)
+    if twin is None or "x".encode(encoding) != mark + "x".encode(twin):
+        raise ValueError(
+            f"encoding={encoding!r} writes {mark!r} before every text it encodes, and mplog "
+            "encodes each record on its own: choose an encoding without it (for example "
+            "'utf-8', 'utf-16-le' or 'utf-16-be')"
+        )
+    return twin, mark
+
+
 def _watch_interval(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"watch_interval={value!r}: expected seconds >= 0")
     return float(value)
+
+
+def _lock_timeout(value: DurationLike) -> float:
+    """Seconds, a timedelta or ``"5 s"``, like every other duration."""
+    return parse_duration(value, "lock_timeout")
+
+
+def _fsync(value: FsyncLike) -> bool | float:
+    """``fsync`` is True, False or an interval; ``1`` and ``0`` could mean either."""
+    if type(value) is int and value in (0, 1):
+        raise ValueError(
+            f"fsync={value!r} is ambiguous: write fsync=True to sync each record, "
+            f"fsync=False for no sync, or fsync={float(value)!r} (or '{value} s') for a "
+            "background sync at most that many seconds after a write"
+        )
+    return parse_fsync(value)

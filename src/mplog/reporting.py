@@ -19,24 +19,76 @@ retention, the compressor thread and the group-commit thread.  Its rules:
 Every report is a :class:`logging.LogRecord` named ``mplog`` passed to
 ``handleError`` while the error is being handled, so ``logging.raiseExceptions``
 and an overridden ``handleError`` decide what becomes of it, as for any handler.
+The handler's own ``handleError`` prints such a report as one line on standard
+error (:func:`print_report`; the traceback too with ``debug=True``), where the
+stdlib's prints ``--- Logging error ---`` and a traceback that buries the
+explanation; a record of the application that could not be written is printed
+as the stdlib does.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Hashable
 from typing import Callable
 
 from .exceptions import MplogError
 
-__all__ = ["Reporter", "mplog_record"]
+__all__ = ["Reporter", "mplog_record", "print_report", "report_line"]
 
 
 def mplog_record(msg: str, *args: object) -> logging.LogRecord:
-    """A record describing mplog's own trouble, for :meth:`logging.Handler.handleError`."""
+    """A record describing mplog's own trouble, for :meth:`logging.Handler.handleError`
+    (marked with the attribute ``mplog_report``)."""
     return logging.makeLogRecord(
-        {"name": "mplog", "levelno": logging.ERROR, "levelname": "ERROR", "msg": msg, "args": args}
+        {
+            "name": "mplog",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "msg": msg,
+            "args": args,
+            "mplog_report": True,
+        }
     )
+
+
+def report_line(record: logging.LogRecord) -> str:
+    """The one line that says what an mplog report (see :func:`mplog_record`) is about,
+    with the error being handled when the message does not already say it.
+
+    .. versionadded:: 0.1
+    """
+    text = record.getMessage()
+    if text.startswith("mplog: "):  # Reporter.notify's, said once is enough
+        text = text[len("mplog: ") :]
+    error = sys.exc_info()[1]
+    if error is not None and str(error) and str(error) not in text:
+        text = f"{text}: {error}"
+    return f"mplog warning: {text}"
+
+
+def print_report(record: logging.LogRecord, debug: bool = False) -> bool:
+    """Print *record* as one line on standard error if it is an mplog report, as
+    :meth:`logging.Handler.handleError` would print it (only while
+    ``logging.raiseExceptions`` is true, never raising); with *debug*, the
+    traceback of the error being handled first.  Return whether it was one.
+
+    .. versionadded:: 0.1
+    """
+    if not getattr(record, "mplog_report", False):
+        return False
+    stream = sys.stderr
+    if logging.raiseExceptions and stream:
+        try:
+            if debug and sys.exc_info()[0] is not None:
+                traceback.print_exc(file=stream)
+            stream.write(report_line(record) + "\n")
+            stream.flush()
+        except Exception:  # as handleError: stderr closed, a broken message
+            pass
+    return True
 
 
 class Reporter:

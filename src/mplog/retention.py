@@ -2,7 +2,8 @@
 
 The rules are pure (:meth:`Retention.expired` takes the backups with their
 sizes and times), so they are tested without files; the handler applies them
-at each rotation, holding the writers' lock.
+at each rotation and at the end of each compression sweep, holding the writers'
+lock.
 """
 
 from __future__ import annotations

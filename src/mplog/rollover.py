@@ -5,7 +5,7 @@ whether the active file must rotate (by size, by time, or both), and rotates it
 holding the writers' lock: rename the file to its backup name (shifting numbered
 backups, or naming it after its period), open a fresh one and announce it to the
 other processes, apply retention, and wake the compressor (never compressing in
-the writer's thread).
+the writer's thread): the rotator's steps of PROTOCOL.md, section 4.
 
 A rotation that fails (a directory we may not write, a backup name taken by a
 directory) costs no record: the file we hold is still the active one, so writers
@@ -76,6 +76,8 @@ class Rollover:
         self._retry_at = 0.0
         self._skipped: int | None = None
         file.prepare = self.prepare
+        if archiver is not None:  # each sweep ends with retention (see Archiver.retain)
+            archiver.retain = self.prune
 
     def prepare(self, shared: SharedState, nbytes: int) -> int:
         """Make sure we append to the active file, rotate if due; return its size, or

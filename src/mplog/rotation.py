@@ -15,6 +15,7 @@ namer maps the default name to exactly that entry, so listing backups costs
 what is in the directory, never what ``backupCount`` allows.  A compressed
 backup is its uncompressed name plus the compressor's suffix (``app.log.1.gz``);
 both forms count as the same backup everywhere (shifting, counters, retention).
+Every name mplog makes is listed in PROTOCOL.md, section 1.
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ class Backups:
             size, mtime = 0, 0.0
             if rules.by_age_or_size:
                 try:
-                    stats = [os.stat(backup.path) for backup in group]
+                    stats = [os.lstat(backup.path) for backup in group]
                 except FileNotFoundError:  # removed meanwhile
                     continue
                 size = sum(st.st_size for st in stats)
@@ -329,18 +330,28 @@ class Backups:
 
     def prune(self, busy: Callable[[str], bool]) -> list[str]:
         """Delete what retention expires, except backups with a *busy* file (being
-        compressed: a later rotation prunes them); return the deleted paths.
-        Caller holds the writers' lock."""
+        compressed: the compressor's sweep applies retention again once it let go);
+        return the deleted paths.  Caller holds the writers' lock.
+
+        A name that cannot be removed (a directory named like a backup, another user's
+        file in a sticky directory) does not stop the others: once every other one is
+        done, the first such error is raised, for the caller to report."""
         deleted = []
+        failure: OSError | None = None
         for backup in self.expired():
             if any(busy(path) for path in backup.paths):
                 continue
             for path in backup.paths:
                 try:
-                    os.remove(path)
+                    os.remove(path)  # never follows a symbolic link
                 except FileNotFoundError:
                     continue
+                except OSError as error:
+                    failure = failure or error
+                    continue
                 deleted.append(path)
+        if failure is not None:
+            raise failure
         return deleted
 
     def locate(self, file_id: tuple[int, int], hint: str) -> str | None:

@@ -8,19 +8,29 @@ the key path, and suggests the key that was probably meant.  Handler entries
 pass their other keys to the handler class as keyword arguments, so those are
 checked against the class's signature when it can be imported (mplog's
 handlers: against their documented options).
+
+The handlers check their own keywords too (:func:`check_handler_keywords`, from
+``__new__``), so a misspelled option built directly, by bare ``dictConfig`` or by
+``fileConfig`` fails with the same suggestion; :class:`InitSignature` keeps
+:func:`inspect.signature` and :func:`help` showing ``__init__``'s parameters.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
-import logging.config
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["check_config", "check_keywords", "explain_dict_config_error", "handler_options"]
+__all__ = [
+    "InitSignature",
+    "check_config",
+    "check_handler_keywords",
+    "check_keywords",
+    "explain_dict_config_error",
+    "handler_options",
+]
 
 TOP_LEVEL = (
     "version",
@@ -46,6 +56,8 @@ def suggestion(key: str, known: Iterable[str]) -> str:
     Spellings that differ only in case and underscores (``max_bytes`` and
     ``maxBytes``) are matched first, then :func:`difflib.get_close_matches`.
     """
+    import difflib  # only when there is a mistake to explain
+
     known = list(known)
     folded = {name.lower().replace("_", ""): name for name in known}
     match = folded.get(key.lower().replace("_", ""))
@@ -77,6 +89,64 @@ def check_keywords(
             found = suggestion(str(key), known)
             path = f"{where}.{key}" if ": " in where else f"{where}: {key}"
             raise ValueError(f"{path}: unknown {noun}, not {what}{found or hint}")
+
+
+class InitSignature:
+    """The ``__signature__`` of a class whose ``__new__`` takes ``(*args, **kwargs)``:
+    :func:`inspect.signature` (``help()``, IDEs, config checkers) would report
+    ``__new__``'s; this reports the class's ``__init__``'s, for subclasses too.
+
+    .. versionadded:: 0.1
+    """
+
+    def __get__(self, instance: object, owner: type) -> inspect.Signature | None:
+        if instance is not None:
+            return None  # an instance is not callable: nothing to describe
+        init = owner.__init__  # type: ignore[misc]  # looked up on the class itself
+        signature = inspect.signature(init)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+_KEYWORDS: dict[type, frozenset[str]] = {}
+
+
+def check_handler_keywords(cls: type, given: Iterable[str], base: type) -> None:
+    """Raise ``TypeError`` for the first of *given* that *cls* does not take, with the
+    keyword that was probably meant (as ``"did you mean 'compress'?"``).
+
+    Called by the ``__new__`` of *base* (an mplog handler), before Python binds the
+    arguments to ``__init__`` and raises its bare ``unexpected keyword argument``.
+    Checks only when every ``__init__`` between *cls* and *base* is mplog's own: a
+    subclass's ``__init__`` may consume keywords of its own from ``**kwargs``.
+
+    .. versionadded:: 0.1
+    """
+    known = _KEYWORDS.get(cls)
+    if known is None:
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            if klass.__module__ != base.__module__:
+                return  # somebody else's __init__: leave its keywords to it
+            parameters = inspect.signature(init).parameters.values()
+            names.update(p.name for p in parameters if p.kind in _BY_NAME)
+            if klass is base or not any(p.kind == p.VAR_KEYWORD for p in parameters):
+                break
+        known = _KEYWORDS[cls] = frozenset(names - {"self"})
+    for key in given:
+        if key not in known:
+            raise TypeError(
+                f"{cls.__name__}() got an unexpected keyword argument {key!r}"
+                + (
+                    suggestion(key, sorted(known))
+                    or "; see help(mplog.ConcurrentRotatingFileHandler)"
+                )
+            )
+
+
+_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 def handler_options() -> list[str]:
@@ -174,6 +244,8 @@ def _check_handler(
 def _handler_keywords(target: Any) -> list[str] | None:
     """The keyword arguments *target* (a class, factory or dotted name) accepts, or None."""
     if isinstance(target, str):
+        import logging.config
+
         try:
             target = logging.config.BaseConfigurator({}).resolve(target)
         except Exception:  # dictConfig reports a bad class itself, with our key path

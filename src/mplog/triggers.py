@@ -4,6 +4,7 @@ Everything here is a pure function of its arguments (and of the local time
 zone, for local-time schedules), so tests use fixed epochs instead of sleeping.
 The semantics are those of the stdlib's ``TimedRotatingFileHandler`` as of
 CPython 3.13, including its DST handling, on every supported Python version.
+How processes share the time boundary is PROTOCOL.md's section 3.3.
 """
 
 from __future__ import annotations

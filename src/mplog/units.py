@@ -7,6 +7,7 @@ parse raises ``ValueError`` quoting the value and the accepted forms.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from typing import Union
 
@@ -58,27 +59,40 @@ _DURATION_FORMS = "seconds, a datetime.timedelta, or a string such as '30 s', '1
 def parse_size(value: SizeLike, name: str = "size") -> int:
     """Return *value* as a whole number of bytes.
 
-    Accepts non-negative ints, and strings made of a number and an optional
-    unit: ``B``, ``KB``/``MB``/``GB``/``TB`` (powers of 1000) or
-    ``KiB``/``MiB``/``GiB``/``TiB`` (powers of 1024), case-insensitive.
+    Accepts non-negative ints (and floats with a whole value, such as ``1e7``),
+    and strings made of a number and an optional unit: ``B``,
+    ``KB``/``MB``/``GB``/``TB`` (powers of 1000) or ``KiB``/``MiB``/``GiB``/``TiB``
+    (powers of 1024), case-insensitive.  The result must be a whole number of
+    bytes (``"1.5 KB"`` is; ``10.5`` is refused, never rounded).
 
     :param value: the size to parse.
     :param name: the option name quoted in the error message.
-    :raises ValueError: negative or unparsable input, naming the value.
+    :raises ValueError: negative, fractional or unparsable input, naming the value.
 
     .. versionadded:: 0.1
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise TypeError(f"{name}={value!r}: expected {_SIZE_FORMS}")
     if isinstance(value, (int, float)):
-        if value < 0 or value != value:  # noqa: PLR0124 - NaN check
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value!r}: expected {_SIZE_FORMS}")
+        if value < 0:
             raise ValueError(f"{name}={value!r}: must not be negative; expected {_SIZE_FORMS}")
-        return int(value)
-    match = _NUMBER_UNIT.fullmatch(value)
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _SIZE_UNITS:
-        raise ValueError(f"{name}={value!r}: expected {_SIZE_FORMS}")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+        whole = value == int(value)
+        size = int(value)
+    else:
+        match = _NUMBER_UNIT.fullmatch(value)
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _SIZE_UNITS:
+            raise ValueError(f"{name}={value!r}: expected {_SIZE_FORMS}")
+        # In integers, so that "1.1 MB" is exactly 1,100,000 bytes.
+        integer, _, fraction = match.group(1).partition(".")
+        scale = 10 ** len(fraction)
+        size, rest = divmod(int(integer + fraction or "0") * _SIZE_UNITS[unit], scale)
+        whole = rest == 0
+    if not whole:  # never rounded silently: 10.5 bytes is a mistake
+        raise ValueError(f"{name}={value!r} is not a whole number of bytes; expected {_SIZE_FORMS}")
+    return size
 
 
 def parse_duration(value: DurationLike, name: str = "duration") -> float:

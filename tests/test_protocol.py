@@ -1,0 +1,355 @@
+"""The on-disk protocol of PROTOCOL.md, pinned.
+
+The lock file's header is shared by every process on a log, whatever mplog version
+it runs: an offset that moves unnoticed makes old and new processes corrupt each
+other.  So its bytes are written out here literally, and checked both ways: what
+mplog's API writes, and what mplog reads from them.
+
+VERSION BUMPS MUST CHANGE THIS FILE ON PURPOSE: a change to the layout or to the
+magic fails these tests, and the fix is a new format version in header.py, a new
+section in PROTOCOL.md and new literals here, never an edit that makes the old
+literals pass again.
+
+Then :class:`ProtocolWriter`, a writer written from PROTOCOL.md alone (section 10;
+it imports nothing from mplog), appends records next to mplog processes that
+rotate the log by size: if PROTOCOL.md left out a step, records get lost, doubled
+or torn, or mplog takes the writer for a foreign one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fleet_workers
+import mp_workers
+import mplog
+from helpers import all_records, assert_each_once_in_order, log_files, make_record
+from mplog.header import HEADER_SIZE, SharedState
+
+fcntl = pytest.importorskip("fcntl")  # flock, as PROTOCOL.md says: POSIX only
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_points_to_the_protocol() -> None:
+    """README's Development section links PROTOCOL.md, which this file tests."""
+    development = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Development")[1]
+    assert "[PROTOCOL.md](PROTOCOL.md)" in development
+    assert (ROOT / "PROTOCOL.md").read_text(encoding="utf-8").startswith("# mplog's on-disk")
+
+
+# -- the header's bytes (PROTOCOL.md section 2.1) ---------------------------------------------
+
+GOLDEN = bytes.fromhex(
+    "6d706c6f67000003"  # 0   magic b"mplog\0\0\x03": format 3
+    "0200000000000000"  # 8   generation 2
+    "0010000000000000"  # 16  size 4096
+    "6410000000000000"  # 24  write end 4196: a write of 100 bytes in flight
+    "8877665544332211"  # 32  owner key 0x1122334455667788
+    "00002040fc54d941"  # 40  time boundary 1_700_000_000.5 (a double)
+    "0108000000000000"  # 48  active file's st_dev 0x801
+    "8967452301000000"  # 56  active file's st_ino 0x123456789
+    "000010c4ff54d941"  # 64  foreign writers until 1_700_003_600.25 (a double)
+    "0d00000000000000"  # 72  owner path length 13
+    "2f6c6f67732f6170702e6c6f67"  # 80  owner path b"/logs/app.log"
+)
+KEY = 0x1122334455667788
+FILE_ID = (0x801, 0x123456789)
+
+
+def test_a_header_built_through_the_api_is_the_documented_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh lock file claimed for a log, given an active file, a write in flight, a
+    time boundary and a foreign writer through SharedState holds exactly GOLDEN."""
+    # The repair's random generation: 0x02 >> 1 = 1, and the new file makes it 2.
+    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex("0200000000000000")[:n])
+    fd = os.open(tmp_path / ".__app.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, HEADER_SIZE)  # as every process does when it opens the lock file
+        shared = SharedState(fd)
+        assert shared.claim("/logs/app.log", KEY) is None  # no magic: repaired, then claimed
+        shared.new_file(4096, FILE_ID)
+        shared.begin_write(4096 + 100)
+        shared.boundary = 1_700_000_000.5
+        shared.foreign_until = 1_700_003_600.25
+        assert os.pread(fd, 1000, 0) == GOLDEN
+    finally:
+        os.close(fd)
+
+
+def test_mplog_reads_the_documented_bytes(tmp_path: Path) -> None:
+    """GOLDEN, written by another program, means to mplog what PROTOCOL.md says."""
+    fd = os.open(tmp_path / ".__app.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, GOLDEN)
+        shared = SharedState(fd)
+        assert shared.load() == (2, 4096, True)  # generation, size, a write in flight
+        assert shared.in_flight() == (4096, 4196)
+        assert shared.file_id() == FILE_ID
+        assert shared.boundary == 1_700_000_000.5
+        assert shared.foreign_until == 1_700_003_600.25
+        assert shared.valid(KEY)
+        assert not shared.valid(KEY + 1)
+        assert shared.claim("/logs/app.log", KEY) is None  # ours already
+        assert shared.claim("/logs/other.log", KEY + 1) == "/logs/app.log"
+        assert os.pread(fd, 1000, 0) == GOLDEN  # reading and refusing changed nothing
+    finally:
+        os.close(fd)
+
+
+def test_a_header_written_by_a_handler_reads_back_at_the_documented_offsets(
+    tmp_path: Path,
+) -> None:
+    """A handler's lock file, read with struct at PROTOCOL.md's offsets: each field
+    holds what PROTOCOL.md says, before and after a rotation."""
+    log = tmp_path / "app.log"
+    handler = mplog.ConcurrentTimedRotatingFileHandler(log, when="H", backupCount=3)
+    try:
+        handler.emit(make_record("first"))
+        before = (tmp_path / ".__app.lock").read_bytes()
+        handler.doRollover()
+        handler.emit(make_record("second"))
+        after = (tmp_path / ".__app.lock").read_bytes()
+        rollover_at = handler.rolloverAt
+    finally:
+        handler.close()
+    word = struct.Struct("<Q").unpack_from
+    double = struct.Struct("<d").unpack_from
+    st = log.stat()
+    path = os.fsencode(str(log))
+    key = hashlib.blake2b(os.fsencode(f"{tmp_path.stat().st_ino}/app.log"), digest_size=8).digest()
+    for header in (before, after):
+        assert header[0:8] == b"mplog\x00\x00\x03"
+        assert word(header, 32)[0] == struct.unpack("<Q", key)[0]
+        assert double(header, 64)[0] == 0.0  # no foreign writer seen
+        assert word(header, 72)[0] == len(path)
+        assert header[80 : 80 + len(path)] == path
+        assert len(header) == 80 + len(path)
+    assert word(after, 8)[0] == word(before, 8)[0] + 1  # the rotation's new generation
+    assert word(before, 16)[0] == word(before, 24)[0] == len(b"first\n")
+    assert word(after, 16)[0] == word(after, 24)[0] == st.st_size == len(b"second\n")
+    assert (word(after, 48)[0], word(after, 56)[0]) == (st.st_dev, st.st_ino)
+    assert math.isnan(double(before, 40)[0])  # no boundary shared before the rotation
+    assert double(after, 40)[0] == rollover_at > time.time()
+
+
+# -- a writer that follows only PROTOCOL.md ---------------------------------------------------
+
+_FIXED = struct.Struct("<8sQQQQdQQdQ")  # 2.1: the first 80 bytes
+_MAGIC = b"mplog\x00\x00\x03"
+_WORD, _WORDS2, _WORDS3 = struct.Struct("<Q"), struct.Struct("<QQ"), struct.Struct("<QQQ")
+_MAX = 2**64 - 1
+
+
+class ProtocolWriter:
+    """Appends records to a log as PROTOCOL.md section 10 says, on a local filesystem.
+
+    Written from PROTOCOL.md alone: it uses os, fcntl, struct and hashlib, never mplog.
+    """
+
+    def __init__(self, log: str) -> None:
+        self.log = os.path.abspath(log)
+        folder, name = os.path.split(self.log)
+        stem = name[:-4] if name.endswith(".log") else name  # section 1
+        self.lock = os.open(os.path.join(folder, f".__{stem}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        if os.fstat(self.lock).st_size < 80:
+            os.ftruncate(self.lock, 80)
+        digest = hashlib.blake2b(os.fsencode(f"{os.stat(folder).st_ino}/{name}"), digest_size=8)
+        self.key = struct.unpack("<Q", digest.digest())[0] or 1  # 2.3
+        self.fd, self.held = -1, (-1, -1)
+
+    def close(self) -> None:
+        for fd in (self.fd, self.lock):
+            if fd >= 0:
+                os.close(fd)
+
+    def append(self, record: bytes) -> None:
+        fcntl.flock(self.lock, fcntl.LOCK_EX)  # step 2
+        try:
+            generation, size, end, dev, ino, foreign = self._claimed_header()
+            if end != size:  # step 4 (5.1): a writer died mid-record
+                size = self._cut_torn(size, end, (dev, ino))
+            st = self._follow()
+            if (dev, ino) != self.held:  # step 6: announce the file, its identity first
+                os.pwrite(self.lock, struct.pack("<QQ", *self.held), 48)
+                os.pwrite(
+                    self.lock, _WORDS3.pack((generation + 1) & _MAX, st.st_size, st.st_size), 8
+                )
+            elif st.st_size != size:
+                if st.st_size > size:  # section 8: somebody appended without publishing
+                    now = time.time()
+                    if foreign <= now:  # a new window: everybody checks the path
+                        os.pwrite(self.lock, _WORD.pack((generation + 1) & _MAX), 8)
+                    os.pwrite(self.lock, struct.pack("<d", now + 3600.0), 64)
+                os.pwrite(self.lock, _WORDS2.pack(st.st_size, st.st_size), 16)
+            self._write(record, st.st_size)
+        finally:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)  # step 8
+
+    def _claimed_header(self) -> tuple[int, int, int, int, int, float]:
+        """Steps 2-3: read the header; start a fresh one if the magic is not format 3's;
+        claim it if nobody has."""
+        header = os.pread(self.lock, 80, 0).ljust(80, b"\0")
+        magic, generation, size, end, owner, _, dev, ino, foreign, _ = _FIXED.unpack(header)
+        if magic != _MAGIC:  # 2.4
+            generation = int.from_bytes(os.urandom(8), "little") >> 1
+            fresh = _FIXED.pack(_MAGIC, generation, 0, 0, 0, math.nan, 0, 0, 0.0, 0)
+            os.pwrite(self.lock, fresh, 0)
+            size = end = owner = dev = ino = 0
+            foreign = 0.0
+        if owner == 0:  # 2.3: the path, then the key
+            path = os.fsencode(self.log)
+            os.pwrite(self.lock, _WORD.pack(len(path)) + path, 72)
+            os.pwrite(self.lock, _WORD.pack(self.key), 32)
+        elif owner != self.key:
+            raise RuntimeError(f"the lock file serves another log, not {self.log}")
+        return generation, size, end, dev, ino, foreign
+
+    def _cut_torn(self, start: int, end: int, announced: tuple[int, int]) -> int:
+        """5.1: cut off the partial record between *start* and *end*; publish the size."""
+        try:
+            st = os.stat(self.log)
+        except FileNotFoundError:
+            size = 0
+        else:
+            size = st.st_size
+            if (st.st_dev, st.st_ino) == announced and start <= size < end:
+                os.truncate(self.log, start)
+                size = start
+        os.pwrite(self.lock, _WORDS2.pack(size, size), 16)
+        return size
+
+    def _follow(self) -> os.stat_result:
+        """Step 5: hold the file the path names (reopen it if it is another)."""
+        try:
+            st = os.stat(self.log)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self.held:
+            if self.fd >= 0:
+                os.close(self.fd)
+            self.fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            st = os.fstat(self.fd)
+            self.held = (st.st_dev, st.st_ino)
+        return st
+
+    def _write(self, record: bytes, size: int) -> None:
+        """Step 7: mark the write in flight, write it whole, publish the new size."""
+        end = size + len(record)
+        os.pwrite(self.lock, _WORD.pack(end), 24)
+        written = 0
+        try:
+            while written < len(record):
+                written += os.write(self.fd, record[written:])
+        except OSError:  # cut our partial record off, publish the real size
+            size = os.fstat(self.fd).st_size - written
+            os.ftruncate(self.fd, size)
+            os.pwrite(self.lock, _WORDS2.pack(size, size), 16)
+            raise
+        os.pwrite(self.lock, _WORDS2.pack(end, end), 16)
+
+
+def _framed(worker: int, seq: int) -> bytes:
+    """Record (worker, seq) framed as mp_workers.FramedFormatter frames mplog's records."""
+    body = f"{time.time():.6f} {mp_workers.message(worker, seq, 'small')}".encode()
+    return b"<%08d:%08x>%s\n" % (len(body), zlib.crc32(body), body)
+
+
+def protocol_worker(path: str, worker: int, count: int, barrier: Any) -> None:
+    """Child entry point: append *count* records through a ProtocolWriter."""
+    writer = ProtocolWriter(path)
+    barrier.wait()
+    for seq in range(count):
+        writer.append(_framed(worker, seq))
+    writer.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_writer_that_follows_only_the_protocol_loses_nothing_next_to_mplog(
+    tmp_path: Path,
+) -> None:
+    """Two ProtocolWriter processes and two mplog processes append to one log that mplog
+    rotates every few dozen records: every record of each is in the files exactly once,
+    whole, in its writer's order, and mplog never took the writer for a foreign one (it
+    published every size and followed every rotation)."""
+    path = tmp_path / "app.log"
+    count = 1500
+    ours = {"maxBytes": 8192, "backupCount": 10_000}
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    processes = [
+        ctx.Process(target=fleet_workers.mplog_writer, args=(str(path), ours, w, count, barrier))
+        for w in (0, 1)
+    ] + [ctx.Process(target=protocol_worker, args=(str(path), w, count, barrier)) for w in (2, 3)]
+    fleet_workers.run_fleet(processes, barrier)
+    files = log_files(tmp_path)  # numbered backups without a gap, nothing else
+    assert len(files) > 20, "expected many rotations"
+    assert_each_once_in_order(all_records(files), dict.fromkeys(range(4), count))
+    header = (tmp_path / ".__app.lock").read_bytes()
+    st = path.stat()
+    size, end = struct.unpack_from("<QQ", header, 16)
+    assert size == end == st.st_size  # published, nothing in flight
+    assert struct.unpack_from("<QQ", header, 48) == (st.st_dev, st.st_ino)  # announced
+    assert struct.unpack_from("<d", header, 64) == (0.0,)  # never a foreign writer
+
+
+def test_the_writer_and_mplog_follow_each_other_record_by_record(tmp_path: Path) -> None:
+    """A ProtocolWriter that made the log and its lock file, and an mplog handler that
+    only checks the path once an hour, alternate in one process: the handler takes the
+    writer's header as its own, rotates by the sizes the writer publishes, and the
+    writer's next record goes into the file the rotation made."""
+    path = tmp_path / "app.log"
+    writer = ProtocolWriter(str(path))
+    writer.append(b"p0\n")  # the writer makes the log and claims the lock file
+    handler = mplog.ConcurrentRotatingFileHandler(
+        path, maxBytes=12, backupCount=100, watch_interval=3600
+    )
+    try:
+        for n in range(1, 9):
+            handler.emit(make_record(f"m{n}"))
+            writer.append(b"p%d\n" % n)
+    finally:
+        handler.close()
+        writer.close()
+    # mplog rotates before its own record would take the file past 12 bytes; the
+    # writer rotates nothing (it may take a file past maxBytes).
+    assert [(tmp_path / f"app.log.{n}").read_bytes() for n in (3, 2, 1)] == [
+        b"p0\nm1\np1\nm2\np2\n",
+        b"m3\np3\nm4\np4\n",
+        b"m5\np5\nm6\np6\n",
+    ]
+    assert path.read_bytes() == b"m7\np7\nm8\np8\n"
+    header = (tmp_path / ".__app.lock").read_bytes()
+    assert struct.unpack_from("<QQ", header, 16) == (12, 12)
+    assert struct.unpack_from("<d", header, 64) == (0.0,)  # never a foreign writer
+
+
+def test_mplog_cuts_off_a_record_torn_under_the_documented_mark(tmp_path: Path) -> None:
+    """A writer that marked its write in flight at offset 24 and died after writing part
+    of its record (its lock released by the kernel) leaves a torn record that mplog's
+    next writer cuts off before appending (PROTOCOL.md 5.1)."""
+    path = tmp_path / "app.log"
+    writer = ProtocolWriter(str(path))
+    writer.append(b"p0\n")
+    fcntl.flock(writer.lock, fcntl.LOCK_EX)
+    os.pwrite(writer.lock, struct.pack("<Q", 3 + len(b"p1 a long record\n")), 24)
+    os.write(writer.fd, b"p1 a lo")  # ... and the writer dies here
+    fcntl.flock(writer.lock, fcntl.LOCK_UN)
+    handler = mplog.ConcurrentRotatingFileHandler(path)
+    try:
+        handler.emit(make_record("m2"))
+    finally:
+        handler.close()
+        writer.close()
+    assert path.read_bytes() == b"p0\nm2\n"
