@@ -7,7 +7,7 @@ once everything queued before it is in the file; a full queue blocks the caller
 (or, with ``overflow="drop"``, drops and counts).
 
 **Locks and waits.**  Garbage collection runs ``__del__`` methods (which may log)
-and weakref callbacks (logging's ``_removeHandlerRef`` takes logging's module
+and weakref callbacks (``logging._removeHandlerRef`` takes logging's module
 lock) in whatever thread allocates, and signal handlers run in the main thread
 between any two bytecodes.  So no thread may wait for another while holding
 something that other thread could need at any instruction.  The order:

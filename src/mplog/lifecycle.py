@@ -239,8 +239,8 @@ def released(*locks: Any) -> Iterator[None]:
     back, in that order, on the way out.
 
     For a caller that waits for mplog's threads: they may need logging's module
-    lock at any instruction (the garbage collector runs logging's
-    ``_removeHandlerRef`` wherever it runs), and ``logging.basicConfig(force=True)``
+    lock at any instruction (the garbage collector runs
+    ``logging._removeHandlerRef`` wherever it runs), and ``logging.basicConfig(force=True)``
     and ``dictConfig`` close the old handlers holding it; ``logging.shutdown()``
     holds each handler's lock while it flushes and closes it.  What the caller
     holds of mplog's is none of these: it takes them back holding nothing of mplog's.
