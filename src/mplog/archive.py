@@ -45,6 +45,7 @@ from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
+from .lifecycle import background
 from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
@@ -141,7 +142,9 @@ class Archiver:
             try:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
                 # interpreter, and a multiprocessing child, wait for it at exit.
-                thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
+                thread = background(
+                    threading.Thread(target=self._run, name="mplog-compress", daemon=False)
+                )
                 try:
                     self._thread = thread
                     thread.start()
@@ -197,7 +200,7 @@ class Archiver:
                 return
             if self._timer is not None:
                 self._timer.cancel()
-            timer = threading.Timer(max(0.0, due - self.clock()), self._wake)
+            timer = background(threading.Timer(max(0.0, due - self.clock()), self._wake))
             timer.name, timer.daemon = "mplog-compress-timer", True  # never delays exit
             try:
                 timer.start()

@@ -36,7 +36,7 @@ from .compression import CompressLike
 from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
 from .first_line import HeaderLike
-from .lifecycle import ThreadGuard, entry_point, track
+from .lifecycle import ThreadGuard, entry_point, released, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
 from .options import Options, PathLike, log_path, parse_backup_count
@@ -541,12 +541,14 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._guard.defer(self.close)
             return
         try:
-            if self._batch is not None:
-                self._batch.close()
-            if self._durability is not None:
-                self._durability.close()
-            if self._archiver is not None:
-                self._archiver.close()
+            # Waiting for mplog's threads: not holding logging's locks (see mplog.batch).
+            with released(self.lock):
+                if self._batch is not None:
+                    self._batch.close()
+                if self._durability is not None:
+                    self._durability.close()
+                if self._archiver is not None:
+                    self._archiver.close()
             # The log file is closed holding the log's thread lock, so no other thread is
             # writing (handle() holds no handler lock: see there).  Stay registered for
             # the fork hook: gunicorn's reopen_files() reopens a closed handler
@@ -570,7 +572,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         if self._batch is not None and self._guard.enter():
             try:
-                self._batch.flush()
+                with released(self.lock):  # logging.shutdown() holds it (see mplog.batch)
+                    self._batch.flush()
             except BaseException as error:
                 self._let_go(error)
                 raise
@@ -714,8 +717,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _enqueue(self, data: bytes, block: bool = True) -> None:
         batch = self._batch
         assert batch is not None
-        if batch.put(data, block):
+        queued = batch.put(data, block)
+        if queued:
             self._reporter.recovered("queue full")
+        elif queued is None:  # closed meanwhile: after everything it queued, in order
+            self._file.append(data)
         elif self._reporter.first("queue full"):  # the first drop of an episode only
             raise QueueFull(
                 f"mplog batched queue for {self.baseFilename} is full "
