@@ -40,6 +40,7 @@ import mplog.compression
 
 BASE = "app.log"  # the log most tests write
 LOCK = ".__app.lock"  # its lock file
+PRESENCE = ".__app.open"  # its presence file (mplog.presence)
 T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC: the clock's start
 DAY, HOUR = 24 * 60 * 60, 60 * 60
 
@@ -172,7 +173,7 @@ def log_files(directory: Path, when: str | None = None, extra: Sequence[str] = (
     (a gap means a backup was overwritten or lost; callers do not prune backups,
     except the backupCount test, where the oldest numbers are the ones to go).
     """
-    names = set(os.listdir(directory)) - {LOCK, *extra}
+    names = set(os.listdir(directory)) - {LOCK, PRESENCE, *extra}
     assert BASE in names, f"no active file in {sorted(names)}"
     names.discard(BASE)
     if when is None:
@@ -376,7 +377,7 @@ def read_log(path: Path) -> bytes:
 
 def names_in(directory: Path) -> list[str]:
     """The directory's entries, the lock file left out."""
-    return sorted(name for name in os.listdir(directory) if name != LOCK)
+    return sorted(name for name in os.listdir(directory) if name not in (LOCK, PRESENCE))
 
 
 def uncompressed_names(directory: Path) -> list[str]:

@@ -283,3 +283,12 @@ def log_through_handler(handler: logging.Handler, worker: int, count: int) -> di
     }
     close_logger(logger)
     return seen
+
+
+def log_with_mode_w(path: str, worker: int, count: int) -> int:
+    """A task that opens the log with mode="w" (as if each run should start a new
+    file), logs *count* records and closes it; return this process's id."""
+    logger = make_logger(path, {"mode": "w", "maxBytes": 8192, "backupCount": 100}, f"w.{worker}")
+    emit_many(logger, worker, range(count), "small")
+    close_logger(logger)
+    return os.getpid()

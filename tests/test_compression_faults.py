@@ -49,6 +49,7 @@ import mplog.untrusted
 from helpers import (
     BASE,
     LOCK,
+    PRESENCE,
     RecordingHandler,
     assert_each_once_in_order,
     kill_and_reap,
@@ -88,7 +89,7 @@ class Listing:
 def listing(directory: Path, also: Sequence[str] = ()) -> Listing:
     found = Listing()
     for name in sorted(os.listdir(directory)):
-        if name in (BASE, LOCK, *also):
+        if name in (BASE, LOCK, PRESENCE, *also):
             continue
         if name.startswith(TEMP_PREFIX):
             found.temps.append(name)
@@ -756,7 +757,7 @@ def time_backups(directory: Path) -> dict[str, Path]:
     fails on stray files."""
     found: dict[str, Path] = {}
     for name in os.listdir(directory):
-        if name in (BASE, LOCK) or name.startswith(TEMP_PREFIX):
+        if name in (BASE, LOCK, PRESENCE) or name.startswith(TEMP_PREFIX):
             continue
         match = _TIME_NAME.fullmatch(name)
         assert match, f"unexpected file {name!r}"

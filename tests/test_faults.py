@@ -41,6 +41,7 @@ from helpers import (
     BASE,
     LOCK,
     PAYLOAD,
+    PRESENCE,
     WORKERS,
     RecordingHandler,
     all_records,
@@ -118,7 +119,7 @@ def private_logger(handler: logging.Handler, name: str, fmt: str = "%(message)s"
 def numbered_files(directory: Path, allowed_holes: int = 0) -> list[Path]:
     """The stdlib-named files of the log, oldest first (``app.log.N`` by falling N, then
     ``app.log``); fails on any other file, and on more than *allowed_holes* missing N."""
-    names = set(os.listdir(directory)) - {LOCK, BASE}
+    names = set(os.listdir(directory)) - {LOCK, PRESENCE, BASE}
     numbers = []
     for name in names:
         match = re.fullmatch(re.escape(BASE) + r"\.([1-9]\d*)", name)
@@ -324,7 +325,14 @@ def test_the_rotation_after_one_cut_short_by_sigkill_leaves_no_numbering_hole(
         for seq in range(3, 6):  # the next rotation, after 2 of these records
             mp_workers.emit(one, 1, seq, "small", PAYLOAD)
             mp_workers.emit(two, 2, seq, "small", PAYLOAD)
-    assert sorted(os.listdir(tmp_path)) == [LOCK, BASE, f"{BASE}.1", f"{BASE}.2", f"{BASE}.3"]
+    assert sorted(os.listdir(tmp_path)) == [
+        LOCK,
+        PRESENCE,
+        BASE,
+        f"{BASE}.1",
+        f"{BASE}.2",
+        f"{BASE}.3",
+    ]
     per_file_records = [read_records(path) for path in numbered_files(tmp_path)]
     records = [r for chunk in per_file_records for r in chunk]
     assert_each_once_in_order(records, {0: 2, 1: 6, 2: 6})
@@ -658,7 +666,7 @@ def test_logrotate_against_a_live_log(
     assert f"{BASE}.1" in names, names
     # The active file last; the rotated ones (app.log.1, and any file logrotate moved
     # aside) hold older records.
-    others = [logs / name for name in names if name not in (BASE, LOCK)]
+    others = [logs / name for name in names if name not in (BASE, LOCK, PRESENCE)]
     read = _read_copy if style == "copytruncate" else read_records
     rotated = [record for other in others for record in read(other)]
     current = read_records(path)
@@ -746,7 +754,7 @@ def test_the_example_logrotate_stanza_keeps_every_record(tmp_path: Path) -> None
             process.join(JOIN_TIMEOUT)
         assert [p.exitcode for p in processes] == [0, 0, 0]
     names = sorted(os.listdir(logs))
-    assert names == [LOCK, BASE, f"{BASE}.1", f"{BASE}.2.gz", f"{BASE}.3.gz"]
+    assert names == [LOCK, PRESENCE, BASE, f"{BASE}.1", f"{BASE}.2.gz", f"{BASE}.3.gz"]
     oldest_first = [f"{BASE}.3.gz", f"{BASE}.2.gz", f"{BASE}.1", BASE]
     records = [record for name in oldest_first for record in _read_any(logs / name)]
     assert_each_once_in_order(records, dict(enumerate(counts)))

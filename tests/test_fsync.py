@@ -209,7 +209,9 @@ def test_each_record_is_synced_before_the_call_returns(tmp_path: Path, syncs: Re
     logging call writes, syncs the file holding its record, and only then returns; the
     sync runs after the writers' lock is released."""
     handler = _handler(syncs, tmp_path / "app.log", fsync=True)
-    assert [(e.kind, e.contents) for e in syncs.events] == [("dirsync", [".__app.lock", "app.log"])]
+    assert [(e.kind, e.contents) for e in syncs.events] == [
+        ("dirsync", [".__app.lock", ".__app.open", "app.log"])
+    ]
     syncs.clear()
     expected = b""
     for i in range(3):
@@ -248,7 +250,7 @@ def test_rotation_syncs_the_file_then_renames_then_syncs_the_directory(
     rotation = [
         ("sync", "app.log", b"first record\nsecond record\n", True),
         ("rename", "app.log -> app.log.1", None, True),
-        ("dirsync", str(tmp_path), [".__app.lock", "app.log", "app.log.1"], True),
+        ("dirsync", str(tmp_path), [".__app.lock", ".__app.open", "app.log", "app.log.1"], True),
     ]
     assert events[:3] == rotation
     if fsync is True:
@@ -453,5 +455,5 @@ def test_archive_commit_order(tmp_path: Path, syncs: Recorder, fsync: bool) -> N
     assert removal == ("remove", dest, False)
     assert len(steps) == 3
     names = sorted(os.listdir(tmp_path))
-    assert names == [".__app.lock", "app.log", "app.log.1.gz"]
+    assert names == [".__app.lock", ".__app.open", "app.log", "app.log.1.gz"]
     assert handler.errors_seen == []

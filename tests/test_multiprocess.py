@@ -27,6 +27,7 @@ from helpers import (
     BASE,
     LOCK,
     PAYLOAD,
+    PRESENCE,
     WORKERS,
     LogFile,
     Rec,
@@ -363,7 +364,7 @@ def test_log_renamed_then_deleted_by_another_program(tmp_path: Path) -> None:
         reap(processes)
         if deleted_fd >= 0:
             os.close(deleted_fd)
-    assert sorted(os.listdir(tmp_path)) == sorted([LOCK, BASE, renamed])
+    assert sorted(os.listdir(tmp_path)) == sorted([LOCK, PRESENCE, BASE, renamed])
     in_renamed = read_records(tmp_path / renamed)
     in_deleted = parse_records(deleted, "deleted file")
     in_current = read_records(path)

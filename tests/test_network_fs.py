@@ -256,7 +256,12 @@ def test_the_directory_is_refreshed_before_a_rotation_renames(
         monkeypatch.undo()
         handler.close()
     assert events == ["probe removed", "rename app.log -> app.log.1"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".__app.lock", "app.log", "app.log.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".__app.lock",
+        ".__app.open",
+        "app.log",
+        "app.log.1",
+    ]
 
 
 def test_on_nfs_the_shared_state_is_read_past_the_cache(

@@ -214,7 +214,7 @@ def _rotations_namer_calls(directory: Path, count: int) -> list[int]:
     finally:
         handler.close()
     kept = [f"app.log.{n}" for n in (1, 2, 3)]  # 3 x 13 bytes <= max_total_size < 4 x 13
-    assert sorted(os.listdir(directory)) == [".__app.lock", "app.log", *kept]
+    assert sorted(os.listdir(directory)) == [".__app.lock", ".__app.open", "app.log", *kept]
     return calls
 
 

@@ -423,7 +423,8 @@ def test_another_users_temporary_file_is_skipped_not_a_failure(shared: Path) -> 
     result = _run(user_a, "sweep", log=str(shared / BASE), rotations=3)
     assert result["reports"] == []
     assert result["names"] == sorted(
-        [others.name, backup.name, ".__app.lock", BASE, *(f"{BASE}.{n}.gz" for n in (1, 2, 3))]
+        [others.name, backup.name, ".__app.lock", ".__app.open", BASE]
+        + [f"{BASE}.{n}.gz" for n in (1, 2, 3)]
     )
 
 
@@ -459,7 +460,7 @@ def test_four_users_compressing_one_log_report_nothing_and_lose_nothing(shared: 
     for (out, err), process in zip(results, processes):
         assert process.returncode == 0, err
         assert json.loads(out) == {"reports": []}
-    names = [name for name in os.listdir(shared) if name not in (BASE, ".__app.lock")]
+    names = [n for n in os.listdir(shared) if n not in (BASE, ".__app.lock", ".__app.open")]
     assert names, "nothing rotated"
     assert [name for name in names if not name.endswith(".gz")] == []
     lines = (shared / BASE).read_text().splitlines()

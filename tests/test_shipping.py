@@ -91,7 +91,7 @@ def test_hostname_in_the_filename_becomes_this_hosts_name(tmp_path: Path, host: 
     handler.close()
     assert handler.baseFilename == str(tmp_path / f"{host}.log")
     assert (tmp_path / f"{host}.log").read_text() == "hello\n"
-    assert sorted(os.listdir(tmp_path)) == [f".__{host}.lock", f"{host}.log"]
+    assert sorted(os.listdir(tmp_path)) == [f".__{host}.lock", f".__{host}.open", f"{host}.log"]
 
 
 def test_the_real_hostname_is_used(tmp_path: Path) -> None:

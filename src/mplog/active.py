@@ -31,6 +31,7 @@ from .durability import Durability
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, SharedState, pack_word, unpack_state
 from .lock import FileLock
 from .permissions import FilePermissions
+from .presence import Presence
 from .reporting import Reporter
 
 __all__ = ["ActiveFile"]
@@ -55,7 +56,10 @@ class ActiveFile:
     :param durability: the ``fsync`` policy, or None.
     :param network: the log is on a filesystem several hosts share.
     :param watch_interval: seconds between two checks of the path.
-    :param truncate: truncate the file at the first open (``mode="w"``).
+    :param truncate: truncate the file at the first open (``mode="w"``), if no other
+        process has it open (see *presence*).
+    :param presence: this handler's sign that it has the log open
+        (:mod:`mplog.presence`); None for a device or pipe.
     :param keep_open: keep the descriptor open between records.
     :param local_locks: the network filesystem's locks exclude this host only
         (reported at the first open).
@@ -77,6 +81,7 @@ class ActiveFile:
         network: bool,
         watch_interval: float,
         truncate: bool,
+        presence: Presence | None = None,
         keep_open: bool,
         local_locks: bool = False,
         file_start: Callable[[], bytes] | None = None,
@@ -91,6 +96,7 @@ class ActiveFile:
         self.keep_open = keep_open
         self.file_start = file_start
         self._truncate = truncate
+        self.presence = presence
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
         self._local_locks_unreported = local_locks
@@ -121,8 +127,13 @@ class ActiveFile:
         cached page whose rest this host wrongly believes empty (another host's
         records: NUL bytes)."""
         flags = (_OPEN_FLAGS & ~os.O_APPEND) | _DSYNC if self.network else _OPEN_FLAGS
+        presence = self.presence
+        # A device or pipe has nothing to start anew; a handler already counted (an
+        # earlier open was interrupted) decides nothing now.
+        alone = True if presence is None else not presence.joined and presence.join()
         if self._truncate:
-            flags |= os.O_TRUNC
+            if alone:  # mode="w" starts a new file only if no other process has this one open
+                flags |= os.O_TRUNC
             self._truncate = False
         fd = self.permissions.open(self.path, flags)
         try:
@@ -144,6 +155,13 @@ class ActiveFile:
         if self.durability is not None and stat.S_ISREG(st.st_mode):
             self.durability.opened(os.path.dirname(self.path), self.file_id)
         return stream
+
+    def detach(self) -> None:
+        """Close our descriptor and stop counting as a process that has the log open
+        (the handler's ``close()``; the next :meth:`open` counts again)."""
+        self.close()
+        if self.presence is not None:
+            self.presence.leave()
 
     def close(self) -> None:
         """Close our descriptor (the file stays the active one for the others)."""

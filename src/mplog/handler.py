@@ -37,10 +37,11 @@ from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
 from .first_line import HeaderLike
 from .lifecycle import ThreadGuard, entry_point, released, track
-from .lock import FileLock, lock_path_for
+from .lock import FileLock, is_special_file, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
 from .options import Options, PathLike, log_path, parse_backup_count
 from .permissions import Owner, explained_open_errors
+from .presence import Presence, presence_path_for
 from .reporting import Reporter, mplog_record, print_report
 from .rollover import ROTATION_RETRY, Rollover
 from .rotation import Backups
@@ -65,8 +66,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     :param filename: the log file (``str`` or path-like); a missing directory is created.
         ``{hostname}`` in it is replaced by :func:`socket.gethostname` (see
         :mod:`mplog.placeholders`); other braces are kept as written.
-    :param mode: ``"a"`` (default) or ``"w"`` (truncate once, when this handler
-        first opens the file; rarely what several processes want).
+    :param mode: ``"a"`` (default) or ``"w"``: truncate the file when this handler
+        first opens it, but only if no other handler, in any process, has it open
+        then (a new file per run of a whole fleet; see :mod:`mplog.presence`).
     :param maxBytes: rotate before a record would make the file larger than this
         many bytes; ``0`` disables size rotation.  Accepts ``"10 MB"``, ``"512KiB"``.
         A single record larger than *maxBytes* is written whole into a fresh file.
@@ -239,7 +241,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             except BaseException:
                 # Nobody else has this handler yet: let go of the descriptors at once
                 # (a program retrying a bad configuration must not run out of them).
-                self._file.close()
+                self._file.detach()
                 self._lock.discard()
                 raise
         track(self)  # only now: a failed construction leaves no fork hook behind
@@ -292,6 +294,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             network=network,
             watch_interval=options.watch_interval,
             truncate=options.truncate,
+            presence=None
+            if is_special_file(path)
+            else Presence(presence_path_for(lock_path), self.permissions),
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
             file_start=self._file_start if options.bom or options.header else None,
@@ -554,7 +559,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             # the fork hook: gunicorn's reopen_files() reopens a closed handler
             # (close(); _open()), and a worker forked after that must still get its own
             # lock descriptor.
-            self._lock.close(self._file.close)
+            self._lock.close(self._file.detach)
             logging.Handler.close(self)
         except BaseException as error:
             self._let_go(error)

@@ -146,7 +146,8 @@ def _log_files(directory: str, log_name: str) -> tuple[list[str], list[str]]:
         key = _rotation_key(name, log_name)
         if key is not None:
             logs.append((key, name))
-        elif not (name.startswith(".__") and name.endswith(".lock")):  # mplog's and CLH's
+        elif not (name.startswith(".__") and name.endswith((".lock", ".open"))):
+            # the lock file (mplog's and CLH's) and mplog's presence file
             stray.append(name)
     return [name for _, name in sorted(logs)], sorted(stray)
 
