@@ -528,6 +528,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 # still get its own lock descriptor.
                 self._lock.close()
                 logging.Handler.close(self)
+            self._reporter.closing()  # what a write failure still going on has cost
         finally:
             self._guard.leave()
 
