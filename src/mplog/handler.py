@@ -483,6 +483,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """Rotate the file now, holding the inter-process lock (never a device or pipe).
 
         Like every record, it first cuts off a record torn by a writer that died.
+        A failure goes to :meth:`handleError`, never to the caller.
         """
         if not self._guard.enter():  # from a signal handler that interrupted this handler
             self._guard.defer(self.doRollover)
@@ -495,6 +496,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 if not self._file.regular:  # bpo-45401: renaming /dev/null breaks hosts
                     return
                 self._rollover.rotate(shared, time_due=False)
+        except Exception as error:  # as for a rotation due by size or time
+            self._reporter.report(f"rotating {self.baseFilename} failed", error)
         finally:
             self._guard.leave()
 
