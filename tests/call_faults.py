@@ -338,11 +338,11 @@ class _Reports:
 
 
 class Handler(_Reports, mplog.ConcurrentRotatingFileHandler):
-    pass
+    """A size-rotating handler whose reports are kept, with their step."""
 
 
 class TimedHandler(_Reports, mplog.ConcurrentTimedRotatingFileHandler):
-    pass
+    """A time-rotating handler whose reports are kept, with their step."""
 
 
 def _settle(handler: Any) -> None:
