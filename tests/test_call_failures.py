@@ -103,6 +103,12 @@ SCENARIOS = [
         "sync records", False, {}, [*_log(0, 1, 2, 3, 4), ("recover",), *_log(5, 6, 7), *_tail(8)]
     ),
     Scenario(
+        "keep_file_open=False",
+        False,
+        {"keep_file_open": False},
+        [*_log(0, 1, 2, 3), ("recover",), *_log(4, 5), *_tail(6)],
+    ),
+    Scenario(
         "batched records",
         False,
         {"batched": True},
