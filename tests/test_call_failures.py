@@ -275,6 +275,9 @@ FOUND = [
     # A compression's temporary file stayed open and locked when fstat failed after
     # creating it: no sweep could remove it.
     ("compression", 3, "mplog-compress", "fstat", "mplog.compress_one._temp", "EIO", False),
+    # A sweep whose compressions worked said "recovered" before retention, which then
+    # failed again under the same topic: one report per sweep, not per episode.
+    ("compression", 14, "mplog-compress", "flock", "mplog.lock.acquire", "ENOLCK", True),
     # makedirs turned a failing stat of the log's directory into FileExistsError: a
     # second kind of error, so a second report in one episode.
     ("sync records", 0, "MainThread", "stat", "mplog.lock_file._key_of_log", "EIO", True),
