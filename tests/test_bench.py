@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from mplog.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark forks")
 
-EVERY_CONTENDER = ["filehandler", "mplog", "mplog-batched", "rotating", "queuelistener", "clh"]
+EVERY_CONTENDER = [
+    *("filehandler", "format-only", "mplog", "mplog-batched", "rotating", "queuelistener", "clh")
+]
 SAFE = ["mplog", "mplog-batched", "queuelistener"]  # must lose nothing
-FSYNC = ["mplog-fsync", "mplog-fsync-1s", "mplog-batched-fsync"]  # opt-in: wait for the disk
+FSYNC = ["mplog-fsync", "filehandler-fsync", "mplog-fsync-1s", "mplog-batched-fsync"]  # opt-in
 LOST = 3  # a row's cells after the name: records/s, vs FH, spread, lost, ...
+P99, P999 = slice(8, 10), slice(10, 12)  # "123.4 us": two cells each
 
 
 @dataclasses.dataclass
@@ -85,6 +89,37 @@ def test_the_safe_contenders_lose_nothing(tiny_run: TinyRun) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_the_format_only_floor_writes_nothing_and_is_not_read_back(
+    tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    """The format-only contender leaves no file; its checks are '-' in the table and
+    null in the JSON, while its rate and latencies are measured like the others'."""
+    for rows in _tables(tiny_run.stdout).values():
+        cells = rows["format-only"]
+        assert cells[LOST : LOST + 3] == ["-", "-", "-"]  # lost, dup, torn
+        assert cells[LOST + 4] == "-"  # files
+    floors = [s for s in tiny_run.data["summaries"] if s["contender"] == "format-only"]
+    assert len(floors) == 2
+    for s in floors:
+        assert (s["lost"], s["duplicated"], s["torn"], s["files"]) == (None, None, None, None)
+    m = bench.measure("format-only", 2, 50, str(tmp_path))
+    assert m.check is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_every_row_shows_p99_and_p999_latency(tiny_run: TinyRun) -> None:
+    """Next to p99, every row has the p99.9 of one logging call, never below its p99."""
+    header = tiny_run.stdout.splitlines()[1]
+    assert "p99 emit p99.9 emit" in header
+    units = {"us": 1e3, "ms": 1e6}
+    for rows in _tables(tiny_run.stdout).values():
+        for name, cells in rows.items():
+            (p99, u99), (p999, u999) = cells[P99], cells[P999]
+            assert float(p99) * units[u99] <= float(p999) * units[u999], (name, cells)
+
+
+@pytest.mark.timeout(120)
 def test_the_json_output_has_the_documented_keys(tiny_run: TinyRun) -> None:
     """The JSON file holds the environment, notes, summaries and every measurement."""
     data = tiny_run.data
@@ -104,7 +139,15 @@ def test_the_json_output_has_the_documented_keys(tiny_run: TinyRun) -> None:
     assert data["environment"]["procs"] == [1, 2]
     assert data["notes"] == []
     summary_keys = {f.name for f in dataclasses.fields(bench.Summary)}
-    assert summary_keys >= {"contender", "procs", "rate", "ratio", "lost", "p99_emit_ns"}
+    assert summary_keys >= {
+        "contender",
+        "procs",
+        "rate",
+        "ratio",
+        "lost",
+        "p99_emit_ns",
+        "p999_emit_ns",
+    }
     assert all(set(s) == summary_keys for s in data["summaries"])
     assert len(data["summaries"]) == 2 * len(EVERY_CONTENDER)
     measurement_keys = {f.name for f in dataclasses.fields(bench.Measurement)}
@@ -112,7 +155,7 @@ def test_the_json_output_has_the_documented_keys(tiny_run: TinyRun) -> None:
     assert len(data["measurements"]) == 2 * len(EVERY_CONTENDER)
     for s in data["summaries"]:
         assert s["rate"] > 0
-        assert s["p99_emit_ns"] > 0
+        assert 0 < s["p99_emit_ns"] <= s["p999_emit_ns"]
         assert s["peak_rss"] > 0
         if s["contender"] == "filehandler":
             assert s["ratio"] == 1.0
@@ -124,7 +167,7 @@ def test_progress_goes_to_stderr_and_quiet_silences_it(
 ) -> None:
     """One progress line per measurement on stderr; none with --quiet."""
     assert len(tiny_run.stderr.splitlines()) == 2 * len(EVERY_CONTENDER)
-    assert "[ 12/12]" in tiny_run.stderr
+    assert "[ 14/14]" in tiny_run.stderr
     argv = ["bench", "--procs", "1", "--records", "50", "--repeat", "1", "--quiet"]
     assert main([*argv, "--contenders", "filehandler,mplog"]) == 0
     assert capsys.readouterr().err == ""
@@ -142,6 +185,28 @@ def test_the_fsync_contenders_run_only_when_named(
     rows = _tables(capsys.readouterr().out)[2]
     assert list(rows) == ["filehandler", *FSYNC]
     assert all(cells[LOST] == "0" for cells in rows.values())
+
+
+def test_the_fsync_peer_syncs_every_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """filehandler-fsync, the peer of fsync=True, syncs its file once per record, after
+    writing it, before the call returns."""
+    from mplog import _bench_contenders, _bench_handlers
+
+    path = tmp_path / "peer.log"
+    synced: list[int] = []
+
+    def sync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(_bench_handlers, "_sync", sync)
+    handler = _bench_contenders.make_handler("filehandler-fsync", str(path), 0, 0)
+    logger, errors = _bench_contenders.writer_logger("bench.test.peer", handler, "%(message)s")
+    logger.info("one")
+    logger.info("two")
+    handler.close()
+    assert synced == [4, 8]  # each record was in the file when it was synced
+    assert path.read_text() == "one\ntwo\n"
+    assert errors.count == 0
 
 
 @pytest.mark.timeout(120)
@@ -235,7 +300,7 @@ def test_bad_options_exit_with_status_2_and_name_the_value(
 
 def _summary(contender: str, procs: int, rate: float, lost: int = 0) -> bench.Summary:
     return bench.Summary(
-        contender, procs, 1000, rate, None, 0.1, 1.0, lost, 0, 0, 0, 3, 50_000, None
+        contender, procs, 1000, rate, None, 0.1, 1.0, lost, 0, 0, 0, 3, 50_000, 90_000, None
     )
 
 

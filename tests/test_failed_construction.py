@@ -20,6 +20,7 @@ _FAIL_REPEATEDLY = textwrap.dedent(
     """
     import gc, json, os, sys, threading
     import mplog
+    import mplog.lock
     from mplog import lifecycle
 
     case, folder = sys.argv[1], sys.argv[2]
@@ -36,8 +37,10 @@ _FAIL_REPEATEDLY = textwrap.dedent(
     elif case == "lock-held":
         path = os.path.join(folder, "app.log")
         kwargs["lock_timeout"] = 0
-        kept.append(mplog.ConcurrentRotatingFileHandler(path))
-        kept[0]._lock.acquire()  # another handler's lock description: it excludes ours
+        # Another process's lock: a description of its own, which excludes ours (the
+        # handlers of one log in one process share theirs).
+        holder = mplog.lock.FileLock(os.path.join(folder, ".__app.lock"))
+        holder.acquire()
     elif case == "lock-file-of-another-log":
         kwargs["lock_file_directory"] = os.path.join(folder, "locks")
         other = os.path.join(folder, "a", "app.log")

@@ -20,6 +20,7 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
+import mplog.lock  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog.lock import FileLock  # noqa: E402
 
@@ -73,6 +74,14 @@ def test_a_deleted_lock_file_does_not_split_the_writers(tmp_path: Path, gzip: bo
     assert all(size <= 8192 for size in sizes), "a backup grew past maxBytes: split rotation"
 
 
+@pytest.fixture
+def handlers_as_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each handler of this test stands for a process: give it its own lock (in one
+    process, handlers of one log share theirs)."""
+    monkeypatch.setattr(mplog.lock, "_core_for", lambda path, log_path: mplog.lock._Core())
+
+
+@pytest.mark.usefixtures("handlers_as_processes")
 def test_a_process_moves_to_a_recreated_lock_file_with_the_shared_state(tmp_path: Path) -> None:
     """The lock file is deleted; a process that starts afterwards creates a new one and,
     finding the old one still in use, carries its shared state (active file, time

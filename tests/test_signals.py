@@ -12,6 +12,7 @@ the middle of every write what gunicorn's signal handler does, compression on.)
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import logging
 import os
@@ -42,7 +43,6 @@ from helpers import (
     read_log,
     running_server,
 )
-from mplog.lock import FileLock
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -118,14 +118,18 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
     handler = RecordingHandler(path, lock_timeout=lock_timeout)
     handler.emit(make_record("before"))
     done = on_sigusr1(_reopen_and_log(handler))
-    holder = FileLock(str(tmp_path / ".__app.lock"))
-    holder.acquire()
+    # Another process's lock: its own open file description, released from any thread.
+    holder = os.open(tmp_path / ".__app.lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
     main = threading.get_ident()
     released = threading.Event()
 
     def signal_then_release() -> None:
         deadline = time.monotonic() + 10
-        while handler._lock._owner != main and time.monotonic() < deadline:
+        # The main thread holds the thread lock (and waits in flock) once this fails.
+        thread_lock = handler._lock._core.thread_lock
+        while thread_lock.acquire(False) and time.monotonic() < deadline:
+            thread_lock.release()
             time.sleep(0.01)
         time.sleep(0.1)  # let the main thread reach the wait itself
         signal.pthread_kill(main, signal.SIGUSR1)
@@ -133,7 +137,7 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
         while not done and time.monotonic() < deadline:
             time.sleep(0.01)
         released.set()
-        holder.release()
+        fcntl.flock(holder, fcntl.LOCK_UN)
 
     thread = threading.Thread(target=signal_then_release)
     thread.start()
@@ -144,7 +148,7 @@ def test_reopen_while_waiting_for_the_lock_returns_at_once(
         assert released.is_set()
         handler.emit(make_record("after"))
     finally:
-        holder.close()
+        os.close(holder)
         handler.close()
     assert path.read_text() == "before\nwaiting\nafter\n"
     assert [type(e) for e in handler.errors_seen] == [mplog.ReentrantLogging]

@@ -6,7 +6,9 @@ reports a :class:`ProcessReport` on a results queue.  The ``queuelistener``
 contender also runs one listener process (:func:`listener_main`) that owns
 the only ``FileHandler``; it reports too, as worker ``LISTENER``.
 :func:`mplog.verify.read_back` then reads the files back, finding each record
-by the worker id and sequence number it carries (:func:`parse_record`).
+by the worker id and sequence number it carries (:func:`parse_record`); only the
+``format-only`` floor writes nothing, so has nothing to read back.  The handlers
+that exist only for the benchmark are :mod:`mplog._bench_handlers`'s.
 
 These functions are module-level so that spawn and forkserver children can
 import them by name.  The scripts in ``benchmarks/`` share this module: its
@@ -32,6 +34,8 @@ from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
+
+from ._bench_handlers import FormatOnlyHandler, StampedFileHandler, SyncedFileHandler
 
 __all__ = [
     "CONTENDERS",
@@ -74,16 +78,28 @@ class Contender:
     name: str
     description: str
     listener: bool = False  # needs a queue and a listener process
+    writes: bool = True  # False: nothing to read back (the format-only floor)
     opt_in: bool = False  # only run when named in --contenders (slow: waits for the disk)
 
 
 _ALL = (
     Contender("filehandler", "stdlib FileHandler; never rotates; the unsafe reference"),
+    Contender(
+        "format-only",
+        "formats and encodes each record, writes nothing: the floor of a logging call, "
+        "the ceiling of any handler that writes",
+        writes=False,
+    ),
     Contender("mplog", "mplog.ConcurrentRotatingFileHandler, rotating at --max-bytes"),
     Contender("mplog-batched", "the same with batched=True (one lock per batch)"),
     Contender(
         "mplog-fsync",
         "mplog with fsync=True: each record on disk before the call returns",
+        opt_in=True,
+    ),
+    Contender(
+        "filehandler-fsync",
+        "stdlib FileHandler syncing the file after each record: the peer of fsync=True",
         opt_in=True,
     ),
     Contender(
@@ -133,6 +149,14 @@ def contender_available(name: str, known: Collection[str] = CONTENDERS) -> str |
     return None
 
 
+#: The contenders whose handler needs only the path.
+_PLAIN: dict[str, Callable[[str], logging.Handler]] = {
+    "filehandler": lambda path: logging.FileHandler(path, encoding="utf-8"),
+    "filehandler-fsync": lambda path: SyncedFileHandler(path, encoding="utf-8"),
+    "format-only": lambda path: FormatOnlyHandler(),
+}
+
+
 def make_handler(
     name: str, path: str, max_bytes: int, backup_count: int, log_queue: Any = None
 ) -> logging.Handler:
@@ -151,8 +175,9 @@ def make_handler(
             batched=name in ("mplog-batched", "mplog-batched-fsync"),
             fsync=fsync.get(name, False),
         )
-    if name == "filehandler":
-        return logging.FileHandler(path, encoding="utf-8")
+    plain = _PLAIN.get(name)
+    if plain is not None:
+        return plain(path)
     if name == "rotating":
         return logging.handlers.RotatingFileHandler(
             path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
@@ -180,6 +205,7 @@ class ProcessReport:
     end: float  # perf_counter() when the last record was in the file (after flush)
     errors: int  # records that went to Handler.handleError
     p99_ns: int | None  # 99th percentile of one logger.info call; None for the listener
+    p999_ns: int | None  # 99.9th percentile; None for the listener
     peak_rss: int | None  # bytes, ru_maxrss at the end; None where unavailable
 
 
@@ -351,18 +377,9 @@ def worker_main(
     handler.flush()  # batched handlers: the records count once they are in the file
     end = time.perf_counter()
     handler.close()
-    p99 = percentile(latencies, 0.99)
-    results.put(ProcessReport(worker, start, end, errors.count, p99, peak_rss()))
-
-
-class _StampedFileHandler(logging.FileHandler):
-    """A FileHandler that remembers when it wrote its last record."""
-
-    last = 0.0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        self.last = time.perf_counter()
+    latencies = array("q", sorted(latencies))
+    p99, p999 = nearest_rank(latencies, 0.99), nearest_rank(latencies, 0.999)
+    results.put(ProcessReport(worker, start, end, errors.count, p99, p999, peak_rss()))
 
 
 def listener_main(
@@ -373,7 +390,7 @@ def listener_main(
     The parent sets *stop* once every producer has exited, so everything they
     put is already in the queue's pipe, ahead of the sentinel ``stop()`` puts.
     """
-    handler = _StampedFileHandler(path, encoding="utf-8")
+    handler = StampedFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(message)s"))  # formatted by the producers
     errors = ErrorCounter(handler)
     listener = logging.handlers.QueueListener(log_queue, handler)
@@ -382,4 +399,4 @@ def listener_main(
     listener.stop()
     handler.close()
     end = handler.last
-    results.put(ProcessReport(LISTENER, end, end, errors.count, None, peak_rss()))
+    results.put(ProcessReport(LISTENER, end, end, errors.count, None, None, peak_rss()))

@@ -59,8 +59,9 @@ class ActiveFile:
     :param keep_open: keep the descriptor open between records.
     :param local_locks: the network filesystem's locks exclude this host only
         (reported at the first open).
-    :param bom: the encoding's byte-order mark: written before the first record of
-        each new file, by the process that writes it (records are encoded without).
+    :param file_start: makes what starts each new file (the encoding's byte-order
+        mark, the ``header`` line): written before the file's first record, by the
+        process that writes it (records are encoded without a mark).
 
     .. versionadded:: 0.1
     """
@@ -78,7 +79,7 @@ class ActiveFile:
         truncate: bool,
         keep_open: bool,
         local_locks: bool = False,
-        bom: bytes = b"",
+        file_start: Callable[[], bytes] | None = None,
     ) -> None:
         self.path = path
         self.lock = lock
@@ -88,7 +89,7 @@ class ActiveFile:
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
-        self.bom = bom
+        self.file_start = file_start
         self._truncate = truncate
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
@@ -148,10 +149,11 @@ class ActiveFile:
     def close(self) -> None:
         """Close our descriptor (the file stays the active one for the others); a failing
         close (EIO: NFS sends data late) frees it all the same, and is reported once."""
-        stream, self.stream, self.fd = self.stream, None, None
         # Whoever opens next checks the path first; no shared generation is -1, so this
-        # also keeps append off its fast path.
+        # also keeps append off its fast path (first: an exception arriving between the
+        # two lines must not leave the fast path on without a descriptor).
         self.generation = -1
+        stream, self.stream, self.fd = self.stream, None, None
         if stream is not None:
             try:
                 stream.close()
@@ -235,8 +237,9 @@ class ActiveFile:
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
-        if not size and self.bom:  # the first record of a file: its writer marks it
-            data = self.bom + data
+        record = data
+        if not size and self.file_start is not None:  # a file's first record: its start
+            data = self.file_start() + data
         end = size + len(data)
         shared.begin_write(end)
         if self.network:
@@ -246,7 +249,7 @@ class ActiveFile:
         self.write_rest(shared, data, 0)
         shared.end_write(end)
         if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
-            self.foreign_write(shared, data)
+            self.foreign_write(shared, record)
 
     def foreign_write(self, shared: SharedState, data: bytes) -> None:
         """The file grew behind the shared size: a writer that does not update it

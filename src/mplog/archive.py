@@ -35,16 +35,17 @@ sweep of any process on the log (its next rotation or close).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 from typing import Callable
 
+from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
+from .lifecycle import background
 from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
@@ -141,22 +142,26 @@ class Archiver:
             try:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
                 # interpreter, and a multiprocessing child, wait for it at exit.
-                thread = threading.Thread(target=self._run, name="mplog-compress", daemon=False)
-                self._thread = thread
+                thread = background(
+                    threading.Thread(target=self._run, name="mplog-compress", daemon=False)
+                )
                 try:
+                    self._thread = thread
                     thread.start()
                 except RuntimeError:  # interpreter shutdown, or no threads left: do it now
                     self._pending = False
                     thread = self._thread = None
+                except BaseException:  # KeyboardInterrupt before it started: never wait for it
+                    if thread.ident is None:
+                        self._thread = None
+                    raise
             finally:
                 self._launching = False
         if thread is None and not self._lock.owned():  # else: the next rotation or close()
             self.sweep()
 
     def _run(self) -> None:
-        if sys.platform.startswith("linux"):  # a thread's nice value is its own on Linux
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        lower_this_thread()  # compress with the CPU time the writers leave (mplog._priority)
         while True:
             with self._state:
                 if not self._pending:
@@ -195,7 +200,7 @@ class Archiver:
                 return
             if self._timer is not None:
                 self._timer.cancel()
-            timer = threading.Timer(max(0.0, due - self.clock()), self._wake)
+            timer = background(threading.Timer(max(0.0, due - self.clock()), self._wake))
             timer.name, timer.daemon = "mplog-compress-timer", True  # never delays exit
             try:
                 timer.start()

@@ -5,6 +5,38 @@ the queue; one background thread takes everything queued so far and hands it to
 the handler, which writes it under ONE lock acquisition.  ``flush()`` returns
 once everything queued before it is in the file; a full queue blocks the caller
 (or, with ``overflow="drop"``, drops and counts).
+
+**Locks and waits.**  Garbage collection runs ``__del__`` methods (which may log)
+and weakref callbacks (``logging._removeHandlerRef`` takes logging's module
+lock) in whatever thread allocates, and signal handlers run in the main thread
+between any two bytecodes.  So no thread may wait for another while holding
+something that other thread could need at any instruction.  The order:
+
+1. logging's module lock and the handler's lock (``Handler.lock``): mplog's threads
+   may take them at any instruction (the collector's callbacks; a ``__del__`` that
+   logs through a handler that is not batched), so nobody holds them while waiting
+   for those threads.  In batched mode ``handle`` queues without the handler's lock,
+   and the handler's ``flush()`` and ``close()`` let go of both while they wait
+   (:func:`mplog.lifecycle.released`) and take them back holding nothing of mplog's;
+2. the queue's condition (``_cond``, reentrant): waited on only for room
+   (a producer), for the writer's progress (``flush``, ``close``) or for records
+   (the writer); nobody holding it waits for anything else;
+3. the inter-process lock (:class:`mplog.lock.FileLock`): taken by the writer to
+   write a batch.
+
+A thread of mplog (the writer, the compressor, the timers, the group commit)
+never waits for room in a queue: a record it logs (a ``__del__``) is queued past
+the bound.  The writer could otherwise wait for itself, or for a thread that
+waits for it.
+
+**Close and exit.**  :meth:`BatchWriter.close` writes out the queue and stops the
+thread; from then on the handler writes synchronously, in the caller, until
+``reopen()``.  Records put while the writer drains for a close wait for it to end
+and are then written by their caller, so each thread's records stay in order.
+At the end of the process (threading's exit hook, before non-daemon threads are
+joined: also in multiprocessing children, which then leave with ``os._exit``)
+every writer is closed, so the records that threads still running log are
+written synchronously, not queued for a thread that ``os._exit`` would kill.
 """
 
 from __future__ import annotations
@@ -13,7 +45,7 @@ import threading
 import weakref
 from typing import Callable
 
-from .lifecycle import at_exit, start_thread
+from .lifecycle import at_exit, is_background, start_thread
 
 __all__ = ["BatchWriter"]
 
@@ -23,9 +55,9 @@ OnError = Callable[[BaseException, int], None]
 _writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
 
 
-def _flush_all() -> None:
+def _close_all() -> None:
     for writer in list(_writers):
-        writer.flush()
+        writer.close()
 
 
 class BatchWriter:
@@ -50,6 +82,14 @@ class BatchWriter:
         self.dropped = 0
         self.stopped = False  # closed: the handler writes synchronously from now on
         self._reset()
+        self._register()
+
+    def _register(self) -> None:
+        # Now, not when the thread starts: a thread may log its first record only
+        # once the process is ending, when it is too late to register.
+        _writers.add(self)
+        if not at_exit(_close_all, first=True):  # the process is ending: no thread
+            self.stopped = True
 
     def _reset(self) -> None:
         # Reentrant: a __del__ run by the garbage collector, or a signal handler, may
@@ -63,20 +103,30 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._launching = False
 
-    def put(self, data: bytes, block: bool = True) -> bool:
-        """Queue *data*; return False if it was dropped because the queue is full.
+    def put(self, data: bytes, block: bool = True) -> bool | None:
+        """Queue *data*: True if queued, False if dropped because the queue is full,
+        None if the writer is closed (the caller writes *data* itself).
 
         With *block* false (a record logged from inside the handler: a signal
-        handler, a ``__del__``, the writer thread itself) a full queue that would
-        block takes the record anyway: waiting could wait for this very thread.
+        handler, a ``__del__``), or from one of mplog's threads, a full queue takes
+        the record anyway: waiting could wait for this very thread.  While the
+        writer drains for :meth:`close`, a blocking caller waits for it to finish.
         """
         with self._cond:
-            while len(self._pending) >= self.max_records:
-                if self.drop:
+            while True:
+                if self.stopped:
+                    return None
+                full = len(self._pending) >= self.max_records
+                if full and self.drop:
                     self.dropped += 1
                     return False
-                if not block:
-                    break
+                if (
+                    not block
+                    or not (full or self._closing)
+                    or self._thread is threading.current_thread()
+                    or is_background()
+                ):
+                    break  # past the bound, if need be: the writer drains it before it stops
                 self._cond.wait()
             self._pending.append(data)
             self._queued += 1
@@ -90,8 +140,6 @@ class BatchWriter:
     def _start(self) -> None:
         # A re-entrant put() meanwhile leaves its record to this writer: see start_thread.
         start_thread(self, self._run, "mplog-writer")
-        _writers.add(self)
-        at_exit(_flush_all, first=True)  # queues are written out before anything else
 
     def _run(self) -> None:
         cond = self._cond
@@ -111,43 +159,61 @@ class BatchWriter:
                     self._on_error(err, len(batch))
             with cond:
                 self._written = upto
-                cond.notify_all()  # wake flush()
                 if self._closing and not self._pending:
+                    # Under the condition: a put() from now on sees stopped (and
+                    # writes synchronously), one before it was written above.
+                    self.stopped = True
+                    self._closing = False
+                    self._thread = None
+                    cond.notify_all()
                     return
+                cond.notify_all()  # wake flush()
 
     def flush(self) -> None:
-        """Return once every record queued before this call is written (or reported)."""
+        """Return once every record queued before this call is written (or reported);
+        at once in one of mplog's threads, which the writer may be waiting for."""
         with self._cond:
             target = self._queued
             while self._written < target and self._thread is not None:
+                if is_background():
+                    return  # the writer (a __del__), or a thread it may wait for: never wait
                 if not self._thread.is_alive():  # pragma: no cover - the thread never dies
                     break
                 self._cond.wait()
 
     def close(self) -> None:
-        """Flush, then stop the writer thread for good.
+        """Write out the queue, then stop the writer thread for good.
 
         A record logged after this (``logging.shutdown()`` closed the handler, but
-        an ``atexit`` function or a ``__del__`` still logs) must not start a thread
-        that nothing would flush: :attr:`stopped` tells the handler to write it
-        synchronously.
+        an ``atexit`` function or a ``__del__`` still logs; or a thread that runs
+        on at the end of the process) must not start a thread that nothing would
+        flush: :attr:`stopped` tells the handler to write it synchronously.
         """
         with self._cond:
             thread = self._thread
-            self.stopped = True
+            if thread is None or not thread.is_alive():
+                self.stopped = True
+                self._thread = None
+                self._closing = False
+                return
             self._closing = True
             self._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        with self._cond:
-            self._thread = None
-            self._closing = False
+            if is_background():
+                return  # the writer (a __del__) stops once the queue is empty; never wait
+            while self._thread is thread and thread.is_alive():
+                self._cond.wait()
+            if self._thread is thread:  # pragma: no cover - the thread never dies
+                self._thread, self.stopped, self._closing = None, True, False
+        thread.join()
 
     def reopen(self) -> None:
         """Queue again after :meth:`close` (a server reopening its logs): the handler is
         batched again, and the writer thread starts with the next record."""
         with self._cond:
-            self.stopped = False
+            if self._thread is None:
+                self.stopped = False
+                self._closing = False
+                self._register()
 
     def after_fork_in_child(self) -> None:
         """Start empty in a forked child: the parent writes what it had queued.

@@ -8,7 +8,8 @@ the processes' monotonic clocks (system-wide on Linux); a record counts once it
 is in the file (batched handlers are flushed, the queue listener's last write
 ends its run).  After each measurement every file (the log and its backups) is
 read back (:func:`mplog.verify.read_back`) to count lost, duplicated and torn
-records: each message carries its worker id and sequence number.
+records: each message carries its worker id and sequence number.  The
+``format-only`` contender writes nothing: its checks are None (``-`` in the table).
 
 The contenders (see :mod:`mplog._bench_contenders`) run in the same process
 tree, interleaved: each repetition runs them in a rotated order, so slow drifts
@@ -87,8 +88,9 @@ class Measurement:
     rate: float  # records per second
     errors: int
     p99_emit_ns: int  # median over the workers of each worker's p99 logger.info duration
+    p999_emit_ns: int  # the same for the p99.9
     peak_rss: int | None  # bytes: max over the processes of ru_maxrss
-    check: Verification
+    check: Verification | None  # None: the contender writes nothing
     ratio: float | None = None  # rate / FileHandler's rate, same procs and repetition
 
 
@@ -120,6 +122,10 @@ def measure(
     start = min(r.start for r in reports if r.worker != LISTENER)
     elapsed = max(r.end for r in reports) - start
     rss = [r.peak_rss for r in reports if r.peak_rss is not None]
+    writers = [r for r in reports if r.worker != LISTENER]
+    check = None
+    if CONTENDERS[contender].writes:
+        check = read_back(directory, LOG_NAME, parse_record, procs, records)
     return Measurement(
         contender=contender,
         procs=procs,
@@ -128,9 +134,10 @@ def measure(
         elapsed=elapsed,
         rate=procs * records / elapsed,
         errors=sum(r.errors for r in reports),
-        p99_emit_ns=round(statistics.median(r.p99_ns for r in reports if r.p99_ns is not None)),
+        p99_emit_ns=round(statistics.median(r.p99_ns or 0 for r in writers)),
+        p999_emit_ns=round(statistics.median(r.p999_ns or 0 for r in writers)),
         peak_rss=max(rss) if rss else None,
-        check=read_back(directory, LOG_NAME, parse_record, procs, records),
+        check=check,
     )
 
 
@@ -145,12 +152,13 @@ class Summary:
     ratio: float | None  # median of the per-repetition ratios to FileHandler
     spread: float  # (max - min) / median of the rates
     elapsed: float  # median
-    lost: int  # worst repetition
-    duplicated: int  # worst repetition
-    torn: int  # worst repetition
+    lost: int | None  # worst repetition; None: the contender writes nothing
+    duplicated: int | None  # worst repetition
+    torn: int | None  # worst repetition
     errors: int  # worst repetition
-    files: int  # most files in one repetition
+    files: int | None  # most files in one repetition
     p99_emit_ns: int  # median
+    p999_emit_ns: int  # median
     peak_rss: int | None  # bytes, max
 
 
@@ -211,7 +219,8 @@ def run(
         )
         measurements.append(m)
         if out is not None:
-            out.write(f" {m.rate:>9,.0f} rec/s {m.elapsed:6.2f}s lost {m.check.lost}\n")
+            lost = "-" if m.check is None else m.check.lost
+            out.write(f" {m.rate:>9,.0f} rec/s {m.elapsed:6.2f}s lost {lost}\n")
             out.flush()
     _fill_ratios(measurements)
     environment = {
@@ -248,6 +257,7 @@ def _summarize(
             rates = [m.rate for m in group]
             ratios = [m.ratio for m in group if m.ratio is not None]
             rss = [m.peak_rss for m in group if m.peak_rss is not None]
+            checks = [m.check for m in group if m.check is not None]
             median_rate = statistics.median(rates)
             summaries.append(
                 Summary(
@@ -258,12 +268,13 @@ def _summarize(
                     ratio=statistics.median(ratios) if ratios else None,
                     spread=(max(rates) - min(rates)) / median_rate,
                     elapsed=statistics.median(m.elapsed for m in group),
-                    lost=max(m.check.lost for m in group),
-                    duplicated=max(m.check.duplicated for m in group),
-                    torn=max(m.check.torn for m in group),
+                    lost=max((c.lost for c in checks), default=None),
+                    duplicated=max((c.duplicated for c in checks), default=None),
+                    torn=max((c.torn for c in checks), default=None),
                     errors=max(m.errors for m in group),
-                    files=max(len(m.check.files) for m in group),
+                    files=max((len(c.files) for c in checks), default=None),
                     p99_emit_ns=round(statistics.median(m.p99_emit_ns for m in group)),
+                    p999_emit_ns=round(statistics.median(m.p999_emit_ns for m in group)),
                     peak_rss=max(rss) if rss else None,
                 )
             )
@@ -272,7 +283,7 @@ def _summarize(
 
 _HEADER = (
     f"{'contender':<19} {'records/s':>10} {'vs FH':>6} {'spread':>6} {'lost':>7} {'dup':>5} "
-    f"{'torn':>5} {'err':>4} {'files':>5} {'p99 emit':>10} {'peak RSS':>10}"
+    f"{'torn':>5} {'err':>4} {'files':>5} {'p99 emit':>10} {'p99.9 emit':>10} {'peak RSS':>10}"
 )
 
 
@@ -287,17 +298,20 @@ def format_tables(result: BenchResult) -> str:
         for s in rows:
             ratio = f"{s.ratio:.2f}" if s.ratio is not None else "-"
             rss = f"{s.peak_rss / 2**20:.1f} MiB" if s.peak_rss is not None else "-"
+            lost, dup, torn, files = (
+                "-" if v is None else str(v) for v in (s.lost, s.duplicated, s.torn, s.files)
+            )
             lines.append(
-                f"{s.contender:<19} {s.rate:>10,.0f} {ratio:>6} {s.spread:>6.0%} {s.lost:>7} "
-                f"{s.duplicated:>5} {s.torn:>5} {s.errors:>4} {s.files:>5} "
-                f"{_duration(s.p99_emit_ns):>10} {rss:>10}"
+                f"{s.contender:<19} {s.rate:>10,.0f} {ratio:>6} {s.spread:>6.0%} {lost:>7} "
+                f"{dup:>5} {torn:>5} {s.errors:>4} {files:>5} "
+                f"{_duration(s.p99_emit_ns):>10} {_duration(s.p999_emit_ns):>10} {rss:>10}"
             )
     lines += [
         "",
         "records/s and p99 emit: medians over the repetitions; vs FH: ratio to FileHandler",
         "in the same repetition; lost, dup, torn: worst repetition, after reading every file",
-        "back; p99 emit: median over the workers of each one's p99 logger.info duration;",
-        "peak RSS: largest ru_maxrss of one process.",
+        "back (-: nothing written); p99 emit, p99.9 emit: median over the workers of each",
+        "one's p99 (p99.9) logger.info duration; peak RSS: largest ru_maxrss of one process.",
         "spread: (fastest - slowest) / median records/s over the repetitions; a large spread",
         "means a noisy machine, so compare the ratios. err: records the handler reported",
         "through handleError (worst repetition). files: log files left after the run, the",
@@ -358,7 +372,7 @@ def figure(result: BenchResult) -> Figure:
     procs = sorted(dict.fromkeys(s.procs for s in result.summaries))
     for name in dict.fromkeys(s.contender for s in result.summaries):
         rows = sorted((s for s in result.summaries if s.contender == name), key=lambda s: s.procs)
-        lossy = any(s.lost or s.duplicated or s.torn for s in rows)
+        lossy = any(s.lost or s.duplicated or s.torn for s in rows)  # None: writes nothing
         label = f"{name} (LOSES RECORDS)" if lossy else name
         (line,) = axes.plot(
             [s.procs for s in rows],

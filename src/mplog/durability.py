@@ -9,7 +9,10 @@ written back).  With it, records reach stable storage:
 - ``fsync=<seconds>`` (:class:`GroupCommit`): a per-handler background thread
   syncs the files this process wrote at most that many seconds after the first
   write it has not synced yet; a rotation syncs the file before renaming it,
-  and ``close()`` (and interpreter exit) syncs what is left.
+  and ``close()`` (and interpreter exit) syncs what is left.  From the end of the
+  process on (threading's exit hook, before the non-daemon threads are joined;
+  a multiprocessing child then leaves with ``os._exit``), each write is synced
+  before the call returns: no thread would sync it later.
 
 Both make names durable too: the log's directory is synced after a file is
 created or renamed into place (at the first open of each file, which follows
@@ -166,6 +169,9 @@ class GroupCommit(Durability):
         self.interval = interval
         self._reporter = reporter
         self._reset()
+        _committers.add(self)
+        if not at_exit(_sync_all):  # after the batched queues are written out
+            self._exiting = True
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
@@ -175,6 +181,7 @@ class GroupCommit(Durability):
         self._thread: threading.Thread | None = None
         self._launching = False
         self._closing = False
+        self._exiting = False  # the process is ending: each write syncs at once
 
     def written(self, fd: int, file_id: FileId) -> None:
         # Unlocked fast test: the thread clears _current *before* it syncs, so a
@@ -182,6 +189,9 @@ class GroupCommit(Durability):
         if file_id == self._current:
             return
         with self._cond:
+            if self._exiting:  # never registered: every write takes this path
+                sync_data(fd)
+                return
             if file_id not in self._pending:
                 if not self._pending:
                     self._since = time.time()
@@ -193,8 +203,6 @@ class GroupCommit(Durability):
 
     def _start(self) -> None:
         start_thread(self, self._run, "mplog-fsync")  # re-entered: no second thread
-        _committers.add(self)
-        at_exit(_sync_all)  # after the batched queues are written out
 
     def _run(self) -> None:
         cond = self._cond
@@ -269,5 +277,7 @@ _committers: weakref.WeakSet[GroupCommit] = weakref.WeakSet()
 
 def _sync_all() -> None:
     for committer in list(_committers):
+        with committer._cond:
+            committer._exiting = True
         with contextlib.suppress(OSError):
             committer.sync()

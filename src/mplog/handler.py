@@ -35,7 +35,8 @@ from .batch import BatchWriter
 from .compression import CompressLike
 from .durability import Durability, FsyncLike
 from .exceptions import QueueFull, ReentrantLogging
-from .lifecycle import ThreadGuard, track
+from .first_line import HeaderLike
+from .lifecycle import ThreadGuard, entry_point, released, track
 from .lock import FileLock, lock_path_for
 from .netfs import is_network_filesystem, is_nfs, local_locks_only
 from .options import Options, PathLike, log_path, parse_backup_count
@@ -50,6 +51,7 @@ from .units import DurationLike, SizeLike, parse_size
 __all__ = ["ROTATION_RETRY", "ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
 _get_ident = threading.get_ident
+_RLOCK = type(threading.RLock())
 
 
 class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
@@ -138,6 +140,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         ``1`` are refused as ambiguous: ``True``/``False`` or ``1.0``), at
         each rotation and at :meth:`close`.  Rotations and compression then
         sync the directory after renaming.  See :mod:`mplog.durability`.
+    :param header: a line that starts every new file, written by the process that
+        writes its first record: a format string with ``{id}`` (new for every file),
+        ``{host}``, ``{pid}`` and ``{time}``, or a function returning the line.  Log
+        shippers that recognize files by their first bytes then tell every file
+        apart.  See :mod:`mplog.first_line`.
 
     .. versionadded:: 0.1
     """
@@ -185,6 +192,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         watch_interval: float = 1.0,
         fsync: FsyncLike = False,
         network_fs: bool | None = None,
+        header: HeaderLike = None,
     ) -> None:
         # What pickling carries (see __reduce__): the arguments, as given.
         config = {name: value for name, value in locals().items() if name != "self"}
@@ -219,6 +227,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             watch_interval=watch_interval,
             fsync=fsync,
             network_fs=network_fs,
+            header=header,
         )
         self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
@@ -244,7 +253,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         self.permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
-        # Records are encoded without a byte-order mark; the file gets one (see ActiveFile.bom).
+        # Records are encoded without a byte-order mark; each file gets one (_file_start).
         self._codec, self._codec_errors, self._newline = (
             options.record_encoding,
             options.errors,
@@ -255,14 +264,22 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # A lambda, not the bound method: a handleError set on the instance later counts.
         self._reporter = reporter = Reporter(lambda record: self.handleError(record), path)  # noqa: PLW0108
         self.permissions.report = self._report_chown
-        self._guard = ThreadGuard(
-            lambda error: reporter.report("a close, reopen or rollover deferred by re-entry", error)
-        )
         network = is_network_filesystem(path) if options.network_fs is None else options.network_fs
         lock_path = lock_path_for(path, options.lock_file_directory)
         # On NFS the shared state bypasses the client's cache (and any delegation).
         direct = network and is_nfs(lock_path)
-        self._lock = FileLock(lock_path, options.lock_timeout, self.permissions, path, direct)
+        # One lock per lock file per process, and one record of the threads inside:
+        # every handler of this log in this process shares them (see mplog.lock).
+        self._lock = FileLock(
+            lock_path, options.lock_timeout, self.permissions, path, direct, process_wide=True
+        )
+        self._guard = ThreadGuard(
+            lambda error: reporter.report(
+                "a close, reopen or rollover deferred by re-entry", error
+            ),
+            self._lock.inside,
+            self._lock.deferred,
+        )
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
         super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
@@ -277,7 +294,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
-            bom=options.bom,
+            file_start=self._file_start if options.bom or options.header else None,
         )
         self.backups = Backups(
             path,
@@ -433,6 +450,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         limit = self._rollover.size_limit = self._max_bytes if has_room else 0
         self._file.fast_limit = limit or 1 << 63
 
+    @entry_point
     def _open(self) -> io.FileIO | None:  # type: ignore[override]
         """Open the log file for appending (bytes, unbuffered) and return it.
 
@@ -451,6 +469,9 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             with self._lock:
                 self._file.close()
                 return self._open_file()
+        except BaseException as error:
+            self._let_go(error)
+            raise
         finally:
             self._guard.leave()
 
@@ -479,6 +500,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         # rollover a no-op (emit then keeps appending, see _update_size_limit).
         return st.st_size + len(self._encode(record)) > self.maxBytes
 
+    @entry_point
     def doRollover(self) -> None:
         """Rotate the file now, holding the inter-process lock (never a device or pipe).
 
@@ -496,7 +518,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 if not self._file.regular:  # bpo-45401: renaming /dev/null breaks hosts
                     return
                 self._rollover.rotate(shared, time_due=False)
-        except Exception as error:  # as for a rotation due by size or time
+        except BaseException as error:
+            self._let_go(error)
+            if not isinstance(error, Exception):
+                raise
+            # As for a rotation due by size or time: reported, never raised.
             self._reporter.report(f"rotating {self.baseFilename} failed", error)
         finally:
             self._guard.leave()
@@ -507,6 +533,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         *max_total_size* (compressed forms included)."""
         return [path for backup in self.backups.expired() for path in backup.paths]
 
+    @entry_point
     def close(self) -> None:
         """Write out the batched queue, finish compressing, close the log and lock files.
 
@@ -518,23 +545,29 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._guard.defer(self.close)
             return
         try:
-            if self._batch is not None:
-                self._batch.close()
-            if self._durability is not None:
-                self._durability.close()
-            if self._archiver is not None:
-                self._archiver.close()
-            with self.lock:  # type: ignore[union-attr]
-                self._file.close()
-                # Stay registered for the fork hook: gunicorn's reopen_files() reopens a
-                # closed handler (close(); _open()), and a worker forked after that must
-                # still get its own lock descriptor.
-                self._lock.close()
-                logging.Handler.close(self)
+            # Waiting for mplog's threads: not holding logging's locks (see mplog.batch).
+            with released(self.lock):
+                if self._batch is not None:
+                    self._batch.close()
+                if self._durability is not None:
+                    self._durability.close()
+                if self._archiver is not None:
+                    self._archiver.close()
+            # The log file is closed holding the log's thread lock, so no other thread is
+            # writing (handle() holds no handler lock: see there).  Stay registered for
+            # the fork hook: gunicorn's reopen_files() reopens a closed handler
+            # (close(); _open()), and a worker forked after that must still get its own
+            # lock descriptor.
+            self._lock.close(self._file.close)
+            logging.Handler.close(self)
             self._reporter.closing()  # what a write failure still going on has cost
+        except BaseException as error:
+            self._let_go(error)
+            raise
         finally:
             self._guard.leave()
 
+    @entry_point
     def flush(self) -> None:
         """In batched mode, return once every queued record is in the file.
 
@@ -544,7 +577,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """
         if self._batch is not None and self._guard.enter():
             try:
-                self._batch.flush()
+                with released(self.lock):  # logging.shutdown() holds it (see mplog.batch)
+                    self._batch.flush()
+            except BaseException as error:
+                self._let_go(error)
+                raise
             finally:
                 self._guard.leave()
 
@@ -588,20 +625,24 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     # -- the write path -------------------------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
-        """Filter *record*, then emit it holding the handler's thread lock.
+        """Filter *record*, then emit it.
 
         What :meth:`logging.Handler.handle` does on Python 3.13 (a filter may
-        return a replacement record, as since 3.12), with the lock taken by a
-        ``with`` statement instead of two more Python calls per record.
+        return a replacement record, as since 3.12), except that the handler's own
+        lock is not held around :meth:`emit`, which is thread-safe by itself (the
+        log's lock, or the batched queue's).  A thread holding the handler's lock
+        while it waits for the log's lock would hang a signal handler that takes
+        the handler's lock (gunicorn's ``reopen_files`` does) in the thread that
+        holds the log's lock through another handler of the same file.
         """
         rv = self.filter(record)
         if isinstance(rv, logging.LogRecord):
             record = rv
         if rv:
-            with self.lock:  # type: ignore[union-attr]
-                self.emit(record)
+            self.emit(record)
         return rv
 
+    @entry_point
     def emit(self, record: logging.LogRecord) -> None:
         """Write *record* under the inter-process lock, rotating first if due.
 
@@ -628,9 +669,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._file.append(data)
                 if self._reporter.episode is not None:
                     self._reporter.write_succeeded()
-        except RecursionError:  # as the stdlib does: see bpo-36272
-            raise
-        except Exception as error:
+        except BaseException as error:
+            self._let_go(error)
+            if isinstance(error, RecursionError) or not isinstance(error, Exception):
+                raise  # RecursionError as the stdlib does: see bpo-36272
             if not self._reporter.lost(error, 1):
                 self.handleError(record)
         finally:
@@ -644,7 +686,12 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         Batched, it is queued (past a full queue's bound if need be: the writer
         cannot make room while this thread waits). Sync, waiting for the lock
         could wait for this very thread: the record goes to :meth:`handleError`.
+        The thread may also only seem inside, left marked by an exception that
+        interrupted the end of an earlier call: then the record is written as usual.
         """
+        if self._guard.stale(_get_ident()):
+            self.emit(record)
+            return
         try:
             batch = self._batch
             if batch is None or batch.stopped:
@@ -655,6 +702,17 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         except Exception:
             self.handleError(record)
 
+    def _file_start(self) -> bytes:
+        """What a new file starts with, before its first record: the encoding's
+        byte-order mark and the ``header`` line, if any (see ActiveFile.write)."""
+        options = self.options
+        if options.header is None:
+            return options.bom
+        text = options.header() + self.terminator
+        if self._newline != "\n":
+            text = text.replace("\n", self._newline)
+        return options.bom + text.encode(self._codec, self._codec_errors)
+
     def _encode(self, record: logging.LogRecord) -> bytes:
         text = self.format(record) + self.terminator
         if self._newline != "\n":
@@ -664,8 +722,11 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
     def _enqueue(self, data: bytes, block: bool = True) -> None:
         batch = self._batch
         assert batch is not None
-        if batch.put(data, block):
+        queued = batch.put(data, block)
+        if queued:
             self._reporter.recovered("queue full")
+        elif queued is None:  # closed meanwhile: after everything it queued, in order
+            self._file.append(data)
         elif self._reporter.first("queue full"):  # the first drop of an episode only
             raise QueueFull(
                 f"mplog batched queue for {self.baseFilename} is full "
@@ -673,6 +734,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 f"({batch.dropped} so far; see handler.dropped)"
             )
 
+    @entry_point
     def _write_batch(self, batch: list[bytes]) -> None:
         """Write queued records under one lock acquisition, rotating between them as due
         (in the writer thread, marked inside the handler like any entry point)."""
@@ -683,9 +745,39 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             self._file.written()  # synced per batch (see ActiveFile.written)
             if self._reporter.episode is not None:
                 self._reporter.write_succeeded()
+        except BaseException as error:
+            if entered:
+                self._let_go(error)
+            raise
         finally:
             if entered:
                 self._guard.leave()
+
+    def _let_go(self, error: BaseException) -> None:
+        """An exception leaves an entry point that entered the handler: release what
+        this thread may still hold, unless the exception says an outer caller holds it.
+
+        The last layer of cleanup (see mplog.lock): an exception that arrived where a
+        ``with`` statement leaves its block, before it called ``__exit__`` (possible
+        on every Python for a trace function, and for a signal on 3.9 and 3.10), left
+        the lock held.  The parts' locks are reentrant (an ``RLock`` records its
+        owner), and nothing of this log is held by an outer caller of an entry point
+        that entered the guard, so what this thread owns now is left over.
+        """
+        if isinstance(error, ReentrantLogging):
+            return
+        self._lock.let_go()
+        parts = (
+            (self._batch, "_cond"),
+            (self._archiver, "_state"),
+            (self._durability, "_cond"),
+        )
+        for part, name in parts:
+            lock = getattr(part, name, None)
+            lock = getattr(lock, "_lock", lock)  # a Condition's lock
+            if isinstance(lock, _RLOCK):  # only an RLock knows its owner
+                while lock._is_owned():  # type: ignore[attr-defined]
+                    lock.release()
 
     def _report_batch_error(self, error: BaseException, count: int) -> None:
         """Called by the writer thread inside its ``except``: once per failure episode."""

@@ -7,11 +7,12 @@ handler calls ``close()`` and ``_open()`` on every file handler; a ``__del__`` o
 a formatter may log.  The rule: every entry point of a handler (``emit``,
 ``close``, ``flush``, ``_open``, ``doRollover``, the batched writer's pass) marks
 the calling thread as *inside* from its first instruction to its last
-(:class:`ThreadGuard`).  A call that finds its thread already inside never
-blocks: a record goes to ``handleError`` (sync mode) or the queue (batched
-mode), ``flush()`` returns at once, and ``close()``, ``_open()`` and
-``doRollover()`` are deferred until the outer call leaves, when they run in
-order.
+(:class:`ThreadGuard`), and inside every other handler of the same log in this
+process too: they share one lock and one such record (:mod:`mplog.lock`).  A call
+that finds its thread already inside never blocks: a record goes to
+``handleError`` (sync mode) or the queue (batched mode), ``flush()`` returns at
+once, and ``close()``, ``_open()`` and ``doRollover()`` are deferred until the
+outer call leaves, when they run in order.
 
 **Fork.**  A forked child must not use the parent's lock description (flock
 locks belong to it) nor its threads' state: :func:`track` registers each
@@ -19,27 +20,78 @@ handler, and ``os.register_at_fork`` gives every live one its ``_before_fork``
 (the batched queue is written out first, so the child starts empty) and
 ``_after_fork`` (own descriptors, empty queues, no thread inside).
 
+**Waits.**  mplog's own threads (:func:`background`: the batched writer, the
+compressor and its timer, the group commit) may, at any instruction, need
+logging's module lock (the garbage collector runs logging's weakref callbacks
+in whatever thread allocates) and never wait for a thread that waits for them.  So a caller never
+waits for them while holding that lock or its handler's lock: :func:`released`
+lets go of both for the wait (``logging.basicConfig(force=True)``,
+``dictConfig`` and ``logging.shutdown()`` call ``close()`` holding them).  The
+lock order is written in :mod:`mplog.batch`.
+
 **Exit.**  :func:`at_exit` runs work at the end of the process: at normal
-interpreter exit *and* at the end of a forked multiprocessing child, which
-leaves with ``os._exit()`` and skips ``atexit`` (and so ``logging.shutdown()``).
-Batched queues are written out there, then group commits synced.
+interpreter exit *and* at the end of a multiprocessing child (fork, spawn,
+forkserver), whose bootstrap runs threading's exit hooks and, for fork and
+forkserver, then leaves with ``os._exit()``, skipping ``atexit`` (and so
+``logging.shutdown()``).  threading runs these hooks before it joins the
+non-daemon threads, which may still log: batched queues are written out and
+batched mode ends there (the handlers write synchronously from then on, so
+nothing is left in a queue at ``os._exit``), then group commits are synced.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
+import sys
 import threading
 import weakref
-from typing import Callable, Protocol
+from collections.abc import Iterator
+from types import CodeType, FrameType
+from typing import Any, Callable, Protocol, TypeVar
 
-__all__ = ["ThreadGuard", "at_exit", "start_thread", "track"]
+__all__ = [
+    "ThreadGuard",
+    "at_exit",
+    "background",
+    "entry_point",
+    "is_background",
+    "released",
+    "start_thread",
+    "track",
+]
 
 _get_ident = threading.get_ident
 
 
+Deferred = Callable[[], object]
+Report = Callable[[Exception], None]
+
+#: The code of every handler entry point that marks its thread inside (see
+#: :func:`entry_point` and :meth:`ThreadGuard.stale`).
+_entry_codes: set[CodeType] = set()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def entry_point(func: _F) -> _F:
+    """Declare *func* (a handler method whose ``self`` has a ``_guard``) an entry point
+    that marks its thread inside while it runs; *func* itself is returned unchanged."""
+    _entry_codes.add(func.__code__)
+    return func
+
+
 class ThreadGuard:
-    """Which threads are inside one handler right now, and what they deferred.
+    """Which threads are inside the handlers of one lock file right now, and what they
+    deferred.
+
+    Every handler of one lock file in a process has its own guard over the same two
+    dictionaries (the lock's :attr:`~mplog.lock.FileLock.inside` and
+    :attr:`~mplog.lock.FileLock.deferred`): a thread inside one of them is inside
+    all of them, so a signal handler that logs through, closes or reopens another
+    handler of the same log never waits for its own thread.
 
     The handler's hot path uses :attr:`threads` directly (``ident in threads``,
     ``threads[ident] = True``): one dictionary operation each, atomic with
@@ -50,11 +102,19 @@ class ThreadGuard:
 
     __slots__ = ("deferred", "report", "threads")
 
-    def __init__(self, report: Callable[[Exception], None]) -> None:
+    def __init__(
+        self,
+        report: Report,
+        threads: dict[int, bool] | None = None,
+        deferred: dict[int, list[tuple[Deferred, Report]]] | None = None,
+    ) -> None:
         #: thread ident -> True while that thread is inside the handler.
-        self.threads: dict[int, bool] = {}
-        #: thread ident -> calls deferred until that thread leaves.
-        self.deferred: dict[int, list[Callable[[], object]]] = {}
+        self.threads: dict[int, bool] = {} if threads is None else threads
+        #: thread ident -> calls deferred until that thread leaves, each with the
+        #: report of the guard that deferred it.
+        self.deferred: dict[int, list[tuple[Deferred, Report]]] = (
+            {} if deferred is None else deferred
+        )
         #: called inside the ``except`` of a deferred call that failed: the call that
         #: runs it (a logging call, often) must not raise into the application.
         self.report = report
@@ -66,9 +126,36 @@ class ThreadGuard:
     def enter(self) -> bool:
         """Mark the calling thread inside; False (and no change) if it already was."""
         ident = _get_ident()
-        if ident in self.threads:
+        if ident in self.threads and not self.stale(ident):
             return False
         self.threads[ident] = True
+        return True
+
+    def stale(self, ident: int) -> bool:
+        """Whether the calling thread's mark outlived the call that set it; if so,
+        remove it and run what that call deferred.
+
+        An exception (KeyboardInterrupt) that arrives in the ``finally`` of an entry
+        point, before the line that unmarks the thread, leaves the mark behind: the
+        thread would then be "inside" for ever.  Only called when a thread finds
+        itself inside (rare): it looks for an entry point of these handlers among
+        the calling frames, beyond the caller's caller (the entry point asking).
+        """
+        threads = self.threads
+        frame: FrameType | None
+        try:
+            frame = sys._getframe(3)
+        except ValueError:  # the entry point was called from C (atexit, a bare thread)
+            frame = None
+        while frame is not None:
+            if frame.f_code in _entry_codes:
+                guard = getattr(frame.f_locals.get("self"), "_guard", None)
+                if getattr(guard, "threads", None) is threads:
+                    return False
+            frame = frame.f_back
+        threads.pop(ident, None)
+        if self.deferred:
+            self.run_deferred(ident)
         return True
 
     def leave(self) -> None:
@@ -78,18 +165,18 @@ class ThreadGuard:
         if self.deferred:
             self.run_deferred(ident)
 
-    def defer(self, call: Callable[[], object]) -> None:
+    def defer(self, call: Deferred) -> None:
         """Run *call* when the calling thread leaves the handler."""
-        self.deferred.setdefault(_get_ident(), []).append(call)
+        self.deferred.setdefault(_get_ident(), []).append((call, self.report))
 
     def run_deferred(self, ident: int) -> None:
         """Run, in order, what the thread *ident* deferred (it is no longer inside)."""
         calls = self.deferred.pop(ident, None)
-        for call in calls or ():
+        for call, report in calls or ():
             try:
                 call()
             except Exception as error:
-                self.report(error)
+                report(error)
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork; what other threads held is gone."""
@@ -129,35 +216,42 @@ def track(handler: _Forkable) -> None:
 
 _exit_calls: list[Callable[[], None]] = []
 _exit_hook_installed = False
+_exit_started = False
 
 
 def _run_exit_calls() -> None:
+    global _exit_started  # noqa: PLW0603 - the process is ending: once per process
+    _exit_started = True
     for call in list(_exit_calls):
         call()
 
 
-def at_exit(call: Callable[[], None], first: bool = False) -> None:
+def at_exit(call: Callable[[], None], first: bool = False) -> bool:
     """Run *call* when the process ends (once, however often it is registered);
-    *first* puts it before the calls registered so far.
+    *first* puts it before the calls registered so far.  False if it will not run:
+    the process is already ending (threading's exit hooks ran, or are running).
 
-    threading's exit hooks run at interpreter exit and at the end of a forked
-    multiprocessing child; the list is inherited over fork, so registering once
-    per process tree is enough.
+    threading's exit hooks run at interpreter exit and at the end of a
+    multiprocessing child, before the non-daemon threads are joined; the list is
+    inherited over fork, so registering once per process tree is enough.
     """
     global _exit_hook_installed  # noqa: PLW0603 - one process-wide hook, installed lazily
+    if _exit_started:
+        return False
     if call not in _exit_calls:
         _exit_calls.insert(0 if first else len(_exit_calls), call)
     if _exit_hook_installed:
-        return
+        return True
     register = getattr(threading, "_register_atexit", None)  # used by concurrent.futures too
     try:
         if register is not None:
             register(_run_exit_calls)
         else:  # pragma: no cover - every supported CPython has it
             atexit.register(_run_exit_calls)
-    except RuntimeError:  # pragma: no cover - already shutting down
-        return
+    except RuntimeError:  # already shutting down
+        return False
     _exit_hook_installed = True
+    return True
 
 
 class _Starts(Protocol):
@@ -176,8 +270,51 @@ def start_thread(owner: _Starts, target: Callable[[], None], name: str) -> None:
         return
     owner._launching = True
     try:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread = background(threading.Thread(target=target, name=name, daemon=True))
         owner._thread = thread
         thread.start()
     finally:
         owner._launching = False
+
+
+_background: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+_T = TypeVar("_T", bound=threading.Thread)
+
+
+def background(thread: _T) -> _T:
+    """Mark *thread* (not started yet) as one of mplog's: see :func:`is_background`."""
+    _background.add(thread)
+    return thread
+
+
+def is_background() -> bool:
+    """True in one of mplog's threads, which never wait for room in a batched queue:
+    the writer they would wait for may be waiting for them (see :mod:`mplog.batch`)."""
+    return threading.current_thread() in _background
+
+
+@contextlib.contextmanager
+def released(*locks: Any) -> Iterator[None]:
+    """Let go of logging's module lock and of *locks* (reentrant locks such as a
+    handler's ``lock``) while this thread holds them, however deeply; take them
+    back, in that order, on the way out.
+
+    For a caller that waits for mplog's threads: they may need logging's module
+    lock at any instruction (the garbage collector runs
+    ``logging._removeHandlerRef`` wherever it runs), and ``logging.basicConfig(force=True)``
+    and ``dictConfig`` close the old handlers holding it; ``logging.shutdown()``
+    holds each handler's lock while it flushes and closes it.  What the caller
+    holds of mplog's is none of these: it takes them back holding nothing of mplog's.
+    """
+    saved: list[tuple[Any, Any]] = []
+    for lock in (getattr(logging, "_lock", None), *locks):
+        is_owned = getattr(lock, "_is_owned", None)
+        if is_owned is not None and is_owned():
+            saved.append((lock, lock._release_save()))
+    try:
+        yield
+    finally:
+        for lock, state in saved:
+            lock._acquire_restore(state)

@@ -6,6 +6,27 @@ a descriptor inherited over ``fork`` shares the parent's lock and excludes
 nothing, so a forked child must call :meth:`FileLock.forget` and open its own
 (the handler arranges that with ``os.register_at_fork``).
 
+**One lock per lock file per process.**  Several handlers may write one log in
+one process (gunicorn's error and access logs, a root and a named logger's
+handler).  Their locks are created with ``process_wide=True`` and then share a
+:class:`_Core`: one descriptor (one open file description), one thread lock, one
+record of the threads inside them.  A thread that holds the lock through one
+handler is seen as inside by all of them, so a signal handler that logs through
+another one never waits for its own thread.  The descriptor is closed when the
+last lock using it is closed.
+
+**Exceptions at any point.**  KeyboardInterrupt and a timeout decorator's
+exception arrive between any two bytecodes.  The thread lock is a
+:class:`threading.RLock`, whose C implementation records the owner in the same
+step as it takes the lock, so "does this thread hold it" is always answerable
+(:meth:`FileLock.owned`), even when the exception arrived before the next line.
+:meth:`FileLock.acquire` undoes what it took on any exception,
+:meth:`FileLock.release` unlocks in its own ``except`` if interrupted before
+unlocking, and the handler's entry points call :meth:`FileLock.let_go` when an
+exception leaves them, which releases whatever the thread still holds.  Unlocking
+the descriptor when it is not locked is harmless: every user of it in this process
+holds the thread lock first.
+
 The lock file itself, its shared header and its defence against damage,
 deletion and replacement are :mod:`mplog.lock_file`'s; PROTOCOL.md, section 2,
 specifies them for every process on a log.
@@ -13,8 +34,12 @@ specifies them for every process on a log.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+import weakref
+from typing import Callable
 
 from ._platform_lock import EX_NB as _EX_NB
 from ._platform_lock import UN as _UN
@@ -34,8 +59,6 @@ __all__ = [
     "try_lock_descriptor",
 ]
 
-_get_ident = threading.get_ident
-
 # Module globals, looked up at each call: the hot path binds no attribute, and a test
 # may patch them here.
 _lock, _try_lock = lock_descriptor, try_lock_descriptor
@@ -43,6 +66,55 @@ _lock, _try_lock = lock_descriptor, try_lock_descriptor
 # Attempts without blocking, after the first, before sleeping in flock: see
 # FileLock._contended.
 _RETRIES = 3
+
+#: What a thread deferred until it leaves the handlers: each call with its error report.
+Deferred = list[tuple[Callable[[], object], Callable[[Exception], None]]]
+
+
+class _Core:
+    """What every lock of one lock file shares in this process (see the module docstring)."""
+
+    __slots__ = (
+        "__weakref__",
+        "close_on_release",
+        "deferred",
+        "fd",
+        "inside",
+        "shared",
+        "thread_lock",
+        "users",
+    )
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.shared: SharedState | None = None
+        self.thread_lock = threading.RLock()  # owner recorded atomically with the acquire
+        self.close_on_release = False
+        self.users = 0  # locks using the descriptor (see FileLock.close)
+        #: thread ident -> True while that thread is inside a handler on this lock
+        #: (mplog.lifecycle.ThreadGuard), and what it deferred until it leaves.
+        self.inside: dict[int, bool] = {}
+        self.deferred: dict[int, Deferred] = {}
+
+    def after_fork_in_child(self) -> None:
+        """Only the forking thread survives a fork, and the descriptor is the parent's."""
+        self.thread_lock = threading.RLock()
+        self.close_on_release = False
+        self.inside.clear()
+        self.deferred.clear()
+
+
+_cores: weakref.WeakValueDictionary[tuple[str, str], _Core] = weakref.WeakValueDictionary()
+_cores_lock = threading.Lock()
+
+
+def _core_for(path: str, log_path: str) -> _Core:
+    key = (os.path.realpath(path), os.path.realpath(log_path))
+    with _cores_lock:
+        core = _cores.get(key)
+        if core is None:
+            core = _cores[key] = _Core()
+        return core
 
 
 class FileLock(LockFile):
@@ -63,9 +135,17 @@ class FileLock(LockFile):
     :param direct_io: read and write the shared state through an ``O_DIRECT``
         descriptor (NFS, where it needs no alignment): every read then asks the
         server, whatever this client caches or has been delegated.
+    :param process_wide: share the descriptor, the thread lock and the record of
+        the threads inside with every other process-wide lock of the same lock
+        file and log in this process (every handler's lock is).  Otherwise the
+        lock has its own descriptor and excludes the others like another process.
 
     .. versionadded:: 0.1
     """
+
+    # LockFile.__init__ assigns _fd and _shared before the core is chosen: those
+    # writes land on this detached core, not on a core other locks already use.
+    _core = _Core()
 
     def __init__(
         self,
@@ -74,63 +154,122 @@ class FileLock(LockFile):
         permissions: FilePermissions | None = None,
         log_path: str | None = None,
         direct_io: bool = False,
+        *,
+        process_wide: bool = False,
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
         super().__init__(path, permissions, log_path, direct_io)
         self.timeout = timeout
-        self._thread_lock = threading.Lock()
-        self._owner: int | None = None  # the thread holding (or waiting in flock for) the lock
-        self._close_on_release = False
+        self._core = _core_for(path, log_path or path) if process_wide else _Core()
+        self._core.users += 1
+        self._counted = True  # counted in the core's users (until close)
+
+    # LockFile's descriptor and shared state are the core's.
+    @property
+    def _fd(self) -> int | None:
+        return self._core.fd
+
+    @_fd.setter
+    def _fd(self, value: int | None) -> None:
+        self._core.fd = value
+
+    @property
+    def _shared(self) -> SharedState | None:
+        return self._core.shared
+
+    @_shared.setter
+    def _shared(self, value: SharedState | None) -> None:
+        self._core.shared = value
+
+    @property
+    def inside(self) -> dict[int, bool]:
+        """Thread ident -> True while that thread is inside a handler on this lock."""
+        return self._core.inside
+
+    @property
+    def deferred(self) -> dict[int, Deferred]:
+        """Thread ident -> calls (and their error reports) deferred until it leaves."""
+        return self._core.deferred
 
     @property
     def shared(self) -> SharedState:
         """The shared state returned by :meth:`acquire`; only while the lock is held."""
-        assert self._shared is not None, "acquire the lock first"
-        return self._shared
+        shared = self._core.shared
+        assert shared is not None, "acquire the lock first"
+        return shared
 
     def acquire(self) -> SharedState:
         """Block until this thread holds the lock, or raise :class:`LockTimeout`
         (:class:`ReentrantLogging` if this thread holds it, or waits for it,
-        already); return the shared state, valid until :meth:`release`."""
+        already); return the shared state, valid until :meth:`release`.
+
+        Whatever exception leaves it, the thread holds nothing afterwards."""
+        core = self._core
+        thread_lock = core.thread_lock
+        # Owned from the moment the thread lock is taken: a signal handler that
+        # interrupts the wait in flock below sees this thread as inside.
+        if thread_lock._is_owned():  # type: ignore[attr-defined]  # C RLock's
+            raise ReentrantLogging(self.path)
         timeout = self.timeout
-        if timeout is None:
-            if not self._thread_lock.acquire(False):
-                self._wait_for_thread()
-            # Owner from here on: a signal handler that interrupts the wait in flock
-            # below must see this thread as inside, not wait for itself.
-            self._owner = _get_ident()
-            shared = self._shared
-            if shared is not None:  # the common case, kept short (_fd is open)
+        try:
+            if not thread_lock.acquire(False):
+                self._wait_for_thread(thread_lock, timeout)
+            shared = core.shared
+            if timeout is None and shared is not None:  # the common case (fd is open)
                 try:
-                    _flock(self._fd, _EX_NB)  # type: ignore[arg-type]  # open with _shared
+                    _flock(core.fd, _EX_NB)  # type: ignore[arg-type]  # open with shared
                 except BlockingIOError:
                     self._contended()
-                except BaseException:
-                    self._owner = None
-                    self._thread_lock.release()
-                    raise
                 return shared
-        else:
-            if not self._thread_lock.acquire(False):
-                self._wait_for_thread(timeout)
-            self._owner = _get_ident()
+            return self._acquire_slowly()
+        except BaseException:
+            self.let_go()
+            raise
+
+    def _acquire_slowly(self) -> SharedState:
+        """The thread lock held: open the lock file if need be, lock it, read the header."""
+        if not self._counted:  # reopened after close()
+            self._counted = True
+            self._core.users += 1
+        fd = self._fd
+        if fd is None:
+            fd = self._open()
+        orphan = self._orphan() if self._created else None
         try:
-            fd = self._fd
-            if fd is None:
-                fd = self._open()
-            orphan = self._orphan() if self._created else None
             self._lock_fd(fd)
             shared = self._shared
             if shared is None:
                 shared = self._attach(fd)
-            if orphan is not None:
-                self._adopt(orphan, shared)
         except BaseException:
-            self._owner = None
-            self._thread_lock.release()
+            if orphan is not None:
+                with contextlib.suppress(OSError):
+                    os.close(orphan)  # releases its lock: only we use that description
             raise
+        if orphan is not None:
+            self._adopt(orphan, shared)
         return shared
+
+    def let_go(self) -> None:
+        """Release the thread lock and the flock if this thread holds them.
+
+        Called by :meth:`acquire` on any exception, and by an entry point that an
+        exception leaves, as its last layer of cleanup: an exception that arrived
+        inside :meth:`release`, or where a ``with`` block ends, may have left them
+        held.  Only for the outermost entry point: a call nested in one holding the
+        lock must not release it."""
+        core = self._core
+        thread_lock = core.thread_lock
+        if thread_lock._is_owned():  # type: ignore[attr-defined]
+            try:
+                fd = core.fd
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        _flock(fd, _UN)
+                    if core.close_on_release:
+                        self._close_fd()
+            finally:
+                thread_lock.release()
 
     def _lock_fd(self, fd: int) -> None:
         timeout = self.timeout
@@ -139,15 +278,11 @@ class FileLock(LockFile):
         elif not _try_lock(fd):
             self._wait(fd, time.monotonic() + timeout, timeout)
 
-    def _wait_for_thread(self, timeout: float | None = None) -> None:
-        """Take the thread lock that another thread holds, or raise if this thread holds
-        it: a record logged from a ``__del__`` or a signal handler while this thread
-        was writing would otherwise wait for itself for ever."""
-        if self.owned():
-            raise ReentrantLogging(self.path)
+    def _wait_for_thread(self, thread_lock: threading.RLock, timeout: float | None) -> None:
+        """Take the thread lock that another thread holds."""
         if timeout is None:
-            self._thread_lock.acquire()
-        elif not self._thread_lock.acquire(True, timeout):
+            thread_lock.acquire()
+        elif not thread_lock.acquire(True, timeout):
             raise LockTimeout(self.path, timeout)
 
     def _contended(self) -> None:
@@ -159,16 +294,11 @@ class FileLock(LockFile):
         slower.  A holder that does not let go (stopped, descheduled) costs only
         these few attempts.
         """
-        fd = self._fd
-        try:
-            for _ in range(_RETRIES):
-                if _try_lock(fd):  # type: ignore[arg-type]
-                    return
-            _lock(fd)  # type: ignore[arg-type]
-        except BaseException:
-            self._owner = None
-            self._thread_lock.release()
-            raise
+        fd = self._core.fd
+        for _ in range(_RETRIES):
+            if _try_lock(fd):  # type: ignore[arg-type]
+                return
+        _lock(fd)  # type: ignore[arg-type]
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
         """Poll with a growing back-off until *deadline*: flock itself has no timeout."""
@@ -182,20 +312,26 @@ class FileLock(LockFile):
 
     def release(self) -> None:
         """Release the lock (the caller must hold it)."""
-        self._owner = None
+        core = self._core
+        fd = core.fd
         try:
-            fd = self._fd
             if fd is not None:
                 _flock(fd, _UN)
-                if self._close_on_release:
+                if core.close_on_release:
                     self._close_fd()
+        except BaseException:
+            # Interrupted before or while unlocking: unlock before the thread lock goes.
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    _flock(fd, _UN)
+            raise
         finally:
-            self._thread_lock.release()
+            core.thread_lock.release()
 
     def owned(self) -> bool:
         """True if the calling thread holds the lock or waits for it (a signal handler
         that interrupted the thread sees it so)."""
-        return self._owner == _get_ident()
+        return self._core.thread_lock._is_owned()  # type: ignore[attr-defined,no-any-return]
 
     def __enter__(self) -> SharedState:
         return self.acquire()
@@ -209,24 +345,52 @@ class FileLock(LockFile):
         Closing our copy does not release the lock: the parent still refers to
         the same open file description.
         """
+        self._core.after_fork_in_child()
         self._close_fd()
-        self._thread_lock = threading.Lock()  # another thread may have held it at the fork
-        self._owner = None
 
-    def close(self) -> None:
-        """Close the lock file (it stays on disk for the other processes).
+    def close(self, first: Callable[[], object] | None = None) -> None:
+        """Close the lock file (it stays on disk for the other processes), once no
+        other process-wide lock of this lock file uses the descriptor.
 
-        Waits for another thread holding the lock to release it: closing the
-        descriptor would release the lock under it.  Called by the holding thread
-        itself (from a signal handler that interrupted its write), the descriptor
-        is closed when that write releases the lock.
+        *first* (the handler closing its log file) runs before, holding the thread
+        lock: no other thread is writing then.  Waits for another thread holding
+        the lock to release it: closing the descriptor would release the lock
+        under it.  Called by the holding thread itself, the descriptor is closed
+        when it releases the lock.
         """
-        if self.owned():
-            self._close_on_release = True
-            return
-        with self._thread_lock:
-            self._close_fd()
+        core = self._core
+        thread_lock = core.thread_lock
+        held = thread_lock._is_owned()  # type: ignore[attr-defined]
+        try:
+            if not held:
+                thread_lock.acquire()
+            if first is not None:
+                first()
+            if self._counted:
+                self._counted = False
+                core.users -= 1
+            if core.users <= 0:  # no other lock uses the descriptor
+                if held:
+                    core.close_on_release = True
+                else:
+                    self._close_fd()
+        finally:
+            # Owned only if taken here (or by an outer caller, then held): an exception
+            # before the acquire returned leaves nothing to release.
+            if not held and thread_lock._is_owned():  # type: ignore[attr-defined]
+                thread_lock.release()
+
+    def discard(self) -> None:
+        """Close the descriptors of a lock that no thread holds or waits for (its
+        handler's construction failed), without taking any lock to do so; while another
+        process-wide lock of this lock file uses them, they stay open for it."""
+        core = self._core
+        if self._counted:
+            self._counted = False
+            core.users -= 1
+        if core.users <= 0:
+            super().discard()
 
     def _close_fd(self) -> None:
-        self._close_on_release = False
+        self._core.close_on_release = False
         super()._close_fd()

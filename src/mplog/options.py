@@ -18,10 +18,11 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .durability import FsyncLike, parse_fsync
+from .first_line import HeaderLike, parse_header
 from .permissions import FilePermissions, Owner
 from .placeholders import expand_placeholders
 from .retention import Retention
@@ -95,6 +96,7 @@ class Options:
     encoding: str  # the file's, as given (default UTF-8)
     record_encoding: str  # each record's: the encoding without its byte-order mark
     bom: bytes  # the byte-order mark that starts each file (b"": none)
+    header: Callable[[], str] | None  # makes the first line of each new file
     errors: str
     newline: str  # what "\n" becomes in the file
     terminator: str
@@ -153,6 +155,7 @@ class Options:
         watch_interval: float,
         fsync: FsyncLike,
         network_fs: bool | None,
+        header: HeaderLike = None,
     ) -> Options:
         """Validate and normalize the handler's options.
 
@@ -192,6 +195,7 @@ class Options:
             encoding=codec,
             record_encoding=record_codec,
             bom=bom,
+            header=parse_header(header),
             errors=codec_errors,
             newline=line_end,
             terminator=terminator,

@@ -1,0 +1,272 @@
+"""Batched mode through the interpreter's lifecycle: garbage collection in any
+thread, reconfiguration under logging's module lock, and the end of processes.
+
+Each case runs in a fresh interpreter with a timeout as the watchdog: a deadlock
+fails the test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import LOCK, assert_exactly_once, log_lines, read_log
+
+DEL_IN_WRITER = """
+import gc, logging, sys, threading
+import mplog
+
+handler = mplog.ConcurrentRotatingFileHandler(sys.argv[1], batched=True, queue_size=5)
+handler.setFormatter(logging.Formatter("%(message)s"))
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+
+
+class Noisy:
+    def __init__(self):
+        self.me = self  # a cycle: only the garbage collector frees it, in any thread
+
+    def __del__(self):
+        log.info("del")
+
+
+gc.set_threshold(1)  # collect at almost every allocation, the writer's included
+
+
+def produce(t):
+    for i in range(3000):
+        Noisy()
+        log.info("t%d r%d", t, i)
+
+
+threads = [threading.Thread(target=produce, args=(t,)) for t in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+gc.collect()
+if sys.argv[2] == "shutdown":
+    logging.shutdown()  # flushes and closes each handler holding that handler's lock
+else:
+    handler.close()
+"""
+
+
+def run_script(tmp_path: Path, source: str, *args: str, timeout: float = 90) -> None:
+    """Run *source* as a script in a fresh interpreter; it must end, and succeed."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Logging error" not in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("end", ["close", "shutdown"])
+def test_del_that_logs_in_the_writer_while_the_queue_is_full(tmp_path: Path, end: str) -> None:
+    """A __del__ that logs, run by the garbage collector in the writer thread while
+    producers wait for room in a full queue (or while logging.shutdown() flushes
+    holding the handler's lock), neither deadlocks nor loses a record."""
+    path = tmp_path / "app.log"
+    run_script(tmp_path, DEL_IN_WRITER, str(path), end)
+    lines = path.read_text().splitlines()
+    assert lines.count("del") == 6000  # every Noisy object was collected, each logged once
+    for t in range(2):
+        assert [line for line in lines if line.startswith(f"t{t} ")] == [
+            f"t{t} r{i}" for i in range(3000)
+        ]
+
+
+LATE_THREADS = """
+import logging, multiprocessing, sys, threading, time
+import mplog
+
+
+def late(worker, t):
+    time.sleep(0.2)  # still logging once the child's target has returned
+    log = logging.getLogger("w")
+    for i in range(500):
+        log.info("w%d t%d r%d", worker, t, i)
+
+
+def target(path, worker):
+    mplog.setup_logging(path, format="%(message)s", batched=True)
+    for t in range(2):
+        threading.Thread(target=late, args=(worker, t)).start()  # not a daemon
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[2])
+    children = [ctx.Process(target=target, args=(sys.argv[1], n)) for n in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    sys.exit(max(child.exitcode for child in children))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_children_keep_the_records_of_threads_running_at_exit(tmp_path: Path, method: str) -> None:
+    """A batched multiprocessing child whose non-daemon threads still log when its
+    target returns writes all of their records before it leaves with os._exit."""
+    path = tmp_path / "app.log"
+    run_script(tmp_path, LATE_THREADS, str(path), method)
+    lines = path.read_text().splitlines()
+    for worker in range(3):
+        for t in range(2):
+            prefix = f"w{worker} t{t} "
+            assert [line for line in lines if line.startswith(prefix)] == [
+                f"{prefix}r{i}" for i in range(500)
+            ], prefix
+
+
+ROTATOR_LOGS = """
+import logging, os, sys, time
+import mplog
+
+
+def rotator(source, dest):
+    time.sleep(0.2)  # by now the main thread closes this handler in basicConfig(force=True)
+    logging.getLogger("rotation")  # takes logging's module lock, which basicConfig holds
+    os.rename(source, dest)
+
+
+for n in range(3):
+    handler = mplog.setup_logging(
+        sys.argv[1], format="%(message)s", batched=True, max_bytes=100, backup_count=1000
+    )
+    handler.rotator = rotator
+    for i in range(20):
+        logging.getLogger("app").info("call%d r%02d", n, i)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_reconfiguring_while_the_writer_needs_loggings_lock(tmp_path: Path) -> None:
+    """setup_logging() again (basicConfig(force=True) closes the old handler holding
+    logging's module lock) while the old writer needs that lock does not hang."""
+    path = tmp_path / "app.log"
+    run_script(tmp_path, ROTATOR_LOGS, str(path))
+    assert log_lines(tmp_path, "app.log") == [
+        f"call{n} r{i:02d}" for n in range(3) for i in range(20)
+    ]
+
+
+NOTEBOOK = """
+import logging, sys
+import mplog
+
+for n in range(200):  # a notebook's cell, run again and again
+    mplog.setup_logging(sys.argv[1], format="%(message)s", batched=True, compress="gzip",
+                        max_bytes=100, backup_count=10_000, compress_delay=0)
+    for i in range(20):
+        logging.getLogger("nb").info("call%d r%d", n, i)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_repeated_setup_logging_with_compression_never_hangs(tmp_path: Path) -> None:
+    """setup_logging(batched=True, compress="gzip") called again and again in one
+    process ends (it hung on Python 3.9 and 3.10), and keeps every record once."""
+    run_script(tmp_path, NOTEBOOK, str(tmp_path / "app.log"))
+    lines = [
+        line
+        for name in sorted(p.name for p in tmp_path.iterdir())
+        if name.startswith("app.log") and name != LOCK
+        for line in read_log(tmp_path / name).decode().splitlines()
+    ]
+    assert_exactly_once(lines, [f"call{n} r{i}" for n in range(200) for i in range(20)])
+
+
+MAIN_EXIT = """
+import atexit, logging, sys, threading, time
+import mplog
+
+mplog.setup_logging(sys.argv[1], format="%(message)s", batched=True, queue_size=50)
+log = logging.getLogger("app")
+
+
+def late(t):
+    time.sleep(0.2)  # still logging once the main thread has returned
+    for i in range(2000):
+        log.info("t%d r%d", t, i)
+
+
+atexit.register(lambda: log.info("atexit"))  # runs after the threads are joined
+for t in range(3):
+    threading.Thread(target=late, args=(t,)).start()  # not daemons
+"""
+
+
+@pytest.mark.timeout(120)
+def test_interpreter_exit_keeps_the_records_of_threads_still_running(tmp_path: Path) -> None:
+    """Non-daemon threads that log after the main thread has returned, and an atexit
+    function that logs after them, lose nothing at interpreter exit."""
+    path = tmp_path / "app.log"
+    run_script(tmp_path, MAIN_EXIT, str(path))
+    lines = path.read_text().splitlines()
+    for t in range(3):
+        assert [line for line in lines if line.startswith(f"t{t} ")] == [
+            f"t{t} r{i}" for i in range(2000)
+        ]
+    assert lines[-1] == "atexit"
+    assert len(lines) == 6001
+
+
+GROUP_COMMIT_AT_EXIT = """
+import logging, multiprocessing, os, sys, threading, time
+import mplog
+import mplog.durability
+
+
+def recording_sync(fd, sync=mplog.durability.sync_data):
+    sync(fd)
+    with open(sys.argv[2], "a") as synced:  # the size the file had on disk after each sync
+        synced.write(f"{os.fstat(fd).st_size}\\n")
+
+
+def late(t):
+    time.sleep(0.2)  # still logging once the child's target has returned
+    for i in range(200):
+        logging.getLogger("w").info("t%d r%d", t, i)
+
+
+def target():
+    mplog.durability.sync_data = recording_sync
+    mplog.setup_logging(sys.argv[1], format="%(message)s", fsync="1 h", batched=sys.argv[3] == "1")
+    for t in range(2):
+        threading.Thread(target=late, args=(t,)).start()
+
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=target)
+    child.start()
+    child.join()
+    sys.exit(child.exitcode)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("batched", [False, True])
+def test_group_commit_syncs_what_threads_log_at_exit(tmp_path: Path, batched: bool) -> None:
+    """With fsync=<seconds>, a fork child that ends (os._exit) while its threads still
+    log has synced everything they wrote, not only what was written before its end."""
+    path, synced = tmp_path / "app.log", tmp_path / "synced"
+    run_script(tmp_path, GROUP_COMMIT_AT_EXIT, str(path), str(synced), "1" if batched else "0")
+    assert len(path.read_text().splitlines()) == 400
+    sizes = [int(size) for size in synced.read_text().split()] if synced.exists() else []
+    assert sizes, "nothing was synced"
+    assert max(sizes) == path.stat().st_size
