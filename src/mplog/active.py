@@ -115,6 +115,7 @@ class ActiveFile:
         # prepare (see arm).
         self.watched_at = self.next_watch = self.fast_until = 0.0
         self.regular = True
+        self._close_failed = False
 
     # -- the descriptor ----------------------------------------------------------------
 
@@ -164,14 +165,24 @@ class ActiveFile:
             self.presence.leave()
 
     def close(self) -> None:
-        """Close our descriptor (the file stays the active one for the others)."""
+        """Close our descriptor (the file stays the active one for the others); a failing
+        close (EIO: NFS sends data late) frees it all the same, and is reported once."""
         # Whoever opens next checks the path first; no shared generation is -1, so this
         # also keeps append off its fast path (first: an exception arriving between the
         # two lines must not leave the fast path on without a descriptor).
         self.generation = -1
         stream, self.stream, self.fd = self.stream, None, None
         if stream is not None:
-            stream.close()
+            try:
+                stream.close()
+            except OSError as error:
+                self._close_failed = True
+                message = f"closing {self.path} failed; what was written may not be on disk"
+                self.reporter.once("close", message, error)
+            else:
+                if self._close_failed:
+                    self._close_failed = False
+                    self.reporter.recovered("close")
 
     def identity(self, st: os.stat_result) -> tuple[int, int]:
         """What identifies a file for every process: (device, inode) on a local

@@ -256,24 +256,27 @@ class Archiver:
                 continue
             if due is not None:
                 first_due = due if first_due is None else min(first_due, due)
-        if not failed:
+        # Recovered only if retention worked too: it reports under the same topic.
+        if not self._retain() and not failed:
             self._reporter.recovered("compress")
-        self._retain()
         if schedule and first_due is not None:
             self._schedule(first_due)
 
-    def _retain(self) -> None:
+    def _retain(self) -> bool:
         """Apply retention, which reports its own failures: the backups it spared
         because they were being compressed (by this sweep or another process's, which
-        ends with this too) are no longer claimed, or their claimant retains after us."""
+        ends with this too) are no longer claimed, or their claimant retains after us.
+        Return True if taking the lock for it failed (reported here)."""
         if self.retain is None:
-            return
+            return False
         try:
             with self._lock:
                 self._one.verify_lock()
                 self.retain()
         except Exception as error:
             self._failed(error)
+            return True
+        return False
 
     def _unexpected(self, error: OSError) -> None:
         """Report a name that is not what mplog expected, left alone: once per name,

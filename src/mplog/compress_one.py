@@ -336,8 +336,14 @@ class BackupCompressor:
             path = os.path.join(directory, f"{self._token()}.tmp")
             fd = self._permissions.create_like(path, source)
             self._fds.add(fd)
-            lock_descriptor(fd)
-            if os.fstat(fd).st_nlink:
+            try:
+                lock_descriptor(fd)
+                linked = os.fstat(fd).st_nlink
+            except BaseException:  # unlocked, the next sweep removes it
+                self._fds.discard(fd)
+                os.close(fd)
+                raise
+            if linked:
                 return path, fd
             # A sweep in another process removed it between our create and lock.
             self._fds.discard(fd)

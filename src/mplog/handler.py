@@ -510,6 +510,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         """Rotate the file now, holding the inter-process lock (never a device or pipe).
 
         Like every record, it first cuts off a record torn by a writer that died.
+        A failure goes to :meth:`handleError`, never to the caller.
         """
         if not self._guard.enter():  # from a signal handler that interrupted this handler
             self._guard.defer(self.doRollover)
@@ -524,7 +525,10 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 self._rollover.rotate(shared, time_due=False)
         except BaseException as error:
             self._let_go(error)
-            raise
+            if not isinstance(error, Exception):
+                raise
+            # As for a rotation due by size or time: reported, never raised.
+            self._reporter.report(f"rotating {self.baseFilename} failed", error)
         finally:
             self._guard.leave()
 
@@ -561,6 +565,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             # lock descriptor.
             self._lock.close(self._file.detach)
             logging.Handler.close(self)
+            self._reporter.closing()  # what a write failure still going on has cost
         except BaseException as error:
             self._let_go(error)
             raise

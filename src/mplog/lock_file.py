@@ -172,8 +172,15 @@ class LockFile(abc.ABC):
         key = self._log_key
         if key is None or (fresh and key != 0):
             folder, name = os.path.split(os.path.abspath(self.log_path))
-            os.makedirs(folder, exist_ok=True)  # about to be created for the log anyway
-            key = self._log_key = owner_key(f"{os.stat(folder).st_ino}/{name}")
+            try:
+                st: os.stat_result | None = os.stat(folder)
+            except FileNotFoundError:
+                st = None
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                # about to be created for the log anyway (a file in the way: FileExistsError)
+                os.makedirs(folder, exist_ok=True)
+                st = os.stat(folder)
+            key = self._log_key = owner_key(f"{st.st_ino}/{name}")
         return key
 
     def verify(self) -> str | None:

@@ -9,7 +9,8 @@ retention, the compressor thread and the group-commit thread.  Its rules:
 * **Lost records** (:meth:`Reporter.lost`): the first failure of an episode is
   reported with the record that failed; the records lost to the same error after
   it are counted, and the first write that succeeds again reports the count
-  (:meth:`Reporter.write_succeeded`).
+  (:meth:`Reporter.write_succeeded`), or ``close()`` does if none succeeded
+  (:meth:`Reporter.closing`).
 * **Background failures** (:meth:`Reporter.once`): reported once per *topic*
   (and per kind of error within it) until that topic works again
   (:meth:`Reporter.recovered`).
@@ -165,15 +166,23 @@ class Reporter:
     def write_succeeded(self) -> None:
         """A write worked again: end the episode, reporting what it cost after the
         failure reported first."""
+        self._end_episode("recovered", "recovered from a write failure")
+
+    def closing(self) -> None:
+        """The handler closes: end the episode, reporting what it cost so far (no
+        write may ever succeed again to report it)."""
+        self._end_episode("closed while failing", "closed during a write failure")
+
+    def _end_episode(self, how: str, summary: str) -> None:
         episode, self.episode = self.episode, None
         if episode is not None and episode[1]:
             try:
                 raise MplogError(
-                    f"logging to {self.path} recovered; {episode[1]} more records could "
+                    f"logging to {self.path} {how}; {episode[1]} more records could "
                     "not be written after the error reported before"
                 )
             except MplogError:
-                self._handle_error(mplog_record("%s", "recovered from a write failure"))
+                self._handle_error(mplog_record("%s", summary))
 
     def after_fork_in_child(self) -> None:
         """A forked child starts with nothing reported: its failures are its own."""

@@ -10,7 +10,9 @@ the writer's thread): the rotator's steps of PROTOCOL.md, section 4.
 A rotation that fails (a directory we may not write, a backup name taken by a
 directory) costs no record: the file we hold is still the active one, so writers
 keep appending to it; the failure is reported once, and rotation is tried again
-after :data:`ROTATION_RETRY` seconds.
+after :data:`ROTATION_RETRY` seconds.  Once the rename is done the rotation has
+happened, whatever fails after it: the handler moves to the new file (or opens it at
+the next record), and retention and compression run.
 """
 
 from __future__ import annotations
@@ -145,14 +147,17 @@ class Rollover:
                 f"rotating {file.path} works again ({skipped} rotations were skipped "
                 "meanwhile, so the backup just made may be larger than maxBytes)"
             )
-        size = file.reopen_after_rename(shared)
-        self.prune()  # once the new file is in place: a failure here costs no record
-        if self.archiver is not None:
-            # After retention, so it never finds the new backup already claimed. Only
-            # starts (or wakes) the background thread: never compresses in this
-            # thread, which holds the writers' lock (see Archiver.request).
-            self.archiver.request()
-        return size
+        try:
+            return file.reopen_after_rename(shared)
+        finally:
+            # Renamed: the backup exists even if the new file cannot be opened yet (the
+            # next record opens it), so retention and compression are due all the same.
+            self.prune()  # a failure here costs no record
+            if self.archiver is not None:
+                # After retention, so it never finds the new backup already claimed. Only
+                # starts (or wakes) the background thread: never compresses in this
+                # thread, which holds the writers' lock (see Archiver.request).
+                self.archiver.request()
 
     def _rename_active(self, now: float, time_due: bool) -> None:
         """Rename the active file to its backup name (shifting numbered backups)."""
@@ -163,10 +168,18 @@ class Rollover:
             dest = self.backups.time_name(trigger.label())
             self._debug(f"rotating {path} -> {dest}")
             self._rename(path, dest)
-            if time_due or now >= trigger.rollover_at:
-                trigger.advance(now)
+            try:
+                if time_due or now >= trigger.rollover_at:
+                    trigger.advance(now)
+                else:
+                    trigger.share(now)
+            except Exception as error:
+                # Renamed: the rotation happened, and we must move to the new file. Our
+                # own next boundary is set; the others' is shared at the next rotation.
+                message = f"rotated {path}, but could not share the next rotation time"
+                self.reporter.once("rotation time", message, error)
             else:
-                trigger.share(now)
+                self.reporter.recovered("rotation time")
         elif self._backup_count() > 0:
             dest = self.backups.shift(self._rename, self._discard)
             self._debug(f"rotating {path} -> {dest}")
