@@ -55,7 +55,7 @@ from typing import Any, Callable
 import mplog
 import mplog.active
 import mplog.compression
-from helpers import BASE, LOCK, Clock, info_record, read_log, record_numbers, record_text
+from helpers import BASE, LOCK, PRESENCE, Clock, info_record, read_log, record_numbers, record_text
 
 #: What each wrapped function may fail with ("short": ``write`` writes half the
 #: bytes and returns, as on a nearly full disk; as an episode, the writes after
@@ -423,7 +423,7 @@ def files_of(directory: Path) -> tuple[list[Path], list[str], list[str]]:
     """The log's files (backups, then the active file), temporary files, strangers."""
     backups, temps, strangers = [], [], []
     for name in sorted(os.listdir(directory)):
-        if name in (LOCK, BASE):
+        if name in (LOCK, PRESENCE, BASE):
             continue
         if name.startswith(TEMP_PREFIX):
             temps.append(name)
