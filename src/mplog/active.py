@@ -132,6 +132,13 @@ class ActiveFile:
         # A device or pipe has nothing to start anew; a handler already counted (an
         # earlier open was interrupted) decides nothing now.
         alone = True if presence is None else not presence.joined and presence.join()
+        if presence is not None and presence.mismatch is not None:
+            recorded, presence.mismatch = presence.mismatch, None
+            self.reporter.notify(
+                f"{self.path} is written with other rotation settings by processes that "
+                f"have it open ({recorded}) than by this one ({presence.settings()}); the "
+                "smallest size and the earliest time win, so give every process the same"
+            )
         if self._truncate:
             if alone:  # mode="w" starts a new file only if no other process has this one open
                 flags |= os.O_TRUNC

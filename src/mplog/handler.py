@@ -296,7 +296,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             presence=None
             if is_special_file(path)
-            else Presence(presence_path_for(lock_path), self.permissions),
+            else Presence(presence_path_for(lock_path), self.permissions, self._settings),
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
             file_start=self._file_start if options.bom or options.header else None,
@@ -706,6 +706,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _settings(self) -> str:
+        """The rotation settings every process on the log should share, as one line
+        (recorded in the presence file, see :mod:`mplog.presence`)."""
+        schedule = self.schedule
+        when = "None" if schedule is None else f"{schedule.when} interval={schedule.interval}s"
+        return f"maxBytes={self.maxBytes} backupCount={self.backupCount} when={when}"
 
     def _file_start(self) -> bytes:
         """What a new file starts with, before its first record: the encoding's

@@ -9,6 +9,12 @@ The kernel drops the lock of a process that dies, so nothing goes stale, and a c
 forked with the handler open shares its parent's (the lock belongs to the open file
 description it inherits).  All of it happens under the writers' lock, so two openers
 never decide at once.  See PROTOCOL.md, *Files and names* and *The writer's steps*.
+
+The file also records the rotation settings of the fleet: the handler that finds
+itself alone writes its own (``maxBytes=... backupCount=... when=... interval=...``),
+and every later one compares: processes on one log with different settings rotate
+by the smallest size and the earliest time without a word, so a mismatch is
+reported, once per handler, naming both.  A new fleet (everyone gone) starts afresh.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from typing import Callable
 
 from .permissions import FilePermissions
 
@@ -46,13 +53,19 @@ class Presence:
 
     :param path: the presence file (see :func:`presence_path_for`); created if missing.
     :param permissions: mode and owner of a newly created presence file.
+    :param settings: this handler's rotation settings, as one line of text.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, path: str, permissions: FilePermissions) -> None:
+    def __init__(
+        self, path: str, permissions: FilePermissions, settings: Callable[[], str]
+    ) -> None:
         self.path = path
         self.permissions = permissions
+        self.settings = settings
+        #: The settings the fleet recorded, if they differ from ours (set by :meth:`join`).
+        self.mismatch: str | None = None
         self._fd: int | None = None
 
     @property
@@ -74,6 +87,7 @@ class Presence:
                 alone = True
             except BlockingIOError:
                 alone = False
+            self.mismatch = self._record(fd, alone)
             # Shared from here on: converting drops the exclusive lock first, but every
             # opener decides under the writers' lock, so none can slip in between.
             fcntl.flock(fd, fcntl.LOCK_SH)
@@ -82,6 +96,17 @@ class Presence:
             raise
         self._fd = fd
         return alone
+
+    def _record(self, fd: int, alone: bool) -> str | None:
+        """Alone: record our settings for the fleet.  Else: return the recorded ones if
+        they differ from ours (nothing recorded, or unreadable: nothing to compare)."""
+        ours = self.settings()
+        if alone:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, ours.encode() + b"\n", 0)
+            return None
+        recorded = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        return recorded if recorded and recorded != ours else None
 
     def leave(self) -> None:
         """Let go of the shared lock (a child forked meanwhile keeps its own share)."""
