@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,20 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import mp_workers  # noqa: E402
-from helpers import BASE, all_records, assert_each_once_in_order, log_files, reap  # noqa: E402
+from helpers import (  # noqa: E402
+    BASE,
+    EXAMPLES,
+    all_records,
+    assert_each_once_in_order,
+    assert_exactly_once,
+    example_env,
+    free_port,
+    log_files,
+    log_lines,
+    reap,
+    running_server,
+    wait_until,
+)
 
 COUNT = 200
 OLD = 99  # the worker id of the previous run's records
@@ -101,3 +118,54 @@ def test_a_restart_beside_a_process_still_draining_truncates_nothing(tmp_path: P
     assert [(r.worker, r.seq) for r in all_records([log_files(tmp_path)[-1]])] == [
         (3, seq) for seq in range(10)
     ]
+
+
+_GUNICORN_W = """
+import sys
+sys.path.insert(0, {examples!r})
+from gunicorn_conf import *  # noqa: F403 - the example
+workers = 2
+for handler in logconfig_dict["handlers"].values():  # noqa: F405
+    handler["mode"] = "w"  # a new log each run
+    handler["maxBytes"], handler["backupCount"] = 4000, 1000
+"""
+
+
+@pytest.mark.timeout(150)
+def test_gunicorn_reloaded_with_mode_w_keeps_what_its_old_workers_wrote(tmp_path: Path) -> None:
+    """gunicorn with mode="w" handlers: the master starts new logs (last run's lines go);
+    on SIGHUP it applies the logging configuration again, with mode="w", while its old
+    workers still have the logs open: nothing is truncated, and every request served
+    before and after the reload is in the access log once."""
+    log_dir = tmp_path / "example-logs"
+    log_dir.mkdir()
+    (log_dir / "gunicorn.access.log").write_text("a line of the previous run\n")
+    config = tmp_path / "gunicorn_w.py"
+    config.write_text(_GUNICORN_W.format(examples=str(EXAMPLES)))
+    port = free_port()
+    env = example_env(MPLOG_EXAMPLE_DIR=str(log_dir), XDG_RUNTIME_DIR=str(tmp_path))
+    args = [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{port}"]
+    error_log = log_dir / "gunicorn.error.log"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    ids: list[str] = []
+
+    def requests(count: int) -> None:
+        for _ in range(count):
+            rid = uuid.uuid4().hex
+            with opener.open(f"http://127.0.0.1:{port}/?rid={rid}", timeout=15) as response:
+                assert response.read() == b"ok\n"
+            ids.append(rid)
+
+    def booted() -> int:
+        return "\n".join(log_lines(log_dir, "gunicorn.error.log")).count("Booting worker")
+
+    ready = (error_log, "Booting worker with pid", 2)
+    with running_server(args, tmp_path, ready, env=env) as server:
+        requests(100)
+        server.send_signal(signal.SIGHUP)  # reload: logging configured again, new workers
+        wait_until(lambda: booted() >= 4, 60, "new workers after the reload")
+        requests(100)
+    access = "\n".join(log_lines(log_dir, "gunicorn.access.log"))
+    assert "previous run" not in access
+    assert_exactly_once(re.findall(r"rid=(\w+)", access), ids)
+    assert "Handling signal: hup" in "\n".join(log_lines(log_dir, "gunicorn.error.log"))
