@@ -136,6 +136,16 @@ def test_shared_state_records_foreign_writers_for_an_hour(tmp_path: Path) -> Non
     lock.close()
 
 
+def _lines_of_every_file(directory: Path) -> list[str]:
+    """The lines of every file of app.log (plain or compressed), in no special order."""
+    return [
+        line
+        for name in os.listdir(directory)
+        if name.startswith("app.log")
+        for line in read_log(directory / name).decode().splitlines()
+    ]
+
+
 def test_a_record_written_into_a_file_that_concurrent_log_handler_gzipped_away_is_written_again(
     tmp_path: Path,
 ) -> None:
@@ -159,12 +169,7 @@ def test_a_record_written_into_a_file_that_concurrent_log_handler_gzipped_away_i
     finally:
         clh.close()
         ours.close()
-    lines = [
-        line
-        for name in os.listdir(tmp_path)
-        if name.startswith("app.log")
-        for line in read_log(tmp_path / name).decode().splitlines()
-    ]
+    lines = _lines_of_every_file(tmp_path)
     assert_exactly_once(
         [line for line in lines if line.startswith("mplog")], ["mplog 0", "mplog 1", "mplog 2"]
     )
@@ -219,12 +224,7 @@ def test_a_file_concurrent_log_handler_rotated_in_is_noticed_when_mplog_first_ch
     finally:
         clh.close()
         ours.close()
-    lines = [
-        line
-        for name in os.listdir(tmp_path)
-        if name.startswith("app.log")
-        for line in read_log(tmp_path / name).decode().splitlines()
-    ]
+    lines = _lines_of_every_file(tmp_path)
     assert_exactly_once(
         [line.rstrip("y") for line in lines if line.startswith("mplog")],
         ["mplog 0", "mplog 1", "mplog 2", "mplog 3"],
