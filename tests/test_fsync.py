@@ -339,8 +339,9 @@ def test_group_commit_syncs_a_file_another_process_rotated(
 ) -> None:
     """A file this handler wrote and another process renamed away (without syncing it)
     is still synced by this handler's background thread, under its new name."""
-    handler = _handler(syncs, tmp_path / "app.log", fsync=1.0, watch_interval=0)
-    other = _handler(syncs, tmp_path / "app.log", maxBytes=10, backupCount=2)
+    rotation = {"maxBytes": 10**6, "backupCount": 2}  # the same in both (or a warning)
+    handler = _handler(syncs, tmp_path / "app.log", fsync=1.0, watch_interval=0, **rotation)
+    other = _handler(syncs, tmp_path / "app.log", **rotation)
     log_to(handler, "mine")
     other.doRollover()
     log_to(handler, "after")  # notices the rotation, reopens app.log
