@@ -192,12 +192,13 @@ class BatchWriter:
         with self._cond:
             thread = self._thread
             if thread is None or not thread.is_alive():
-                self.stopped = True
-                self._thread = None
-                self._closing = False
+                self._thread, self.stopped, self._closing = None, True, False
                 return
-            self._closing = True
+            # Wake the writer first: interrupted between the two lines, it either
+            # sleeps on with nothing to do, or drains and stops, never sleeps on
+            # while puts wait for it to stop.
             self._cond.notify_all()
+            self._closing = True
             if is_background():
                 return  # the writer (a __del__) stops once the queue is empty; never wait
             while self._thread is thread and thread.is_alive():
