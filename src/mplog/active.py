@@ -469,9 +469,9 @@ class ActiveFile:
     def reopen_after_rename(self, shared: SharedState) -> int:
         """The file we held was just renamed to a backup (lock held): open the fresh
         active file and announce it; return its size."""
+        self.fast_until = 0.0  # its first record goes through write (doRollover then logs)
         self.close()
         self.open()
         size = os.fstat(self.fd).st_size  # type: ignore[arg-type]
         self.generation = shared.new_file(size, self.file_id)
-        self.fast_until = 0.0  # its first record goes through write (doRollover then logs)
         return size

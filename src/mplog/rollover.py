@@ -132,6 +132,11 @@ class Rollover:
         new file's size (see the module docstring for failures)."""
         file = self.file
         now = time.time()
+        # Until reopen_after_rename announces the new file, append must not take the
+        # fast path on the descriptor of the file being renamed: an exception arriving
+        # between the rename and the reopen would leave records going into the backup
+        # (compressed and deleted meanwhile).  The next record checks the path instead.
+        file.generation = -1
         try:
             if file.network:  # the names below must be the server's, not a stale view
                 file.refresh_directory()
