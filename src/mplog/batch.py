@@ -159,14 +159,18 @@ class BatchWriter:
                     self._on_error(err, len(batch))
             with cond:
                 self._written = upto
-                if self._closing and not self._pending:
+                if self._closing:
                     # Under the condition: a put() from now on sees stopped (and
-                    # writes synchronously), one before it was written above.
+                    # writes synchronously), one before it was written above.  Only
+                    # this thread can put() meanwhile (a __del__ that logs): before
+                    # stopped is set, its record is queued, and written first.
                     self.stopped = True
-                    self._closing = False
-                    self._thread = None
-                    cond.notify_all()
-                    return
+                    if not self._pending:
+                        self._closing = False
+                        self._thread = None
+                        cond.notify_all()
+                        return
+                    self.stopped = False
                 cond.notify_all()  # wake flush()
 
     def flush(self) -> None:
