@@ -1,7 +1,10 @@
 """Interruption at every line: the sweep behind tests/test_interruption.py.
 
 Run as a script: ``python interruption_harness.py CONFIG STRIDE DIRECTORY [PATHS [KINDS]]``
-(PATHS and KINDS: comma-separated subsets).  For
+(PATHS and KINDS: comma-separated subsets), or, to inject at the first execution of
+every line of one function of mplog (wherever the line comes in the count: a
+background thread's count varies from run to run), ``python interruption_harness.py
+CONFIG lines:FILE:FUNCTION DIRECTORY PATH KINDS`` (``lines:batch.py:_run``).  For
 each path (a record logged, a size rotation, ``doRollover()``, ``flush()``,
 ``close()``, gunicorn's reopen ``close(); _open()``, and in batched mode the
 writer thread's drain), a first run counts the lines executed inside mplog by the
@@ -98,6 +101,8 @@ class Trial:
         self.attempted: list[str] = []
         self.count = 0
         self.target = -1
+        self.at: tuple[str, int] | None = None  # (file, line): inject there, not by count
+        self.seen: list[tuple[str, str, int]] = []  # (file, function, line) of each point
         self.kind = ""
         self.injected = False
         self.where = ""
@@ -128,9 +133,15 @@ class Trial:
         if thread is not self.thread:
             return self.local
         self.count += 1
-        if self.count == self.target and not self.injected:
+        file = os.path.basename(frame.f_code.co_filename)
+        if self.at is None:
+            self.seen.append((file, frame.f_code.co_name, frame.f_lineno))
+            due = self.count == self.target
+        else:
+            due = self.at == (file, frame.f_lineno)
+        if due and not self.injected:
             self.injected = True
-            self.where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+            self.where = f"{file}:{frame.f_lineno}"
             self.inject()
         return self.local
 
@@ -341,7 +352,47 @@ def sweep(
     return {"config": config, "points": points, "covered": covered, "failures": failures}
 
 
+def sweep_lines(config: str, where: str, base: Path, path: str, kinds: list[str]) -> dict[str, Any]:
+    """Inject at the first execution of every line of one function (*where*:
+    ``FILE:FUNCTION``) that the path runs: one trial per line and kind."""
+    file, function = where.split(":")
+    trial = Trial(config, path, base)
+    try:
+        trial.run(0, "")
+    finally:
+        trial.cleanup()
+    lines = sorted({line for f, name, line in trial.seen if (f, name) == (file, function)})
+    failures: list[str] = []
+    for line in lines:
+        for kind in kinds:
+            name = f"{config}/{path} {file}:{line} {kind}"
+            watchdog = threading.Timer(WATCHDOG, hung, (name,))
+            watchdog.daemon = True
+            watchdog.start()
+            faulthandler.dump_traceback_later(2 * WATCHDOG, exit=True)
+            trial = Trial(config, path, base)
+            trial.at = (file, line)
+            try:
+                trial.run(-1, kind)
+                problems = trial.check()
+                if not trial.injected:
+                    problems.append("not injected: the line did not run in this trial")
+            except BaseException:
+                problems = [traceback.format_exc()]
+            finally:
+                watchdog.cancel()
+                faulthandler.cancel_dump_traceback_later()
+                trial.cleanup()
+            failures.extend(f"{name}: {problem}" for problem in problems)
+    return {"config": config, "lines": lines, "failures": failures}
+
+
 def main() -> None:
+    if sys.argv[2].startswith("lines:"):
+        where, base = sys.argv[2][len("lines:") :], Path(sys.argv[3])
+        result = sweep_lines(sys.argv[1], where, base, sys.argv[4], sys.argv[5].split(","))
+        print(json.dumps(result))
+        return
     config, stride, base = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     only = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else None
     kinds = sys.argv[5].split(",") if len(sys.argv) > 5 else list(KINDS)

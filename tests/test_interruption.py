@@ -16,12 +16,16 @@ it with every thread's traceback and the trial's name.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import mplog
+from mplog.active import ActiveFile
 
 HARNESS = Path(__file__).with_name("interruption_harness.py")
 FULL = os.environ.get("MPLOG_FULL_SWEEP") == "1"
@@ -58,3 +62,68 @@ def test_an_interruption_at_any_line_leaves_the_log_usable(tmp_path: Path, confi
     assert outcome["failures"] == []
     # Every path was traced: a harness that reaches no line of mplog tests nothing.
     assert all(outcome["covered"].values()), outcome["covered"]
+
+
+def run_lines(tmp_path: Path, config: str, where: str, path: str, kinds: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, str(HARNESS), config, f"lines:{where}", str(tmp_path), path, kinds],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        cwd=HARNESS.parent,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
+    outcome: dict[str, object] = json.loads(result.stdout)
+    return outcome
+
+
+@pytest.mark.timeout(110)
+@pytest.mark.parametrize(
+    ("where", "path", "kinds"),
+    [
+        # Interrupted between marking the queue closing and waking the writer, close()
+        # left the writer asleep while the next record waited for it to stop: a hang.
+        ("batch.py:close", "close", "raise"),
+        # A record the writer thread itself logged (a __del__) between its test for an
+        # empty queue and stopping stayed in the queue for ever.
+        ("batch.py:_run", "drain", "same,second"),
+    ],
+)
+def test_an_interruption_at_every_line_of_the_batched_queue_loses_and_hangs_nothing(
+    tmp_path: Path, where: str, path: str, kinds: str
+) -> None:
+    """Injected at the first run of each line of the function (the writer thread's
+    lines come at a count that varies from run to run, so the sampled sweep may miss
+    them): every check of the sweep holds."""
+    outcome = run_lines(tmp_path, "batched", where, path, kinds)
+    assert outcome["lines"], outcome
+    assert outcome["failures"] == []
+
+
+@pytest.mark.timeout(30)
+def test_a_rotation_interrupted_after_the_rename_leaves_no_record_in_the_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt after the active file was renamed, before the new one was
+    opened: the next record goes to the new active file, not into the backup (which a
+    compressor may have read and deleted already)."""
+    log = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(
+        str(log), maxBytes=10_000, backupCount=3, watch_interval=3600
+    )
+    try:
+        handler.handle(logging.makeLogRecord({"msg": "before"}))
+
+        def interrupted(self: ActiveFile, shared: object) -> int:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ActiveFile, "reopen_after_rename", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            handler.doRollover()
+        monkeypatch.undo()
+        handler.handle(logging.makeLogRecord({"msg": "after"}))
+    finally:
+        handler.close()
+    assert (tmp_path / "app.log.1").read_text() == "before\n"
+    assert log.read_text() == "after\n"
