@@ -24,6 +24,7 @@ import mplog
 from helpers import (
     BASE,
     LOCK,
+    PRESENCE,
     RECORD,
     ReportingHandler,
     gzip2,
@@ -122,9 +123,8 @@ def test_every_file_made_gets_the_requested_mode(
     monkeypatch.undo()
     assert handler.reports == []
     files = size_named(tmp_path, ".gz")
-    assert {path.name: _mode(path) for path in [*files, tmp_path / LOCK]} == {
-        path.name: mode for path in [*files, tmp_path / LOCK]
-    }
+    made = [*files, tmp_path / LOCK, tmp_path / PRESENCE]
+    assert {path.name: _mode(path) for path in made} == {path.name: mode for path in made}
     temp_creations = [c for c in created if c[1] & os.O_CREAT]
     assert len(temp_creations) == 3
     for path, flags, created_mode in temp_creations:
