@@ -90,7 +90,8 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         (a ``datetime.time`` or ``"HH:MM[:SS]"``).
     :param lock_file_directory: where to keep the lock file (default: next to
         the log).  It is named like concurrent-log-handler's (``.__app.lock``), so
-        both libraries exclude each other during a migration.
+        both libraries exclude each other during a migration; the presence file
+        (``.__app.open``, :mod:`mplog.presence`) lives beside it.
     :param lock_timeout: seconds (or ``"5 s"``, a ``timedelta``) to wait for the lock
         before the record goes to :meth:`handleError` (``None``: wait for ever).
     :param chmod: exact permission bits of every file mplog creates: ``0o640``,
