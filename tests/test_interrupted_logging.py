@@ -52,17 +52,25 @@ log = logging.getLogger("cli")
 log.addHandler(handler)
 log.setLevel(logging.INFO)
 pad = "x" * 40
+
+
+def spin(round_):
+    number = 0
+    while not fired:  # a Timeout that emit reported (as logging does) ends it too
+        number += 1
+        log.info("record %d %d %s", round_, number, pad)
+
+
 for round_ in range(int(sys.argv[3])):
     fired = False
     if kind == "alarm":
         signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0005, 0.005))
     else:
         print("ready", flush=True)  # the parent sends SIGINT now
-    number = 0
     try:
-        while not fired:  # a Timeout that emit reported (as logging does) ends it too
-            number += 1
-            log.info("record %d %d %s", round_, number, pad)
+        # A function, not the loop itself in the try: CPython 3.13.0 can let an exception
+        # that a signal handler raises at a loop's own jump escape a try around the loop.
+        spin(round_)
     except (KeyboardInterrupt, Timeout):
         pass
     log.info("interrupted %d %s", round_, pad)  # hung for ever before the fix
