@@ -12,8 +12,9 @@ inter-process lock held (the shared state is :mod:`mplog.header`'s):
   (one ``lseek``), before anything is written.
 * **check** (3.2): stat the path every *watch_interval* seconds and whenever the
   shared generation moved; reopen, announce, notice foreign writers.
-* **recover** (5.1): cut off the partial record of a writer killed mid-record.
-* **cut**: a write that failed part-way is cut back, so no torn record stays.
+* **settle** (5.1, :mod:`mplog.settle`): keep the last write begun if whole, cut off
+  the partial record of a writer killed mid-record; cut back a write that failed
+  part-way, so no torn record stays.
 
 On a network filesystem the differences are PROTOCOL.md's section 7, and their
 code is :mod:`mplog.netfs`'s.
@@ -32,25 +33,26 @@ from typing import Callable
 from .durability import Durability
 from .header import MAGIC, SIZE_AT, SharedState, pack_pair, unpack_state
 from .lock import FileLock
-from .netfs import check_shared, write_at
+from .netfs import check_shared, local_locks_warning, write_at
 from .permissions import FilePermissions
 from .presence import Presence
 from .reporting import Reporter
+from .settle import Settling
 
 __all__ = ["ActiveFile"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _DSYNC = getattr(os, "O_DSYNC", 0) or getattr(os, "O_SYNC", 0)
 
-_pread, _pwrite, _fstat = os.pread, os.pwrite, os.fstat
-_lseek, SEEK_END, _time = os.lseek, os.SEEK_END, time.time
+_pread, _pwrite = os.pread, os.pwrite
+_lseek, SEEK_END = os.lseek, os.SEEK_END
 
 #: ``prepare(shared, nbytes)``: make sure we append to the active file and rotate if
 #: due; return its size, or -1 for a device or pipe (lock held).
 Prepare = Callable[[SharedState, int], int]
 
 
-class ActiveFile:
+class ActiveFile(Settling):
     """This process's view of the log file that every process appends to.
 
     :param path: the log file.
@@ -158,12 +160,7 @@ class ActiveFile:
         self.fd, self.file_id, self.stream = fd, self.identity(st), stream
         if self._local_locks_unreported:
             self._local_locks_unreported = False
-            self.reporter.notify(
-                f"{self.path} is on a network filesystem mounted with local locks "
-                "(local_lock= or nolock): the lock does not exclude other hosts, so "
-                "processes on several hosts can overwrite each other's records; mount it "
-                "with local_lock=none, or give each host its own log"
-            )
+            self.reporter.notify(local_locks_warning(self.path))
         if self.durability is not None and stat.S_ISREG(st.st_mode):
             self.durability.opened(os.path.dirname(self.path), self.file_id)
         return stream
@@ -195,12 +192,6 @@ class ActiveFile:
                     self._close_failed = False
                     self.reporter.recovered("close")
 
-    def identity(self, st: os.stat_result) -> tuple[int, int]:
-        """What identifies a file for every process: (device, inode) on a local
-        filesystem; on a network one the inode alone (device numbers differ from
-        mount to mount, the server's file id does not)."""
-        return (0 if self.network else st.st_dev, st.st_ino)
-
     # -- appending ---------------------------------------------------------------------
 
     def append(self, data: bytes) -> None:
@@ -215,7 +206,7 @@ class ActiveFile:
             n = len(data)
             fd = self.fd
             fast = False
-            if self.watched_at <= _time() < self.fast_until:
+            if self.watched_at <= time.time() < self.fast_until:
                 lock_fd = shared.fd
                 try:
                     magic, generation, _, end = unpack_state(_pread(lock_fd, 32, 0))
@@ -289,52 +280,7 @@ class ActiveFile:
                 self.cut_partial(shared, written)
             raise
 
-    def cut_partial(self, shared: SharedState, written: int) -> None:
-        """A write failed after *written* bytes of its record: cut them off and
-        publish the real size (we hold the lock: nobody appended since)."""
-        fd = self.fd
-        assert fd is not None
-        real = os.fstat(fd).st_size
-        if written:
-            real -= written
-            os.ftruncate(fd, real)
-        shared.end_write(real)
-        if not real:  # the next record is the file's first: not the fast path (see write)
-            self.fast_until = 0.0
-
     # -- checking ----------------------------------------------------------------------
-
-    def sync(self, shared: SharedState, now: float, check: bool = False) -> tuple[int, bool]:
-        """Settle the last write begun (cut off a record a writer left torn when it
-        died, notice a writer that appended without publishing); check the path (and
-        the lock file) if asked, if another process changed the active file, or if the
-        watch is due.  Return the active file's size, and whether it was checked; the
-        size is the file's length, published or about to be by :meth:`write` (lock
-        held)."""
-        generation, size, end = shared.state()
-        if generation == self.generation and self.regular and not self.network:
-            # We hold the active file: its length tells whether the last write begun
-            # completed (PROTOCOL.md 5.1); the fast path published nothing after it.
-            real = _lseek(self.fd, 0, SEEK_END)  # type: ignore[arg-type]
-            if real == end:
-                size = end
-            else:
-                if real > end:  # appended by a writer that does not publish (section 8)
-                    shared.saw_foreign(now)
-                check = check or not size <= real < end  # grown, or truncated meanwhile
-                size = self.recover(shared)
-        elif size != end:  # perhaps a writer died mid-record
-            size = self.recover(shared)
-        check = (
-            check
-            or generation != self.generation  # -1 while we hold no file
-            # the watch is due, or the clock went back by more than the interval
-            or not self.watched_at <= now < self.next_watch
-            or not _fstat(shared.fd).st_nlink  # the lock file was deleted
-        )
-        if check:
-            size = self.check(shared, now)
-        return size, check
 
     def _checked_size(self, shared: SharedState, nbytes: int) -> int:
         size = self.sync(shared, time.time())[0]
@@ -343,7 +289,7 @@ class ActiveFile:
     def arm(self, until: float) -> None:
         """Let :meth:`append` skip *prepare* until the next watch, or *until* (the next
         time-rotation check), whichever comes first (lock held, the file checked;
-        append still compares the generation, the size and the in-flight mark at
+        append still compares the generation, the write end and the file's length at
         every record)."""
         self.fast_until = 0.0 if self.network else min(self.next_watch, until)
 
@@ -387,30 +333,6 @@ class ActiveFile:
         if regular:
             shared.end_write(st.st_size)
         return st.st_size
-
-    def recover(self, shared: SharedState) -> int:
-        """Settle a write that may not have completed: cut off the partial record of
-        a writer killed mid-write (SIGKILL can end a large write part-way), keep a
-        whole one; return the active file's size, published (lock held)."""
-        start, end = shared.in_flight()
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            shared.end_write(0)
-            return 0
-        size = st.st_size
-        if self.identity(st) == shared.file_id():
-            if self.network or start <= size < end:
-                # (On a network filesystem this host's size may be stale; every complete
-                # record before *start* reached the server before its writer unlocked.)
-                os.truncate(self.path, start)
-                size = start
-            elif size > end:  # grown past it: a writer that does not publish (section 8)
-                shared.saw_foreign(time.time())
-        # else: the write completed (size == end), or another program changed the
-        # file meanwhile: keep what is there.
-        shared.end_write(size)
-        return size
 
     def reopen_after_rename(self, shared: SharedState) -> int:
         """The file we held was just renamed to a backup (lock held): open the fresh

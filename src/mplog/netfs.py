@@ -38,6 +38,7 @@ __all__ = [
     "is_network_filesystem",
     "is_nfs",
     "local_locks_only",
+    "local_locks_warning",
     "mount_of",
     "refresh_directory",
     "write_at",
@@ -122,6 +123,16 @@ def local_locks_only(path: str, mountinfo: str | None = None) -> bool:
         return False
     options = set(mount[2].split(","))
     return bool({"local_lock=all", "local_lock=flock", "nolock"} & options)
+
+
+def local_locks_warning(path: str) -> str:
+    """What is said once about a log at *path* for which :func:`local_locks_only`."""
+    return (
+        f"{path} is on a network filesystem mounted with local locks "
+        "(local_lock= or nolock): the lock does not exclude other hosts, so "
+        "processes on several hosts can overwrite each other's records; mount it "
+        "with local_lock=none, or give each host its own log"
+    )
 
 
 def is_nfs(path: str, mountinfo: str | None = None) -> bool:
