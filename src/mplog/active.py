@@ -204,10 +204,8 @@ class ActiveFile(Settling):
             # crash to handle), inlined on the header's words (mplog.header). Per
             # record, Python calls cost as much as the system calls.
             n = len(data)
-            fd = self.fd
-            fast = False
             if self.watched_at <= time.time() < self.fast_until:
-                lock_fd = shared.fd
+                lock_fd, fd = shared.fd, self.fd
                 try:
                     magic, generation, _, end = unpack_state(_pread(lock_fd, 32, 0))
                 except struct.error:  # the lock file was truncated: prepare repairs it
@@ -215,13 +213,12 @@ class ActiveFile(Settling):
                 # The file we hold is the active one, and its length is where the last
                 # write begun ends: that write completed and nobody appended since
                 # (else sync tells a torn record, a foreign writer, a truncation).
-                fast = (
+                if (
                     magic == MAGIC
                     and generation == self.generation
                     and end + n <= self.fast_limit
                     and _lseek(fd, 0, SEEK_END) == end  # type: ignore[arg-type]
-                )
-                if fast:
+                ):
                     # SharedState.begin_append: publish end, mark this record begun.
                     _pwrite(lock_fd, pack_pair(end, end + n), SIZE_AT)
                     try:
@@ -231,7 +228,9 @@ class ActiveFile(Settling):
                         raise
                     if written != n:
                         self.write_rest(shared, data, written)
-            if not fast:
+                else:
+                    self.write(shared, data, self.prepare(shared, n))
+            else:
                 self.write(shared, data, self.prepare(shared, n))
         finally:
             lock.release()
