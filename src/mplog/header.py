@@ -176,7 +176,7 @@ class SharedState:
 
     def begin_write(self, end: int) -> None:
         """Mark a write from the published size up to *end* as in flight (network
-        filesystems, and writers of the older steps: PROTOCOL.md 3.1).
+        filesystems, and writers of the published steps: PROTOCOL.md 3.1).
 
         If its process dies before :meth:`end_write`, the next lock holder finds the
         mark and cuts a partial record off (:meth:`mplog.active.ActiveFile.recover`).
