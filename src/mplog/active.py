@@ -25,7 +25,7 @@ import stat
 import struct
 import time
 import weakref
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 from .durability import Durability
 from .header import MAGIC, SIZE_AT, WRITE_END_AT, SharedState, pack_word, unpack_state
@@ -33,6 +33,9 @@ from .lock import FileLock
 from .permissions import FilePermissions
 from .presence import Presence
 from .reporting import Reporter
+
+if TYPE_CHECKING:  # mplog.rollover imports this module
+    from .rollover import Rollover
 
 __all__ = ["ActiveFile"]
 
@@ -45,15 +48,6 @@ _pread, _pwrite, _fstat, _lseek, SEEK_CUR = os.pread, os.pwrite, os.fstat, os.ls
 _NO_LIMIT = 1 << 63
 
 
-class RotationPolicy(Protocol):
-    """What decides, before a write the fast path does not take, whether the active
-    file rotates (:class:`mplog.rollover.Rollover`)."""
-
-    def prepare(self, file: ActiveFile, shared: SharedState, nbytes: int) -> int:
-        """Make sure we append to the active *file*, rotate it if due; return its
-        size, or -1 for a device or pipe (lock held)."""
-
-
 class ActiveFile:
     """This process's view of the log file that every process appends to.
 
@@ -62,8 +56,8 @@ class ActiveFile:
     :param permissions: mode and owner of a newly created file.
     :param reporter: where findings and failures go.
     :param durability: the ``fsync`` policy, or None.
-    :param rotation: the rotation policy, asked before a write when the fast path
-        does not apply (see :meth:`prepare`).
+    :param rotation: the rotation policy (:class:`~mplog.rollover.Rollover`), asked
+        before a write when the fast path does not apply (see :meth:`prepare`).
     :param network: the log is on a filesystem several hosts share.
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``), if no other
@@ -87,7 +81,7 @@ class ActiveFile:
         permissions: FilePermissions,
         reporter: Reporter,
         durability: Durability | None,
-        rotation: RotationPolicy,
+        rotation: Rollover,
         *,
         network: bool,
         watch_interval: float,

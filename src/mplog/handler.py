@@ -5,13 +5,24 @@ encode once, then queue the bytes (batched mode) or append them to the active
 file under the inter-process lock (:mod:`mplog.active`, which rotates first
 when :mod:`mplog.rollover` says so), then report a failure through
 :meth:`~logging.Handler.handleError` (:mod:`mplog.reporting`).  The record is in
-the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
-(``shouldRollover``, ``doRollover``, ``rolloverAt``, ``namer``/``rotator``) and
-wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
-active file, rotation, compression (:mod:`mplog.archive`), batching
-(:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
-disk is specified in PROTOCOL.md.
+the kernel when ``emit`` returns.  What every process does on disk is specified
+in PROTOCOL.md.
+
+Here: the public classes, their documented signature, and the write path.  The
+arguments are captured once, by name, into :class:`mplog.options.Arguments`,
+parsed into :class:`~mplog.options.Options` and pickled from there.  The rest of
+the class is grouped by concern, each group a base class in its own module, so
+that it stays methods of the handler (what the stdlib and servers call) without
+delegation or an extra call on the write path:
+
+* :mod:`mplog._handler_parts`: the parts (options, lock, active file, rotation,
+  compression, batching, durability, lifecycle guard), built from the options,
+  and what they call back;
+* :mod:`mplog._handler_surface`: the stdlib's attributes and methods
+  (``stream``, ``maxBytes``, ``backupCount``, ``rolloverAt``, ``shouldRollover``...);
+* :mod:`mplog._handler_entry`: ``_open``, ``doRollover``, ``close``, ``flush`` and
+  the fork hooks, each entered through the re-entry guard (:mod:`mplog.lifecycle`);
+* :mod:`mplog._handler_batched`: batched mode's queueing and writing.
 """
 
 from __future__ import annotations
