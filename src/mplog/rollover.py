@@ -7,6 +7,12 @@ backups, or naming it after its period), open a fresh one and announce it to the
 other processes, apply retention, and wake the compressor (never compressing in
 the writer's thread): the rotator's steps of PROTOCOL.md, section 4.
 
+The size settings, ``maxBytes`` and ``backupCount``, are kept in one place,
+:class:`SizeLimit`, which the handler's attributes of those names read and set;
+the active file only holds what :meth:`Rollover.prepare` last granted it (skip
+the checks until a time, for records within the limit: :meth:`ActiveFile.arm
+<mplog.active.ActiveFile.arm>`), and is sent back through it when they change.
+
 A rotation that fails (a directory we may not write, a backup name taken by a
 directory) costs no record: the file we hold is still the active one, so writers
 keep appending to it; the failure is reported once, and rotation is tried again
