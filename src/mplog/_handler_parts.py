@@ -50,13 +50,13 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
     """
 
     # Set by the handler's __init__ and _wire.
-    options: Options
-    schedule: TimeSchedule | None
-    compressor: Compressor | None
+    _options: Options
+    _schedule: TimeSchedule | None
+    _compressor: Compressor | None
     compress_delay: float
-    permissions: FilePermissions
+    _permissions: FilePermissions
     debug: bool
-    backups: Backups
+    _backups: Backups
     _arguments: Arguments  # as given (what pickling carries)
     _codec: str
     _codec_errors: str
@@ -76,11 +76,11 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
 
     def _wire(self, path: str, options: Options) -> None:
         """Build the parts from the parsed *options*; open nothing yet."""
-        self.options = options
-        self.schedule = options.schedule
-        self.compressor = options.compressor
+        self._options = options
+        self._schedule = options.schedule
+        self._compressor = options.compressor
         self.compress_delay = options.compress_delay
-        self.permissions = options.permissions
+        self._permissions = options.permissions
         self.terminator = options.terminator
         self.debug = options.debug
         # Records are encoded without a byte-order mark; each file gets one (_file_start).
@@ -92,7 +92,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         # Nothing to translate, and format() is Handler's: emit formats and encodes inline.
         self._plain_text = self._newline == "\n" and type(self).format is logging.Handler.format
         self._reporter = reporter = Reporter(self._handle_error, path)
-        self.permissions.report = self._report_chown
+        self._permissions.report = self._report_chown
         network = is_network_filesystem(path) if options.network_fs is None else options.network_fs
         lock_path = lock_path_for(path, options.lock_file_directory)
         # On NFS the shared state bypasses the client's cache (and any delegation).
@@ -100,37 +100,37 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         # One lock per lock file per process, and one record of the threads inside:
         # every handler of this log in this process shares them (see mplog.lock).
         self._lock = FileLock(
-            lock_path, options.lock_timeout, self.permissions, path, direct, process_wide=True
+            lock_path, options.lock_timeout, self._permissions, path, direct, process_wide=True
         )
         self._guard = ThreadGuard(self._report_deferred, self._lock.inside, self._lock.deferred)
         # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
         super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
         self._durability = Durability.create(options.fsync, reporter)
-        limit = SizeLimit(options.max_bytes, options.backup_count, self.schedule is not None)
-        self.backups = Backups(
+        limit = SizeLimit(options.max_bytes, options.backup_count, self._schedule is not None)
+        self._backups = Backups(
             path,
             self.rotation_filename,
             limit.count,
-            None if self.schedule is None else self.schedule.suffix_pattern,
+            None if self._schedule is None else self._schedule.suffix_pattern,
             options.suffixes,
             options.retention,
         )
         self._archiver = None
-        if self.compressor is not None:
+        if self._compressor is not None:
             self._archiver = Archiver(
                 path,
-                self.compressor,
+                self._compressor,
                 self._lock,
-                self.backups.files,
-                self.backups.locate,
-                self.permissions,
+                self._backups.files,
+                self._backups.locate,
+                self._permissions,
                 reporter,
                 self._debug,
                 delay=self.compress_delay,
                 durable=self._durability is not None,
             )
         self._rollover = Rollover(
-            self.backups,
+            self._backups,
             limit,
             self._time_trigger(path),
             self.rotate,
@@ -141,7 +141,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         self._file = ActiveFile(
             path,
             self._lock,
-            self.permissions,
+            self._permissions,
             reporter,
             self._durability,
             self._rollover,
@@ -150,7 +150,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
             truncate=options.truncate,
             presence=None
             if is_special_file(path)
-            else Presence(presence_path_for(lock_path), self.permissions, self._settings),
+            else Presence(presence_path_for(lock_path), self._permissions, self._settings),
             keep_open=options.keep_file_open,
             local_locks=network and local_locks_only(path),
             file_start=self._file_start if options.bom or options.header else None,
@@ -165,13 +165,13 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
             )
 
     def _time_trigger(self, path: str) -> TimeTrigger | None:
-        if self.schedule is None:
+        if self._schedule is None:
             return None
         try:
             start = os.stat(path).st_mtime
         except OSError:
             start = time.time()
-        return TimeTrigger(self.schedule, start, self._read_boundary, self._write_boundary)
+        return TimeTrigger(self._schedule, start, self._read_boundary, self._write_boundary)
 
     # -- what the parts call back ---------------------------------------------------
 
@@ -190,7 +190,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
                     "cannot give %s to owner %s (uid, gid): %s; the files mplog creates keep "
                     "this process's owner (reported once)",
                     path,
-                    self.permissions.owner,
+                    self._permissions.owner,
                     error,
                 )
             )
@@ -204,7 +204,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
     def _settings(self) -> str:
         """The rotation settings every process on the log should share, as one line
         (recorded in the presence file, see :mod:`mplog.presence`)."""
-        schedule = self.schedule
+        schedule = self._schedule
         when = "None" if schedule is None else f"{schedule.when} interval={schedule.interval}s"
         limit = self._rollover.limit
         return f"maxBytes={limit.max_bytes} backupCount={limit.backup_count} when={when}"
@@ -212,7 +212,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
     def _file_start(self) -> bytes:
         """What a new file starts with, before its first record: the encoding's
         byte-order mark and the ``header`` line, if any (see ActiveFile.write)."""
-        options = self.options
+        options = self._options
         if options.header is None:
             return options.bom
         text = options.header() + self.terminator

@@ -85,7 +85,7 @@ class StdlibSurface(HandlerParts):
     def suffix(self) -> str | None:
         """The ``strftime`` format of time-named backups' suffix (stdlib name); None
         without *when*."""
-        return None if self.schedule is None else self.schedule.suffix
+        return None if self._schedule is None else self._schedule.suffix
 
     @suffix.setter
     def suffix(self, value: str | None) -> None:
@@ -95,7 +95,7 @@ class StdlibSurface(HandlerParts):
     @property
     def extMatch(self) -> re.Pattern[str] | None:
         """The pattern that finds the suffix in backup names (stdlib name)."""
-        return None if self.schedule is None else self.schedule.suffix_pattern
+        return None if self._schedule is None else self._schedule.suffix_pattern
 
     @extMatch.setter
     def extMatch(self, value: re.Pattern[str] | None) -> None:
@@ -148,7 +148,7 @@ class StdlibSurface(HandlerParts):
         """Return the backups that retention deletes at the next rotation, oldest first:
         time-named ones beyond *backupCount*, and any beyond *max_age* or
         *max_total_size* (compressed forms included)."""
-        return [path for backup in self.backups.expired() for path in backup.paths]
+        return [path for backup in self._backups.expired() for path in backup.paths]
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Report a failure: mplog's own reports (a rotation that cannot happen, a

@@ -375,5 +375,5 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
 
     def computeRollover(self, currentTime: float) -> float:
         """Return the next rollover instant after *currentTime* (stdlib-compatible)."""
-        assert self.schedule is not None
-        return self.schedule.next_rollover(currentTime)
+        assert self._schedule is not None
+        return self._schedule.next_rollover(currentTime)
