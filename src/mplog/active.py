@@ -28,7 +28,7 @@ import stat
 import struct
 import time
 import weakref
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .durability import Durability
 from .header import MAGIC, SIZE_AT, SharedState, pack_pair, unpack_state
@@ -39,6 +39,9 @@ from .presence import Presence
 from .reporting import Reporter
 from .settle import Settling
 
+if TYPE_CHECKING:  # mplog.rollover imports this module
+    from .rollover import Rollover
+
 __all__ = ["ActiveFile"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -47,9 +50,8 @@ _DSYNC = getattr(os, "O_DSYNC", 0) or getattr(os, "O_SYNC", 0)
 _pread, _pwrite = os.pread, os.pwrite
 _lseek, SEEK_END = os.lseek, os.SEEK_END
 
-#: ``prepare(shared, nbytes)``: make sure we append to the active file and rotate if
-#: due; return its size, or -1 for a device or pipe (lock held).
-Prepare = Callable[[SharedState, int], int]
+#: :meth:`ActiveFile.arm`'s size limit for "never by size".
+_NO_LIMIT = 1 << 63
 
 
 class ActiveFile(Settling):
@@ -60,6 +62,8 @@ class ActiveFile(Settling):
     :param permissions: mode and owner of a newly created file.
     :param reporter: where findings and failures go.
     :param durability: the ``fsync`` policy, or None.
+    :param rotation: the rotation policy (:class:`~mplog.rollover.Rollover`), asked
+        before a write when the fast path does not apply (see :meth:`prepare`).
     :param network: the log is on a filesystem several hosts share.
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``), if no other
@@ -83,6 +87,7 @@ class ActiveFile(Settling):
         permissions: FilePermissions,
         reporter: Reporter,
         durability: Durability | None,
+        rotation: Rollover,
         *,
         network: bool,
         watch_interval: float,
@@ -97,6 +102,7 @@ class ActiveFile(Settling):
         self.permissions = permissions
         self.reporter = reporter
         self.durability = durability
+        self.rotation = rotation
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
@@ -106,11 +112,9 @@ class ActiveFile(Settling):
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
         self._local_locks_unreported = local_locks
-        #: The rotation policy, asked before a write when the fast path does not
-        #: apply (set by the handler); by default, only the checks.
-        self.prepare: Prepare = self._checked_size
-        #: The fast path's size test: the size limit, or "never".
-        self.fast_limit = 1 << 63
+        #: The fast path's size test, set with *fast_until* by :meth:`arm`: the
+        #: rotation policy's size limit when it last let append skip :meth:`prepare`.
+        self.fast_limit = _NO_LIMIT
         self.fd: int | None = None
         self.stream: io.FileIO | None = None
         #: Every stream opened here, current or since replaced (and closed).
@@ -281,16 +285,24 @@ class ActiveFile(Settling):
 
     # -- checking ----------------------------------------------------------------------
 
-    def _checked_size(self, shared: SharedState, nbytes: int) -> int:
-        size = self.sync(shared, time.time())[0]
-        return size if self.regular else -1
+    def prepare(self, shared: SharedState, nbytes: int) -> int:
+        """Make sure we append to the active file, rotate it first if the rotation
+        policy says so; return its size, or -1 for a device or pipe (lock held)."""
+        return self.rotation.prepare(self, shared, nbytes)
 
-    def arm(self, until: float) -> None:
-        """Let :meth:`append` skip *prepare* until the next watch, or *until* (the next
-        time-rotation check), whichever comes first (lock held, the file checked;
-        append still compares the generation, the write end and the file's length at
-        every record)."""
+    def arm(self, until: float, limit: int) -> None:
+        """Let :meth:`append` skip :meth:`prepare` until the next watch, or *until* (the
+        next time-rotation check), whichever comes first, for records that keep the
+        file within *limit* bytes (0: any size): the rotation policy's word, given
+        with the lock held, the file checked (append still compares the generation,
+        the write end and the file's length at every record)."""
+        self.fast_limit = limit or _NO_LIMIT
         self.fast_until = 0.0 if self.network else min(self.next_watch, until)
+
+    def disarm(self) -> None:
+        """Send the next record through :meth:`prepare`: the rotation settings changed
+        (any thread, with or without the lock)."""
+        self.fast_until = 0.0
 
     def check(self, shared: SharedState, now: float) -> int:
         """Check the lock file; stat the path; reopen if the file we hold was renamed,
