@@ -30,6 +30,7 @@ from typing import Callable
 from .active import ActiveFile
 from .archive import Archiver, discard, is_claimed
 from .header import SharedState
+from .netfs import refresh_directory
 from .reporting import Reporter
 from .rotation import Backups
 from .triggers import TimeTrigger
@@ -175,7 +176,7 @@ class Rollover:
         file.generation = -1
         try:
             if file.network:  # the names below must be the server's, not a stale view
-                file.refresh_directory()
+                refresh_directory(file.path)
             if file.durability is not None:  # whole on disk before its new name is
                 file.durability.before_rename(file.fd, file.file_id)  # type: ignore[arg-type]
             self._rename_active(now, time_due)
@@ -228,7 +229,7 @@ class Rollover:
     def _failed(self, shared: SharedState, now: float, error: Exception) -> int:
         """Keep the file we hold (called inside the rename's ``except``); return its size."""
         self._retry_at = now + ROTATION_RETRY
-        size = shared.load()[1]
+        size = shared.state()[2]  # the file's length: the last write begun ended (see sync)
         if self._skipped is None:
             self._skipped = 0
             self.reporter.once(
