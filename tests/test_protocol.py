@@ -469,3 +469,29 @@ def test_a_log_truncated_meanwhile_is_measured_again(tmp_path: Path) -> None:
     finally:
         handler.close()
     assert path.read_bytes() == b"c\n"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GAP: a log truncated by another program and appended to by it up to a length "
+    "within the last record's span reads as a torn record: its bytes from the record's "
+    "start are cut off (PROTOCOL.md 5.1)",
+)
+def test_a_truncated_log_appended_to_by_another_program_keeps_its_bytes(tmp_path: Path) -> None:
+    """A log truncated behind the writers (logrotate's copytruncate) and then appended
+    to by a program that bypasses mplog keeps that program's bytes; the next record
+    follows them.  (Review finding: the new length, 19, lies between where the last
+    record began, 13, and where it ended, 27, so it is taken for a record torn by a
+    writer that died and cut back to 13; the previous version kept it.)"""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    try:
+        handler.emit(make_record("first record"))
+        handler.emit(make_record("second record"))
+        os.truncate(path, 0)
+        with open(path, "ab") as other:
+            other.write(b"other program line\n")
+        handler.emit(make_record("third"))
+    finally:
+        handler.close()
+    assert path.read_bytes() == b"other program line\nthird\n"
