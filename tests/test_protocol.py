@@ -433,6 +433,52 @@ def test_a_record_torn_by_a_writer_of_the_deferred_steps_is_cut_off(tmp_path: Pa
     assert path.read_bytes() == b"a\nb\n"
 
 
+def _die_mid_record(path: Path, record: bytes, part: int) -> None:
+    """A writer of the deferred steps publishes and marks *record* with one pwrite,
+    writes its first *part* bytes, and dies (the kernel releases its lock)."""
+    writer = ProtocolWriter(str(path), deferred=True)
+    try:
+        fcntl.flock(writer.lock, fcntl.LOCK_EX)
+        end = writer._follow().st_size
+        os.pwrite(writer.lock, struct.pack("<QQ", end, end + len(record)), 16)
+        os.write(writer.fd, record[:part])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("reason", ["watch", "generation", "time"])
+def test_a_torn_record_is_cut_exactly_when_the_next_record_takes_the_slow_path(
+    tmp_path: Path, clock: Any, reason: str
+) -> None:
+    """The next record after a torn one goes through the slow path for another reason
+    (the watch is due; it comes from a new process, which knows no generation yet; a
+    time boundary has passed): the partial record is cut off at exactly where it
+    began, and the rotation decided next (past 12 bytes, or at the boundary) counts
+    the file without it."""
+    path = tmp_path / "app.log"
+    options: dict[str, Any] = {"backupCount": 9, "watch_interval": 0 if reason == "watch" else 3600}
+    options.update({"when": "H"} if reason == "time" else {"maxBytes": 12})
+    handler = mplog.ConcurrentRotatingFileHandler(path, **options)
+    try:
+        handler.emit(make_record("aaaa"))
+        _die_mid_record(path, b"a torn record\n", 6)
+        if reason == "generation":  # a new process's first record
+            other = mplog.ConcurrentRotatingFileHandler(path, **options)
+            other.emit(make_record("bbbb"))
+            other.close()
+        else:
+            handler.emit(make_record("bbbb"))
+        if reason == "time":
+            clock.now += 3600
+        handler.emit(make_record("cccc"))
+        handler.emit(make_record("dddd"))
+    finally:
+        handler.close()
+    (backup,) = tmp_path.glob("app.log.*")  # app.log.1, or named after the hour
+    assert backup.read_bytes() == b"aaaa\nbbbb\n"
+    assert path.read_bytes() == b"cccc\ndddd\n"
+
+
 def test_a_writer_that_appends_without_publishing_opens_a_foreign_window(
     tmp_path: Path,
 ) -> None:
