@@ -65,6 +65,31 @@ def test_every_file_starts_with_one_header_line_of_its_own(tmp_path: Path, batch
         assert [seq for w, seq in records if w == worker] == list(range(COUNT))
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["sync", "batched"])
+def test_the_header_line_counts_towards_max_bytes(tmp_path: Path, batched: bool) -> None:
+    """A file rotated by size is never larger than maxBytes for its header line (here
+    40 bytes: the 23-byte line and one 9-byte record fit, a second record does not),
+    also when batched mode writes a batch of records across rotations.  (Review
+    finding: the batch was split by the records' sizes alone, so each new file got the
+    header line and four records, 59 bytes.)"""
+    handler = mplog.ConcurrentRotatingFileHandler(
+        str(tmp_path / BASE), maxBytes=40, backupCount=100, header="HEADER-LINE-0123456789"
+    )
+    records = [b"rec%05d\n" % n for n in range(30)]
+    try:
+        if batched:  # one batch, as the writer thread hands it over
+            with handler._lock as shared:
+                handler._rollover.write_batch(handler._file, shared, records)
+        else:
+            for record in records:
+                handler._file.append(record)
+    finally:
+        handler.close()
+    assert [file.path.read_bytes() for file in log_files(tmp_path)] == [
+        b"HEADER-LINE-0123456789\n" + record for record in records
+    ]
+
+
 def _fill(path: Path, **options: object) -> list[bytes]:
     """Log the same records into files that rotate often; return each file's first bytes."""
     handler = mplog.ConcurrentRotatingFileHandler(

@@ -293,3 +293,42 @@ def test_on_nfs_the_shared_state_is_read_past_the_cache(
     assert direct, "the shared state was not opened O_DIRECT"
     assert all(path.startswith("/proc/self/fd/") for path in direct)
     assert (tmp_path / "app.log").read_text() == "one\n"
+
+
+def test_a_network_mode_process_keeps_the_records_of_a_local_mode_one(tmp_path: Path) -> None:
+    """A handler forced to network mode and one in local mode on the same log alternate:
+    a local-mode record leaves the write end past the size (its deferred steps), which
+    network mode would cut back to the size if the path named the announced file
+    (PROTOCOL.md 7); it never does, since each mode announces the file by another
+    identity ((0, inode) against (device, inode)): every record stays, once, in order."""
+    path = tmp_path / "app.log"
+    local = mplog.ConcurrentRotatingFileHandler(path, watch_interval=3600)
+    network = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=3600)
+    try:
+        for n in range(3):
+            local.emit(make_record(f"local {n}"))
+            local.emit(make_record(f"local {n}b"))
+            network.emit(make_record(f"network {n}"))
+    finally:
+        local.close()
+        network.close()
+    expected = "".join(f"local {n}\nlocal {n}b\nnetwork {n}\n" for n in range(3))
+    assert path.read_text() == expected
+
+
+@pytest.mark.timeout(120)
+def test_network_and_local_mode_processes_on_one_log_lose_nothing(tmp_path: Path) -> None:
+    """Two processes forced to network mode and two in local mode write one log that
+    rotates every few dozen records: every record is in the files exactly once, whole."""
+    path = str(tmp_path / "app.log")
+    count = 800
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    options = [{"maxBytes": 8192, "backupCount": 500, "network_fs": w < 2} for w in range(4)]
+    processes = [
+        ctx.Process(target=fleet_workers.mplog_writer, args=(path, options[w], w, count, barrier))
+        for w in range(4)
+    ]
+    fleet_workers.run_fleet(processes, barrier)
+    found = fleet_workers.read_fleet(tmp_path)
+    fleet_workers.assert_each_once(found, dict.fromkeys(range(4), count))

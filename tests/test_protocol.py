@@ -433,6 +433,52 @@ def test_a_record_torn_by_a_writer_of_the_deferred_steps_is_cut_off(tmp_path: Pa
     assert path.read_bytes() == b"a\nb\n"
 
 
+def _die_mid_record(path: Path, record: bytes, part: int) -> None:
+    """A writer of the deferred steps publishes and marks *record* with one pwrite,
+    writes its first *part* bytes, and dies (the kernel releases its lock)."""
+    writer = ProtocolWriter(str(path), deferred=True)
+    try:
+        fcntl.flock(writer.lock, fcntl.LOCK_EX)
+        end = writer._follow().st_size
+        os.pwrite(writer.lock, struct.pack("<QQ", end, end + len(record)), 16)
+        os.write(writer.fd, record[:part])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("reason", ["watch", "generation", "time"])
+def test_a_torn_record_is_cut_exactly_when_the_next_record_takes_the_slow_path(
+    tmp_path: Path, clock: Any, reason: str
+) -> None:
+    """The next record after a torn one goes through the slow path for another reason
+    (the watch is due; it comes from a new process, which knows no generation yet; a
+    time boundary has passed): the partial record is cut off at exactly where it
+    began, and the rotation decided next (past 12 bytes, or at the boundary) counts
+    the file without it."""
+    path = tmp_path / "app.log"
+    options: dict[str, Any] = {"backupCount": 9, "watch_interval": 0 if reason == "watch" else 3600}
+    options.update({"when": "H"} if reason == "time" else {"maxBytes": 12})
+    handler = mplog.ConcurrentRotatingFileHandler(path, **options)
+    try:
+        handler.emit(make_record("aaaa"))
+        _die_mid_record(path, b"a torn record\n", 6)
+        if reason == "generation":  # a new process's first record
+            other = mplog.ConcurrentRotatingFileHandler(path, **options)
+            other.emit(make_record("bbbb"))
+            other.close()
+        else:
+            handler.emit(make_record("bbbb"))
+        if reason == "time":
+            clock.now += 3600
+        handler.emit(make_record("cccc"))
+        handler.emit(make_record("dddd"))
+    finally:
+        handler.close()
+    (backup,) = tmp_path.glob("app.log.*")  # app.log.1, or named after the hour
+    assert backup.read_bytes() == b"aaaa\nbbbb\n"
+    assert path.read_bytes() == b"cccc\ndddd\n"
+
+
 def test_a_writer_that_appends_without_publishing_opens_a_foreign_window(
     tmp_path: Path,
 ) -> None:
@@ -469,3 +515,29 @@ def test_a_log_truncated_meanwhile_is_measured_again(tmp_path: Path) -> None:
     finally:
         handler.close()
     assert path.read_bytes() == b"c\n"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GAP: a log truncated by another program and appended to by it up to a length "
+    "within the last record's span reads as a torn record: its bytes from the record's "
+    "start are cut off (PROTOCOL.md 5.1)",
+)
+def test_a_truncated_log_appended_to_by_another_program_keeps_its_bytes(tmp_path: Path) -> None:
+    """A log truncated behind the writers (logrotate's copytruncate) and then appended
+    to by a program that bypasses mplog keeps that program's bytes; the next record
+    follows them.  (Review finding: the new length, 19, lies between where the last
+    record began, 13, and where it ended, 27, so it is taken for a record torn by a
+    writer that died and cut back to 13; the previous version kept it.)"""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    try:
+        handler.emit(make_record("first record"))
+        handler.emit(make_record("second record"))
+        os.truncate(path, 0)
+        with open(path, "ab") as other:
+            other.write(b"other program line\n")
+        handler.emit(make_record("third"))
+    finally:
+        handler.close()
+    assert path.read_bytes() == b"other program line\nthird\n"

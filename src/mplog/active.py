@@ -254,13 +254,14 @@ class ActiveFile(Settling):
         if not self.keep_open:
             self.close()
 
-    def write(self, shared: SharedState, data: bytes, size: int) -> None:
+    def write(self, shared: SharedState, data: bytes, size: int) -> int:
         """Append *data* whole at *size* (-1: not a regular file), the size
         :meth:`sync` (or a rotation) found, publishing *size* and marking the write
-        as begun; on failure, cut off the partial record (lock held)."""
+        as begun; on failure, cut off the partial record (lock held).  Return where
+        the file now ends (with the file's start, if *data* is its first record)."""
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
-            return
+            return size
         if not size and self.file_start is not None:  # a file's first record: its start
             data = self.file_start() + data
         end = size + len(data)
@@ -271,6 +272,7 @@ class ActiveFile(Settling):
         else:
             shared.begin_append(size, end)
             self.write_rest(shared, data, 0)
+        return end
 
     def write_rest(self, shared: SharedState | None, data: bytes, written: int) -> None:
         """Write *data* from offset *written* on: the loop of a short write (rare,

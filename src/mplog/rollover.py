@@ -155,15 +155,23 @@ class Rollover:
         if size < 0 or not limit:
             file.write(shared, b"".join(batch), size)
             return
-        start = 0
-        end_size = size
+        start = 0  # batch[start:i] goes at *size*; the file then ends at *end*
+        end = size
         for i, data in enumerate(batch):
-            if i > start and end_size + len(data) > limit:
-                file.write(shared, b"".join(batch[start:i]), size)
-                size = end_size = self.rotate(file, shared, time_due=False)
+            if i > 0 and end + len(data) > limit:  # (prepare decided for the first)
+                if i > start:  # (nothing pending after a file's first record)
+                    file.write(shared, b"".join(batch[start:i]), size)
+                size = end = self.rotate(file, shared, time_due=False)
                 start = i
-            end_size += len(data)
-        file.write(shared, b"".join(batch[start:]), size)
+            if not size and file.file_start is not None:
+                # A new file's first record carries the file's start (a header line),
+                # which counts towards the limit: written alone, it says how long.
+                size = end = file.write(shared, data, 0)
+                start = i + 1
+            else:
+                end += len(data)
+        if start < len(batch):
+            file.write(shared, b"".join(batch[start:]), size)
 
     def rotate(self, file: ActiveFile, shared: SharedState, time_due: bool) -> int:
         """Rename the active *file* away, open a fresh one, tell the others; return the

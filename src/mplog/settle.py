@@ -94,7 +94,9 @@ class Settling:
         if self.identity(st) == shared.file_id():
             if self.network or start <= size < end:
                 # (On a network filesystem this host's size may be stale; every complete
-                # record before *start* reached the server before its writer unlocked.)
+                # record before *start* reached the server before its writer unlocked.
+                # A local-mode writer's deferred mark is never cut here: it announced
+                # the file as (device, inode), never equal to ours; PROTOCOL.md 7.)
                 os.truncate(self.path, start)
                 size = start
             elif size > end:  # grown past it: a writer that does not publish (section 8)
