@@ -45,7 +45,7 @@ from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
-from .lifecycle import background
+from .lifecycle import background, start_thread
 from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
@@ -113,7 +113,6 @@ class Archiver:
         self._state = threading.RLock()  # a __del__ in the thread may rotate and request
         self._pending = False
         self._thread: threading.Thread | None = None
-        self._launching = False
         self._timer: threading.Timer | None = None  # wakes the thread for a deferred backup
         self._timer_due = 0.0
 
@@ -133,31 +132,15 @@ class Archiver:
         """
         with self._state:
             self._pending = True
-            if self._thread is not None or self._launching:
-                return  # the running (or starting) thread sweeps again before it ends
-            # Launching: a __del__ run by a garbage collection that the allocations below
-            # trigger may log and rotate, re-entering here; it must not start a second.
-            self._launching = True
-            thread: threading.Thread | None
             try:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
-                # interpreter, and a multiprocessing child, wait for it at exit.
-                thread = background(
-                    threading.Thread(target=self._run, name="mplog-compress", daemon=False)
-                )
-                try:
-                    self._thread = thread
-                    thread.start()
-                except RuntimeError:  # interpreter shutdown, or no threads left: do it now
-                    self._pending = False
-                    thread = self._thread = None
-                except BaseException:  # KeyboardInterrupt before it started: never wait for it
-                    if thread.ident is None:
-                        self._thread = None
-                    raise
-            finally:
-                self._launching = False
-        if thread is None and not self._lock.owned():  # else: the next rotation or close()
+                # interpreter, and a multiprocessing child, wait for it at exit.  A thread
+                # running (or starting) already sweeps again before it ends.
+                start_thread(self, self._run, "mplog-compress", daemon=False)
+                return
+            except RuntimeError:  # interpreter shutdown, or no threads left: do it now
+                self._pending = False
+        if not self._lock.owned():  # else: the next rotation or close()
             self.sweep()
 
     def _run(self) -> None:

@@ -101,7 +101,6 @@ class BatchWriter:
         self._idle = True
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._launching = False
 
     def put(self, data: bytes, block: bool = True) -> bool | None:
         """Queue *data*: True if queued, False if dropped because the queue is full,
@@ -131,8 +130,7 @@ class BatchWriter:
             self._pending.append(data)
             self._queued += 1
             if self._thread is None:
-                if not self._launching:
-                    self._start()
+                self._start()
             elif self._idle:
                 self._cond.notify_all()
         return True

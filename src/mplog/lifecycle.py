@@ -256,25 +256,49 @@ def at_exit(call: Callable[[], None], first: bool = False) -> bool:
 
 class _Starts(Protocol):
     _thread: threading.Thread | None
-    _launching: bool
 
 
-def start_thread(owner: _Starts, target: Callable[[], None], name: str) -> None:
-    """Start *owner*'s background (daemon) thread running *target*, as its ``_thread``.
+def start_thread(
+    owner: _Starts, target: Callable[[], None], name: str, *, daemon: bool = True
+) -> None:
+    """Start *owner*'s background thread running *target*, as its ``_thread``, unless it
+    has one (a daemon unless *daemon* is false).  Call it holding *owner*'s lock.
 
-    *owner* is launching until the thread runs: creating it allocates, so the garbage
-    collector may run a ``__del__`` that logs and re-enters the owner, which must then
-    see ``_launching`` and not start a second thread.
+    Raises what :meth:`threading.Thread.start` raises (RuntimeError: interpreter
+    shutdown, no threads left); a thread that never started is then not left as
+    ``_thread``, so the next call starts one instead of the owner waiting for it, or
+    leaving its work to it, for ever.  Creating the thread allocates, so the garbage
+    collector may run a ``__del__`` that logs and calls this again for the same owner
+    meanwhile: that call sees the first one among its callers and starts no second
+    thread (the first one takes over its work).
     """
-    if owner._thread is not None or owner._launching:
+    if owner._thread is not None or _launching(owner):
         return
-    owner._launching = True
+    thread = background(threading.Thread(target=target, name=name, daemon=daemon))
     try:
-        thread = background(threading.Thread(target=target, name=name, daemon=True))
         owner._thread = thread
         thread.start()
-    finally:
-        owner._launching = False
+    except BaseException:
+        # KeyboardInterrupt, or no thread: started only if threading lists it (an
+        # interruption may come before the new thread has set its ident).
+        started = thread.ident is not None or thread in threading.enumerate()
+        if owner._thread is thread and not started:
+            owner._thread = None
+        raise
+
+
+def _launching(owner: _Starts) -> bool:
+    """Whether this thread is inside :func:`start_thread` for *owner* already (re-entered
+    from its allocation); only asked when *owner* has no thread, once per start."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is _START_CODE and frame.f_locals.get("owner") is owner:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_START_CODE = start_thread.__code__
 
 
 _background: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
