@@ -267,7 +267,7 @@ class Archiver:
         for a callable's output swapped for a symbolic link), once per kind."""
         path = os.fspath(error.filename) if error.filename is not None else ""
         key: object = path
-        if os.path.basename(path).startswith(f"{self._prefix}{os.getpid()}-"):
+        if os.path.basename(path).startswith(temp_prefix(self.base, os.getpid())):
             key = ("temporary", os.path.dirname(path), error.strerror)
         if key in self._odd:
             return

@@ -44,7 +44,7 @@ import os
 import stat
 from typing import Callable
 
-from .backup_claims import open_to_lock, remove_all, temp_prefix, temp_token
+from .backup_claims import open_to_lock, remove_all, temp_name
 from .compression import Compressor, reader_for
 from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
@@ -91,7 +91,7 @@ class BackupCompressor:
         self._locate = locate
         self._permissions = permissions
         self._debug = debug
-        self._prefix = temp_prefix(base)
+        self._base = base
         self._fds: set[int] = set()  # claims and temporary files we hold open
 
     def after_fork_in_child(self) -> None:
@@ -175,8 +175,7 @@ class BackupCompressor:
         function, suffix = self.compressor.function, self.compressor.suffix
         assert function is not None
         directory = os.path.dirname(backup.path)
-        token = self._token()
-        link = os.path.join(directory, f"{token}.tmp")
+        link = temp_name(self._base, directory)
         copy = None
         if not _link_descriptor(fd, file_id, link):  # no /proc, or no hard links here
             copy = self._copy(fd, source, link)  # locked, as our temporary files are
@@ -202,10 +201,10 @@ class BackupCompressor:
             if copy is not None:
                 self._fds.discard(copy)
                 os.close(copy)
-            # Only names made from our token are ours to remove: never what the
-            # callable returned if it points elsewhere.
-            name = os.path.basename(token)
-            remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
+            # Only names made from our temporary name are ours to remove: never what
+            # the callable returned if it points elsewhere.
+            ours = os.path.basename(link)[: -len(".tmp")]
+            remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(ours)])
 
     def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
         """Copy the file open on *fd* to *path*; return its descriptor, locked."""
@@ -241,7 +240,7 @@ class BackupCompressor:
         Should *temp* name another file by then (someone who can write the directory
         swapped it), that file is not committed: its new name is removed again and
         :class:`~mplog.untrusted.UnexpectedFile` raised, the original kept."""
-        token = self._token()  # not under the lock
+        aside = temp_name(self._base)  # in the backup's directory; not made under the lock
         with self._lock:
             self.verify_lock()
             path = self._locate(file_id, hint)
@@ -257,7 +256,7 @@ class BackupCompressor:
                 with contextlib.suppress(OSError):
                     os.remove(path + suffix)  # never follows a symbolic link
                 raise UnexpectedFile(temp, describe(committed) or "another file")
-            aside = None if self.durable else self._set_aside(path, token)
+            moved = None if self.durable else self._set_aside(path, aside)
         if self.durable:
             # Both names exist now, which a sweep resolves after any crash; the
             # original goes only once the archive's name is on disk.
@@ -265,18 +264,18 @@ class BackupCompressor:
             with self._lock:
                 self.verify_lock()
                 path = self._locate(file_id, path)  # a rotation may have shifted it
-                aside = None if path is None else self._set_aside(path, token)
-        if aside is not None:
+                moved = None if path is None else self._set_aside(path, aside)
+        if moved is not None:
             # Outside the lock.  Should it fail (swapped for a directory), the next
             # sweep finds the name and reports it.
             with contextlib.suppress(OSError):
-                os.remove(aside)
+                os.remove(moved)
 
-    def _set_aside(self, path: str, token: str) -> str:
-        """Rename the committed original to a temporary name made of *token*, which
-        sweeps remove once nobody holds it (after a crash); return that name (writers'
+    def _set_aside(self, path: str, name: str) -> str:
+        """Rename the committed original to the temporary *name* in its directory, which
+        sweeps remove once nobody holds it (after a crash); return that path (writers'
         lock held)."""
-        aside = os.path.join(os.path.dirname(path), f"{token}.tmp")
+        aside = os.path.join(os.path.dirname(path), name)
         os.rename(path, aside)
         return aside
 
@@ -327,13 +326,10 @@ class BackupCompressor:
 
     # -- temporary files -----------------------------------------------------------------
 
-    def _token(self) -> str:
-        return temp_token(self._prefix)
-
     def _temp(self, directory: str, source: os.stat_result) -> tuple[str, int]:
         """Create and lock a fresh temporary file."""
         while True:
-            path = os.path.join(directory, f"{self._token()}.tmp")
+            path = temp_name(self._base, directory)
             fd = self._permissions.create_like(path, source)
             self._fds.add(fd)
             try:
