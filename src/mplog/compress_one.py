@@ -2,28 +2,19 @@
 
 :meth:`BackupCompressor.compress` compresses one uncompressed backup of a log
 (:mod:`mplog.archive` decides when, in a background thread), following the
-claim protocol of PROTOCOL.md, section 6.  Writers never wait for it:
-
-1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
-   process (or thread) already compressing it holds that lock, so the backup is
-   skipped; retention skips claimed files too (:mod:`mplog.backup_claims`).  The
-   descriptor keeps reading the same file even if a later rotation renames it
-   (``.1`` -> ``.2``).
-2. *Compress* into a hidden temporary file ``.<log>.mplog-<pid>-<token>.tmp``
-   next to it, locked the same way while in use, then ``fsync`` it.  A callable's
-   output is only a name others may have swapped: it is opened ``O_NOFOLLOW``,
-   checked (a regular file of ours with one link) and changed through that
-   descriptor only, or refused (:mod:`mplog.untrusted`).
-3. *Commit*, holding the writers' lock for two renames' time: find the backup
-   by its inode (wherever shifting moved it), rename the temporary file to
-   that name plus the suffix, and rename the original aside to a temporary
-   name (still claimed); remove it once the lock is released, so that writers
-   never wait for a removal.  A backup deleted by retention meanwhile is not
-   found: the temporary file is dropped.  Should the temporary name hold
-   another file by then, that file is not committed.  With ``fsync=`` on, the
-   directory is synced between the two renames (outside the lock: the original
-   is looked up again afterwards), so after a crash of the machine the
-   archive's name is on disk whenever the original's removal is.
+claim protocol of PROTOCOL.md, section 6, step 2: *claim* the backup (an
+exclusive ``flock`` on a descriptor of it, which follows it through renames;
+claimed elsewhere, it is skipped), *compress* from that descriptor into a
+locked temporary file (:func:`mplog.backup_claims.temp_name`), then *commit*,
+holding the writers' lock only for two renames: the temporary file gets the
+backup's current name (found by inode) plus the suffix, and the original is
+renamed aside, to be removed once the lock is released, so that writers never
+wait for a compression nor a removal.  A callable's output is only a name others
+may have swapped: it is opened ``O_NOFOLLOW``, checked (a regular file of ours
+with one link) and changed through that descriptor only, or refused
+(:mod:`mplog.untrusted`).  With ``fsync=`` on, the directory is synced between
+the two renames, so after a crash of the machine the archive's name is on disk
+whenever the original's removal is.
 
 A backup whose last record (its modification time) is younger than the delay
 is left plain, and the caller is told when it is due.
