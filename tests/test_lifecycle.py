@@ -88,6 +88,79 @@ def test_del_that_logs_in_the_writer_while_the_queue_is_full(tmp_path: Path, end
         ]
 
 
+LOG_WHILE_THREADS_START = """
+import gc, logging, sys, threading
+import mplog
+
+OPTIONS = {
+    "compress": {"compress": "gzip", "compress_delay": 0},
+    "compress-delay": {"compress": "gzip", "compress_delay": 0.05},
+    "batched": {"batched": True},
+    "fsync": {"fsync": 1.0},
+}
+handler = mplog.ConcurrentRotatingFileHandler(
+    sys.argv[1], maxBytes=2000, backupCount=100, **OPTIONS[sys.argv[2]]
+)
+handler.setFormatter(logging.Formatter("%(message)s"))
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+logging.raiseExceptions = False  # a record logged from inside the handler is not written
+left = [200]
+
+
+def collected(phase, info):
+    # What a __del__ that logs does when the collector frees it: it runs in whatever
+    # thread allocates, mplog's own threads included, even while they start.
+    if phase == "start" and left[0] and threading.current_thread() is not threading.main_thread():
+        left[0] -= 1
+        log.info("collected")
+
+
+gc.callbacks.append(collected)
+gc.set_threshold(1)  # collect at almost every allocation
+for i in range(300):
+    log.info("r%d %s", i, "x" * 40)
+handler.close()
+gc.callbacks.remove(collected)
+print(gc.isenabled())
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("options", ["compress", "compress-delay", "batched", "fsync"])
+def test_a_collection_that_logs_while_mplog_starts_or_holds_a_thread(
+    tmp_path: Path, options: str
+) -> None:
+    """A garbage collection that logs (a __del__, a gc callback) in a thread of mplog
+    while it starts, or while the compressor holds its state, never waits for a lock
+    the thread starting it or rotating holds: every record is written once, and the
+    collector runs again afterwards.  (Thread.start waits for the new thread to run
+    threading's bootstrap, which allocates: the compressor's, started by a rotation
+    under the writers' lock, and the batched writer, started under the queue's lock,
+    hung there; so did the compressor arming its timer while a rotation waited.)"""
+    path = tmp_path / "app.log"
+    script = tmp_path / "script.py"
+    script.write_text(LOG_WHILE_THREADS_START)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True"]  # the collector is not left paused
+    lines = [
+        line
+        for file in sorted(tmp_path.glob("app.log*"))
+        for line in read_log(file).decode().splitlines()
+        if line != "collected"
+    ]
+    assert_exactly_once(lines, [f"r{i} {'x' * 40}" for i in range(300)])
+
+
 LATE_THREADS = """
 import logging, multiprocessing, sys, threading, time
 import mplog

@@ -35,17 +35,19 @@ sweep of any process on the log (its next rotation or close).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Callable
 
 from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
-from .lifecycle import background, start_thread
+from .lifecycle import background, collection_paused, start_thread
 from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
@@ -116,6 +118,15 @@ class Archiver:
         self._timer: threading.Timer | None = None  # wakes the thread for a deferred backup
         self._timer_due = 0.0
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """Hold the state lock, with the garbage collector paused: a thread that holds
+        the writers' lock (rotating) may wait for it, so a ``__del__`` or a collector's
+        callback that logs, and so waits for the writers' lock, must not run in a
+        thread holding it (:func:`mplog.lifecycle.collection_paused`)."""
+        with collection_paused(), self._state:
+            yield
+
     def after_fork_in_child(self) -> None:
         """In a forked child: let go of the parent's claims without releasing them
         (see :meth:`BackupCompressor.after_fork_in_child`), with no thread nor timer."""
@@ -130,7 +141,7 @@ class Archiver:
         Cheap, and safe while holding the writers' lock: only if no thread can be
         started does it sweep in the caller, and then not while the caller holds it.
         """
-        with self._state:
+        with self._held():
             self._pending = True
             try:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
@@ -146,7 +157,7 @@ class Archiver:
     def _run(self) -> None:
         lower_this_thread()  # compress with the CPU time the writers leave (mplog._priority)
         while True:
-            with self._state:
+            with self._held():
                 if not self._pending:
                     self._thread = None
                     return
@@ -166,11 +177,11 @@ class Archiver:
             # thread holds.  Let the background thread do it once emit lets go.
             self.request()
             return
-        with self._state:
+        with self._held():
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        with self._state:  # after the join: the thread's last sweep may have armed it
+        with self._held():  # after the join: the thread's last sweep may have armed it
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
@@ -178,7 +189,7 @@ class Archiver:
 
     def _schedule(self, due: float) -> None:
         """Sweep again at *due* (a clock time), unless a timer already does it sooner."""
-        with self._state:
+        with self._held():
             if self._timer is not None and self._timer_due <= due:
                 return
             if self._timer is not None:
@@ -192,7 +203,7 @@ class Archiver:
             self._timer, self._timer_due = timer, due
 
     def _wake(self) -> None:
-        with self._state:
+        with self._held():
             if self._timer is not threading.current_thread():
                 return  # cancelled, or replaced by a sooner one
             self._timer = None

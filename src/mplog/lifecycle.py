@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -56,6 +57,7 @@ __all__ = [
     "ThreadGuard",
     "at_exit",
     "background",
+    "collection_paused",
     "entry_point",
     "is_background",
     "released",
@@ -267,24 +269,48 @@ def start_thread(
     Raises what :meth:`threading.Thread.start` raises (RuntimeError: interpreter
     shutdown, no threads left); a thread that never started is then not left as
     ``_thread``, so the next call starts one instead of the owner waiting for it, or
-    leaving its work to it, for ever.  Creating the thread allocates, so the garbage
-    collector may run a ``__del__`` that logs and calls this again for the same owner
-    meanwhile: that call sees the first one among its callers and starts no second
-    thread (the first one takes over its work).
+    leaving its work to it, for ever.  A signal handler that logs while the thread is
+    made may call this again for the same owner: that call sees the first one among
+    its callers and starts no second thread (the first one takes over its work).
+    The garbage collector is paused meanwhile (:func:`collection_paused`).
     """
     if owner._thread is not None or _launching(owner):
         return
-    thread = background(threading.Thread(target=target, name=name, daemon=daemon))
+    with collection_paused():
+        thread = background(threading.Thread(target=target, name=name, daemon=daemon))
+        try:
+            owner._thread = thread
+            thread.start()
+        except BaseException:
+            # KeyboardInterrupt, or no thread: started only if threading lists it (an
+            # interruption may come before the new thread has set its ident).
+            started = thread.ident is not None or thread in threading.enumerate()
+            if owner._thread is thread and not started:
+                owner._thread = None
+            raise
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No automatic garbage collection in the block (unless it is paused already), where
+    a thread of mplog is made and started or holds a lock another may wait for.
+
+    :meth:`threading.Thread.start` waits until the new thread has run threading's
+    bootstrap, Python code that allocates, and the caller holds locks (the writers'
+    lock while it rotates, a queue's condition, the compressor's state).  A collection
+    in the new thread then, or in the caller while it makes the thread, runs
+    ``__del__`` methods and ``gc.callbacks``; one that logs through mplog would wait
+    for those locks, held by a thread waiting for it.  (An application that pauses the
+    collector itself in another thread meanwhile finds it resumed.)
+    """
+    if not gc.isenabled():
+        yield
+        return
     try:
-        owner._thread = thread
-        thread.start()
-    except BaseException:
-        # KeyboardInterrupt, or no thread: started only if threading lists it (an
-        # interruption may come before the new thread has set its ident).
-        started = thread.ident is not None or thread in threading.enumerate()
-        if owner._thread is thread and not started:
-            owner._thread = None
-        raise
+        gc.disable()
+        yield
+    finally:
+        gc.enable()
 
 
 def _launching(owner: _Starts) -> bool:
