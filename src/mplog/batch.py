@@ -153,7 +153,7 @@ class BatchWriter:
             if batch:
                 try:
                     self._write_batch(batch)
-                except Exception as err:
+                except BaseException as err:  # a hook's SystemExit too: never end the writer
                     self._on_error(err, len(batch))
             with cond:
                 self._written = upto
