@@ -162,7 +162,10 @@ class Archiver:
                     self._thread = None
                     return
                 self._pending = False
-            self.sweep()
+            try:
+                self.sweep()
+            except BaseException as error:  # a callable's SystemExit: threading would say nothing
+                self._failed(error)
 
     def close(self) -> None:
         """Cancel the timer, wait for the background thread, then sweep once more
@@ -286,7 +289,7 @@ class Archiver:
         message = f"skipped {path} while compressing the backups of {self.base}"
         self._reporter.report(message, error)
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""
         message = f"compressing the backups of {self.base} failed"
         self._reporter.once("compress", message, error, by_kind=True)
