@@ -161,6 +161,73 @@ def test_a_collection_that_logs_while_mplog_starts_or_holds_a_thread(
     assert_exactly_once(lines, [f"r{i} {'x' * 40}" for i in range(300)])
 
 
+INTERRUPTED_RELEASE = """
+import dis, logging, os, sys, threading
+import mplog
+from mplog import lifecycle
+
+code = lifecycle.released.__wrapped__.__code__
+first = code.co_firstlineno
+lines = sorted({line for _, line in dis.findlinestarts(code) if line and line > first})
+for n, target in enumerate(lines):
+    path = os.path.join(sys.argv[1], f"{n}.log")
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    handler.handle(logging.makeLogRecord({"msg": "queued"}))
+    hit = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_code is code and frame.f_lineno == target and not hit:
+            hit.append(target)
+            raise KeyboardInterrupt
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
+    try:
+        with logging._lock, handler.lock:  # as logging.shutdown() and dictConfig close
+            handler.close()
+    except (KeyboardInterrupt, RuntimeError):  # RuntimeError: released already
+        pass
+    finally:
+        sys.settrace(None)
+    assert hit, target
+    free = []
+
+    def probe():
+        for lock in (logging._lock, handler.lock):
+            if lock.acquire(True, 5):
+                lock.release()
+                free.append(lock)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join(20)
+    assert len(free) == 2, f"a lock is held after an interruption at line {target}"
+    assert not logging._lock._is_owned() and not handler.lock._is_owned(), target
+print(len(lines))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_interruption_while_close_lets_go_of_loggings_locks_leaves_none_held(
+    tmp_path: Path,
+) -> None:
+    """A KeyboardInterrupt at each line of lifecycle.released (a batched close() under
+    logging's module lock and the handler's lock, as logging.shutdown() and dictConfig
+    call it) leaves neither lock held by any thread.  (At worst it lets go of them
+    before the caller does, whose own release then raises RuntimeError.)"""
+    script = tmp_path / "script.py"
+    script.write_text(INTERRUPTED_RELEASE)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) > 5  # every line of released() was interrupted once
+
+
 LATE_THREADS = """
 import logging, multiprocessing, sys, threading, time
 import mplog
