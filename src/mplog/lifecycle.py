@@ -27,7 +27,10 @@ in whatever thread allocates) and never wait for a thread that waits for them.  
 waits for them while holding that lock or its handler's lock: :func:`released`
 lets go of both for the wait (``logging.basicConfig(force=True)``,
 ``dictConfig`` and ``logging.shutdown()`` call ``close()`` holding them).  The
-lock order is written in :mod:`mplog.batch`.
+lock order is written in :mod:`mplog.batch`.  Starting one of these threads waits
+for it to run threading's bootstrap, where a collection could log and wait for
+what the starter holds: :func:`start_thread` pauses the collector meanwhile
+(:func:`collection_paused`).
 
 **Exit.**  :func:`at_exit` runs work at the end of the process: at normal
 interpreter exit *and* at the end of a multiprocessing child (fork, spawn,
