@@ -7,7 +7,8 @@ background thread's count varies from run to run), ``python interruption_harness
 CONFIG lines:FILE:FUNCTION DIRECTORY PATH KINDS`` (``lines:batch.py:_run``).  For
 each path (a record logged, a size rotation, ``doRollover()``, ``flush()``,
 ``close()``, gunicorn's reopen ``close(); _open()``, and in batched mode the
-writer thread's drain), a first run counts the lines executed inside mplog by the
+writer thread's drain; ``first``, the first record of a new handler, which starts
+its background threads, only on request), a first run counts the lines executed inside mplog by the
 thread that runs the path (``sys.settrace``); then one trial per injection point
 (every STRIDE-th line, starting at a fixed offset) and per injection kind runs the
 path again and, at that line, from the trace function (as Python runs a signal
@@ -65,6 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sync": {},
     "sync-timeout": {"lock_timeout": 5.0},
     "sync-fsync": {"fsync": True},
+    "sync-fsync-group": {"fsync": 1.0},
     "sync-gzip": {"compress": "gzip", "compress_delay": 0},
     "batched": {"batched": True},
     "batched-timeout": {"batched": True, "lock_timeout": 5.0},
@@ -163,7 +165,7 @@ class Trial:
     def prepare(self) -> None:
         """Bring the handler to the state the path starts from (untraced)."""
         self.second = Handler(str(self.log), **self.kwargs)
-        if self.path == "drain":  # the writer thread must start traced, in run_path
+        if self.path in ("drain", "first"):  # threads must start traced, in run_path
             return
         for _ in range(3):
             self.log_through(self.handler, "setup")
@@ -175,7 +177,7 @@ class Trial:
 
     def run_path(self) -> None:
         handler, path = self.handler, self.path
-        if path in ("emit", "size"):
+        if path in ("emit", "size", "first"):
             self.log_through(handler, "call")
         elif path == "rollover":
             handler.doRollover()

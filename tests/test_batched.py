@@ -155,6 +155,39 @@ def test_write_failures_are_reported_not_raised(
     assert path.read_text() == "after\n"
 
 
+@pytest.mark.timeout(30)
+def test_a_hook_raising_systemexit_in_the_writer_is_reported_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A rotator that raises SystemExit (or any BaseException) in the writer thread:
+    the batch goes to handleError and the writer writes the records after it.  (It
+    ended the writer thread silently, as threading ignores SystemExit: flush() could
+    then wait for ever, and later records were dropped without a report.)"""
+    path = tmp_path / "app.log"
+    handler = RecordingHandler(path, batched=True, maxBytes=200, backupCount=3)
+    calls: list[str] = []
+
+    def rotator(source: str, dest: str) -> None:
+        calls.append(dest)
+        if len(calls) == 1:
+            raise SystemExit(3)
+        os.rename(source, dest)
+
+    handler.rotator = rotator
+    handler.emit(make_record("x" * 150))
+    handler.flush()
+    handler.emit(make_record("y" * 150))  # rotates: the first rotation raises
+    handler.flush()
+    assert [type(e) for e in handler.errors_seen] == [SystemExit]
+    for i in range(5):
+        handler.emit(make_record(f"after {i}"))
+    handler.close()
+    text = "".join(p.read_text() for p in tmp_path.glob("app.log*"))
+    assert [f"after {i}" for i in range(5)] == [
+        line for line in text.splitlines() if line.startswith("after")
+    ]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_flushes_first_and_the_child_starts_empty(tmp_path: Path) -> None:
     """Records queued before os.fork() are written once, by the parent, never by the child."""

@@ -247,6 +247,43 @@ def test_a_callable_returning_a_wrong_path_is_reported_and_the_backup_kept(
     assert record_numbers_in(size_named(tmp_path, "")) == [[0], [1], [2]]
 
 
+@pytest.mark.timeout(60)
+def test_a_callable_raising_systemexit_is_reported_and_compression_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A compress callable that raises SystemExit in the background thread is reported,
+    and the next rotation's backups are compressed before close().  (threading ends a
+    thread on SystemExit without a word: nothing was reported, and the dead thread kept
+    later rotations from starting another until close().)"""
+    calls: list[str] = []
+
+    def pack(path: str) -> str:
+        calls.append(path)
+        if len(calls) == 1:
+            raise SystemExit(3)
+        return gzip2(path)
+
+    pack.suffix = ".gz2"  # type: ignore[attr-defined]
+
+    def compressed_in_background() -> None:
+        for thread in threading.enumerate():
+            if thread.name == "mplog-compress":
+                thread.join(30)
+
+    handler = ReportingHandler(
+        tmp_path / BASE, maxBytes=RECORD, backupCount=5, compress=pack, compress_delay=0
+    )
+    try:
+        write_records(handler, range(2))  # one rotation: the callable raises
+        compressed_in_background()
+        assert [type(error) for _, error in handler.reports] == [SystemExit]
+        write_records(handler, range(2, 3))  # another rotation
+        compressed_in_background()
+        assert any(name.endswith(".gz2") for name in names_in(tmp_path))
+    finally:
+        handler.close()
+
+
 def test_a_wrong_path_returned_by_a_callable_is_not_deleted(tmp_path: Path) -> None:
     """A callable that returns an unrelated existing file does not get that file deleted."""
     precious = plain_file(tmp_path / "precious.txt", b"keep me")

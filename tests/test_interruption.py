@@ -101,6 +101,30 @@ def test_an_interruption_at_every_line_of_the_batched_queue_loses_and_hangs_noth
     assert outcome["failures"] == []
 
 
+@pytest.mark.timeout(110)
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        # Interrupted between naming the writer thread and starting it, the handler kept
+        # a thread that never ran: the records queued for it were dropped at close().
+        ("batched", "first"),
+        # ... and the group commit's close() raised "cannot join thread before it is
+        # started" into the application.
+        ("sync-fsync-group", "first"),
+        ("sync-gzip", "rollover"),  # the compressor's thread
+    ],
+)
+def test_an_interruption_while_a_background_thread_starts_loses_and_hangs_nothing(
+    tmp_path: Path, config: str, path: str
+) -> None:
+    """Injected at each line of lifecycle.start_thread (the batched writer's, the group
+    commit's and the compressor's threads start there): every check of the sweep holds,
+    and the next record starts the thread that an interruption kept from starting."""
+    outcome = run_lines(tmp_path, config, "lifecycle.py:start_thread", path, "raise,same,second")
+    assert outcome["lines"], outcome
+    assert outcome["failures"] == []
+
+
 @pytest.mark.timeout(30)
 def test_a_rotation_interrupted_after_the_rename_leaves_no_record_in_the_backup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -88,6 +88,146 @@ def test_del_that_logs_in_the_writer_while_the_queue_is_full(tmp_path: Path, end
         ]
 
 
+LOG_WHILE_THREADS_START = """
+import gc, logging, sys, threading
+import mplog
+
+OPTIONS = {
+    "compress": {"compress": "gzip", "compress_delay": 0},
+    "compress-delay": {"compress": "gzip", "compress_delay": 0.05},
+    "batched": {"batched": True},
+    "fsync": {"fsync": 1.0},
+}
+handler = mplog.ConcurrentRotatingFileHandler(
+    sys.argv[1], maxBytes=2000, backupCount=100, **OPTIONS[sys.argv[2]]
+)
+handler.setFormatter(logging.Formatter("%(message)s"))
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+logging.raiseExceptions = False  # a record logged from inside the handler is not written
+left = [200]
+
+
+def collected(phase, info):
+    # What a __del__ that logs does when the collector frees it: it runs in whatever
+    # thread allocates, mplog's own threads included, even while they start.
+    if phase == "start" and left[0] and threading.current_thread() is not threading.main_thread():
+        left[0] -= 1
+        log.info("collected")
+
+
+gc.callbacks.append(collected)
+gc.set_threshold(1)  # collect at almost every allocation
+for i in range(300):
+    log.info("r%d %s", i, "x" * 40)
+handler.close()
+gc.callbacks.remove(collected)
+print(gc.isenabled())
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("options", ["compress", "compress-delay", "batched", "fsync"])
+def test_a_collection_that_logs_while_mplog_starts_or_holds_a_thread(
+    tmp_path: Path, options: str
+) -> None:
+    """A garbage collection that logs (a __del__, a gc callback) in a thread of mplog
+    while it starts, or while the compressor holds its state, never waits for a lock
+    the thread starting it or rotating holds: every record is written once, and the
+    collector runs again afterwards.  (Thread.start waits for the new thread to run
+    threading's bootstrap, which allocates: the compressor's, started by a rotation
+    under the writers' lock, and the batched writer, started under the queue's lock,
+    hung there; so did the compressor arming its timer while a rotation waited.)"""
+    path = tmp_path / "app.log"
+    script = tmp_path / "script.py"
+    script.write_text(LOG_WHILE_THREADS_START)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True"]  # the collector is not left paused
+    lines = [
+        line
+        for file in sorted(tmp_path.glob("app.log*"))
+        for line in read_log(file).decode().splitlines()
+        if line != "collected"
+    ]
+    assert_exactly_once(lines, [f"r{i} {'x' * 40}" for i in range(300)])
+
+
+INTERRUPTED_RELEASE = """
+import dis, logging, os, sys, threading
+import mplog
+from mplog import lifecycle
+
+code = lifecycle.released.__wrapped__.__code__
+first = code.co_firstlineno
+lines = sorted({line for _, line in dis.findlinestarts(code) if line and line > first})
+for n, target in enumerate(lines):
+    path = os.path.join(sys.argv[1], f"{n}.log")
+    handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
+    handler.handle(logging.makeLogRecord({"msg": "queued"}))
+    hit = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_code is code and frame.f_lineno == target and not hit:
+            hit.append(target)
+            raise KeyboardInterrupt
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
+    try:
+        with logging._lock, handler.lock:  # as logging.shutdown() and dictConfig close
+            handler.close()
+    except (KeyboardInterrupt, RuntimeError):  # RuntimeError: released already
+        pass
+    finally:
+        sys.settrace(None)
+    assert hit, target
+    free = []
+
+    def probe():
+        for lock in (logging._lock, handler.lock):
+            if lock.acquire(True, 5):
+                lock.release()
+                free.append(lock)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join(20)
+    assert len(free) == 2, f"a lock is held after an interruption at line {target}"
+    assert not logging._lock._is_owned() and not handler.lock._is_owned(), target
+print(len(lines))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_interruption_while_close_lets_go_of_loggings_locks_leaves_none_held(
+    tmp_path: Path,
+) -> None:
+    """A KeyboardInterrupt at each line of lifecycle.released (a batched close() under
+    logging's module lock and the handler's lock, as logging.shutdown() and dictConfig
+    call it) leaves neither lock held by any thread.  (At worst it lets go of them
+    before the caller does, whose own release then raises RuntimeError.)"""
+    script = tmp_path / "script.py"
+    script.write_text(INTERRUPTED_RELEASE)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) > 5  # every line of released() was interrupted once
+
+
 LATE_THREADS = """
 import logging, multiprocessing, sys, threading, time
 import mplog

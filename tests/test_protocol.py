@@ -18,10 +18,13 @@ or torn, or mplog takes the writer for a foreign one.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import itertools
 import math
 import multiprocessing
 import os
+import secrets
 import struct
 import time
 import zlib
@@ -34,6 +37,7 @@ import fleet_workers
 import mp_workers
 import mplog
 from helpers import all_records, assert_each_once_in_order, log_files, make_record
+from mplog.backup_claims import temp_name
 from mplog.header import HEADER_SIZE, SharedState
 
 fcntl = pytest.importorskip("fcntl")  # flock, as PROTOCOL.md says: POSIX only
@@ -106,6 +110,40 @@ def test_mplog_reads_the_documented_bytes(tmp_path: Path) -> None:
         assert os.pread(fd, 1000, 0) == GOLDEN  # reading and refusing changed nothing
     finally:
         os.close(fd)
+
+
+def test_temporary_names_are_the_documented_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Section 1's form of a temporary name, byte for byte, made by one function for
+    every temporary file: a callable compressor gets exactly such a name as its input,
+    and nothing of them is left once the backups are compressed."""
+    tokens = itertools.count(1)
+    monkeypatch.setattr(secrets, "token_hex", lambda nbytes: f"{next(tokens):08x}")
+    pid = os.getpid()
+    assert temp_name(str(tmp_path / "app.log"), str(tmp_path)) == os.path.join(
+        tmp_path, f".app.log.mplog-{pid}-00000001.tmp"
+    )
+    assert temp_name("/logs/app.log") == f".app.log.mplog-{pid}-00000002.tmp"
+    inputs: list[str] = []
+
+    def pack(path: str) -> str:
+        inputs.append(os.path.basename(path))
+        with open(path, "rb") as source:
+            Path(path + ".gz").write_bytes(gzip.compress(source.read()))
+        return path + ".gz"
+
+    pack.suffix = ".gz"  # type: ignore[attr-defined]
+    handler = mplog.ConcurrentRotatingFileHandler(
+        str(tmp_path / "app.log"), maxBytes=10, backupCount=3, compress=pack, compress_delay=0
+    )
+    try:
+        handler.handle(make_record("first record"))
+        handler.handle(make_record("second record"))  # rotates: app.log.1 is compressed
+    finally:
+        handler.close()
+    assert inputs[0] == f".app.log.mplog-{pid}-00000003.tmp"
+    assert sorted(os.listdir(tmp_path)) == [".__app.lock", ".__app.open", "app.log", "app.log.1.gz"]
 
 
 def test_a_header_written_by_a_handler_reads_back_at_the_documented_offsets(

@@ -35,17 +35,19 @@ sweep of any process on the log (its next rotation or close).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Callable
 
 from ._priority import lower_this_thread
 from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
 from .compress_one import BackupCompressor, Locate
 from .compression import Compressor
-from .lifecycle import background
+from .lifecycle import background, collection_paused, start_thread
 from .lock import FileLock
 from .permissions import FilePermissions
 from .reporting import Reporter
@@ -113,9 +115,17 @@ class Archiver:
         self._state = threading.RLock()  # a __del__ in the thread may rotate and request
         self._pending = False
         self._thread: threading.Thread | None = None
-        self._launching = False
         self._timer: threading.Timer | None = None  # wakes the thread for a deferred backup
         self._timer_due = 0.0
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """Hold the state lock, with the garbage collector paused: a thread that holds
+        the writers' lock (rotating) may wait for it, so a ``__del__`` or a collector's
+        callback that logs, and so waits for the writers' lock, must not run in a
+        thread holding it (:func:`mplog.lifecycle.collection_paused`)."""
+        with collection_paused(), self._state:
+            yield
 
     def after_fork_in_child(self) -> None:
         """In a forked child: let go of the parent's claims without releasing them
@@ -131,44 +141,31 @@ class Archiver:
         Cheap, and safe while holding the writers' lock: only if no thread can be
         started does it sweep in the caller, and then not while the caller holds it.
         """
-        with self._state:
+        with self._held():
             self._pending = True
-            if self._thread is not None or self._launching:
-                return  # the running (or starting) thread sweeps again before it ends
-            # Launching: a __del__ run by a garbage collection that the allocations below
-            # trigger may log and rotate, re-entering here; it must not start a second.
-            self._launching = True
-            thread: threading.Thread | None
             try:
                 # Not a daemon (whatever thread asks: the batched writer is one), so the
-                # interpreter, and a multiprocessing child, wait for it at exit.
-                thread = background(
-                    threading.Thread(target=self._run, name="mplog-compress", daemon=False)
-                )
-                try:
-                    self._thread = thread
-                    thread.start()
-                except RuntimeError:  # interpreter shutdown, or no threads left: do it now
-                    self._pending = False
-                    thread = self._thread = None
-                except BaseException:  # KeyboardInterrupt before it started: never wait for it
-                    if thread.ident is None:
-                        self._thread = None
-                    raise
-            finally:
-                self._launching = False
-        if thread is None and not self._lock.owned():  # else: the next rotation or close()
+                # interpreter, and a multiprocessing child, wait for it at exit.  A thread
+                # running (or starting) already sweeps again before it ends.
+                start_thread(self, self._run, "mplog-compress", daemon=False)
+                return
+            except RuntimeError:  # interpreter shutdown, or no threads left: do it now
+                self._pending = False
+        if not self._lock.owned():  # else: the next rotation or close()
             self.sweep()
 
     def _run(self) -> None:
         lower_this_thread()  # compress with the CPU time the writers leave (mplog._priority)
         while True:
-            with self._state:
+            with self._held():
                 if not self._pending:
                     self._thread = None
                     return
                 self._pending = False
-            self.sweep()
+            try:
+                self.sweep()
+            except BaseException as error:  # a callable's SystemExit: threading would say nothing
+                self._failed(error)
 
     def close(self) -> None:
         """Cancel the timer, wait for the background thread, then sweep once more
@@ -183,11 +180,11 @@ class Archiver:
             # thread holds.  Let the background thread do it once emit lets go.
             self.request()
             return
-        with self._state:
+        with self._held():
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        with self._state:  # after the join: the thread's last sweep may have armed it
+        with self._held():  # after the join: the thread's last sweep may have armed it
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
@@ -195,7 +192,7 @@ class Archiver:
 
     def _schedule(self, due: float) -> None:
         """Sweep again at *due* (a clock time), unless a timer already does it sooner."""
-        with self._state:
+        with self._held():
             if self._timer is not None and self._timer_due <= due:
                 return
             if self._timer is not None:
@@ -209,7 +206,7 @@ class Archiver:
             self._timer, self._timer_due = timer, due
 
     def _wake(self) -> None:
-        with self._state:
+        with self._held():
             if self._timer is not threading.current_thread():
                 return  # cancelled, or replaced by a sooner one
             self._timer = None
@@ -284,7 +281,7 @@ class Archiver:
         for a callable's output swapped for a symbolic link), once per kind."""
         path = os.fspath(error.filename) if error.filename is not None else ""
         key: object = path
-        if os.path.basename(path).startswith(f"{self._prefix}{os.getpid()}-"):
+        if os.path.basename(path).startswith(temp_prefix(self.base, os.getpid())):
             key = ("temporary", os.path.dirname(path), error.strerror)
         if key in self._odd:
             return
@@ -292,7 +289,7 @@ class Archiver:
         message = f"skipped {path} while compressing the backups of {self.base}"
         self._reporter.report(message, error)
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         """Report *error* (we are inside its ``except``) unless it was already."""
         message = f"compressing the backups of {self.base} failed"
         self._reporter.once("compress", message, error, by_kind=True)

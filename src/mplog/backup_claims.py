@@ -7,7 +7,7 @@ renames (``.1`` -> ``.2``) and ends when the descriptor is closed, a crash
 included.  Other processes and threads skip a claimed backup, and retention
 spares it (:func:`is_claimed`, :func:`discard`).
 
-Temporary files are named ``.<log>.mplog-<pid>-<token>.tmp`` (:func:`temp_token`),
+Temporary files are named ``.<log>.mplog-<pid>-<token>.tmp`` (:func:`temp_name`),
 next to the backup; a callable compressor's output adds its suffix to that name.
 :func:`clean_leftovers` removes those nobody holds any more: what crashes left,
 name by name: a name like theirs that is not a regular file is left alone (and
@@ -33,8 +33,8 @@ __all__ = [
     "is_claimed",
     "open_to_lock",
     "remove_all",
+    "temp_name",
     "temp_prefix",
-    "temp_token",
 ]
 
 # Locks held for a moment outside any compression (is_claimed, discard, clean_leftovers):
@@ -91,19 +91,25 @@ def discard(path: str, base: str) -> None:
     if _claimed(path) is not True:
         os.remove(path)
         return
-    hidden = f"{temp_token(temp_prefix(base))}.tmp"
-    os.rename(path, os.path.join(os.path.dirname(path), hidden))
+    os.rename(path, temp_name(base, os.path.dirname(path)))
 
 
-def temp_prefix(base: str) -> str:
-    """How the names of the temporary files of the log *base* start."""
-    return f".{os.path.basename(base)}.mplog-"
+def temp_prefix(base: str, pid: int | None = None) -> str:
+    """How the temporary names of the log *base* start: anyone's, or with *pid*, those
+    of that process (see :func:`temp_name`)."""
+    prefix = f".{os.path.basename(base)}.mplog-"
+    return prefix if pid is None else f"{prefix}{pid}-"
 
 
-def temp_token(prefix: str) -> str:
-    """A fresh temporary name under *prefix* (from :func:`temp_prefix`), without its
-    ``.tmp``: this process's id, which :func:`clean_leftovers` reads, and a random part."""
-    return f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+def temp_name(base: str, directory: str = "") -> str:
+    """A fresh temporary name for the log *base*, in *directory*: the one name every
+    temporary file of mplog gets (a compression's output, an original set aside or a
+    backup discarded while claimed, a callable compressor's input, a network probe).
+
+    ``.<name>.mplog-<pid>-<hex8>.tmp`` (PROTOCOL.md, section 1): this process's id,
+    which :func:`clean_leftovers` reads, and 8 random hexadecimal digits.  Every
+    version since the first makes and recognizes exactly this form."""
+    return os.path.join(directory, f"{temp_prefix(base, os.getpid())}{secrets.token_hex(4)}.tmp")
 
 
 def clean_leftovers(directory: str, prefix: str) -> list[OSError]:

@@ -101,7 +101,6 @@ class BatchWriter:
         self._idle = True
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._launching = False
 
     def put(self, data: bytes, block: bool = True) -> bool | None:
         """Queue *data*: True if queued, False if dropped because the queue is full,
@@ -131,8 +130,7 @@ class BatchWriter:
             self._pending.append(data)
             self._queued += 1
             if self._thread is None:
-                if not self._launching:
-                    self._start()
+                self._start()
             elif self._idle:
                 self._cond.notify_all()
         return True
@@ -155,7 +153,7 @@ class BatchWriter:
             if batch:
                 try:
                     self._write_batch(batch)
-                except Exception as err:
+                except BaseException as err:  # a hook's SystemExit too: never end the writer
                     self._on_error(err, len(batch))
             with cond:
                 self._written = upto

@@ -2,28 +2,19 @@
 
 :meth:`BackupCompressor.compress` compresses one uncompressed backup of a log
 (:mod:`mplog.archive` decides when, in a background thread), following the
-claim protocol of PROTOCOL.md, section 6.  Writers never wait for it:
-
-1. *Claim*: open the backup and take ``flock(LOCK_EX | LOCK_NB)`` on it.  Another
-   process (or thread) already compressing it holds that lock, so the backup is
-   skipped; retention skips claimed files too (:mod:`mplog.backup_claims`).  The
-   descriptor keeps reading the same file even if a later rotation renames it
-   (``.1`` -> ``.2``).
-2. *Compress* into a hidden temporary file ``.<log>.mplog-<pid>-<token>.tmp``
-   next to it, locked the same way while in use, then ``fsync`` it.  A callable's
-   output is only a name others may have swapped: it is opened ``O_NOFOLLOW``,
-   checked (a regular file of ours with one link) and changed through that
-   descriptor only, or refused (:mod:`mplog.untrusted`).
-3. *Commit*, holding the writers' lock for two renames' time: find the backup
-   by its inode (wherever shifting moved it), rename the temporary file to
-   that name plus the suffix, and rename the original aside to a temporary
-   name (still claimed); remove it once the lock is released, so that writers
-   never wait for a removal.  A backup deleted by retention meanwhile is not
-   found: the temporary file is dropped.  Should the temporary name hold
-   another file by then, that file is not committed.  With ``fsync=`` on, the
-   directory is synced between the two renames (outside the lock: the original
-   is looked up again afterwards), so after a crash of the machine the
-   archive's name is on disk whenever the original's removal is.
+claim protocol of PROTOCOL.md, section 6, step 2: *claim* the backup (an
+exclusive ``flock`` on a descriptor of it, which follows it through renames;
+claimed elsewhere, it is skipped), *compress* from that descriptor into a
+locked temporary file (:func:`mplog.backup_claims.temp_name`), then *commit*,
+holding the writers' lock only for two renames: the temporary file gets the
+backup's current name (found by inode) plus the suffix, and the original is
+renamed aside, to be removed once the lock is released, so that writers never
+wait for a compression nor a removal.  A callable's output is only a name others
+may have swapped: it is opened ``O_NOFOLLOW``, checked (a regular file of ours
+with one link) and changed through that descriptor only, or refused
+(:mod:`mplog.untrusted`).  With ``fsync=`` on, the directory is synced between
+the two renames, so after a crash of the machine the archive's name is on disk
+whenever the original's removal is.
 
 A backup whose last record (its modification time) is younger than the delay
 is left plain, and the caller is told when it is due.
@@ -44,7 +35,7 @@ import os
 import stat
 from typing import Callable
 
-from .backup_claims import open_to_lock, remove_all, temp_prefix, temp_token
+from .backup_claims import open_to_lock, remove_all, temp_name
 from .compression import Compressor, reader_for
 from .durability import sync_directory
 from .lock import FileLock, lock_descriptor, try_lock_descriptor
@@ -91,7 +82,7 @@ class BackupCompressor:
         self._locate = locate
         self._permissions = permissions
         self._debug = debug
-        self._prefix = temp_prefix(base)
+        self._base = base
         self._fds: set[int] = set()  # claims and temporary files we hold open
 
     def after_fork_in_child(self) -> None:
@@ -175,8 +166,7 @@ class BackupCompressor:
         function, suffix = self.compressor.function, self.compressor.suffix
         assert function is not None
         directory = os.path.dirname(backup.path)
-        token = self._token()
-        link = os.path.join(directory, f"{token}.tmp")
+        link = temp_name(self._base, directory)
         copy = None
         if not _link_descriptor(fd, file_id, link):  # no /proc, or no hard links here
             copy = self._copy(fd, source, link)  # locked, as our temporary files are
@@ -202,10 +192,10 @@ class BackupCompressor:
             if copy is not None:
                 self._fds.discard(copy)
                 os.close(copy)
-            # Only names made from our token are ours to remove: never what the
-            # callable returned if it points elsewhere.
-            name = os.path.basename(token)
-            remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(name)])
+            # Only names made from our temporary name are ours to remove: never what
+            # the callable returned if it points elsewhere.
+            ours = os.path.basename(link)[: -len(".tmp")]
+            remove_all(directory, [e for e in os.listdir(directory or ".") if e.startswith(ours)])
 
     def _copy(self, fd: int, source: os.stat_result, path: str) -> int:
         """Copy the file open on *fd* to *path*; return its descriptor, locked."""
@@ -241,7 +231,7 @@ class BackupCompressor:
         Should *temp* name another file by then (someone who can write the directory
         swapped it), that file is not committed: its new name is removed again and
         :class:`~mplog.untrusted.UnexpectedFile` raised, the original kept."""
-        token = self._token()  # not under the lock
+        aside = temp_name(self._base)  # in the backup's directory; not made under the lock
         with self._lock:
             self.verify_lock()
             path = self._locate(file_id, hint)
@@ -257,7 +247,7 @@ class BackupCompressor:
                 with contextlib.suppress(OSError):
                     os.remove(path + suffix)  # never follows a symbolic link
                 raise UnexpectedFile(temp, describe(committed) or "another file")
-            aside = None if self.durable else self._set_aside(path, token)
+            moved = None if self.durable else self._set_aside(path, aside)
         if self.durable:
             # Both names exist now, which a sweep resolves after any crash; the
             # original goes only once the archive's name is on disk.
@@ -265,18 +255,18 @@ class BackupCompressor:
             with self._lock:
                 self.verify_lock()
                 path = self._locate(file_id, path)  # a rotation may have shifted it
-                aside = None if path is None else self._set_aside(path, token)
-        if aside is not None:
+                moved = None if path is None else self._set_aside(path, aside)
+        if moved is not None:
             # Outside the lock.  Should it fail (swapped for a directory), the next
             # sweep finds the name and reports it.
             with contextlib.suppress(OSError):
-                os.remove(aside)
+                os.remove(moved)
 
-    def _set_aside(self, path: str, token: str) -> str:
-        """Rename the committed original to a temporary name made of *token*, which
-        sweeps remove once nobody holds it (after a crash); return that name (writers'
+    def _set_aside(self, path: str, name: str) -> str:
+        """Rename the committed original to the temporary *name* in its directory, which
+        sweeps remove once nobody holds it (after a crash); return that path (writers'
         lock held)."""
-        aside = os.path.join(os.path.dirname(path), f"{token}.tmp")
+        aside = os.path.join(os.path.dirname(path), name)
         os.rename(path, aside)
         return aside
 
@@ -327,13 +317,10 @@ class BackupCompressor:
 
     # -- temporary files -----------------------------------------------------------------
 
-    def _token(self) -> str:
-        return temp_token(self._prefix)
-
     def _temp(self, directory: str, source: os.stat_result) -> tuple[str, int]:
         """Create and lock a fresh temporary file."""
         while True:
-            path = os.path.join(directory, f"{self._token()}.tmp")
+            path = temp_name(self._base, directory)
             fd = self._permissions.create_like(path, source)
             self._fds.add(fd)
             try:

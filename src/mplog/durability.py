@@ -179,7 +179,6 @@ class GroupCommit(Durability):
         self._current: FileId | None = None  # registered since the last sync
         self._since = 0.0  # time.time() of the oldest write not synced
         self._thread: threading.Thread | None = None
-        self._launching = False
         self._closing = False
         self._exiting = False  # the process is ending: each write syncs at once
 
@@ -198,7 +197,7 @@ class GroupCommit(Durability):
                     self._cond.notify()  # the thread waits without a deadline
                 self._pending[file_id] = os.dup(fd)
             self._current = file_id
-            if self._thread is None and not self._launching:
+            if self._thread is None:
                 self._start()
 
     def _start(self) -> None:

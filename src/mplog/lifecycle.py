@@ -27,7 +27,10 @@ in whatever thread allocates) and never wait for a thread that waits for them.  
 waits for them while holding that lock or its handler's lock: :func:`released`
 lets go of both for the wait (``logging.basicConfig(force=True)``,
 ``dictConfig`` and ``logging.shutdown()`` call ``close()`` holding them).  The
-lock order is written in :mod:`mplog.batch`.
+lock order is written in :mod:`mplog.batch`.  Starting one of these threads waits
+for it to run threading's bootstrap, where a collection could log and wait for
+what the starter holds: :func:`start_thread` pauses the collector meanwhile
+(:func:`collection_paused`).
 
 **Exit.**  :func:`at_exit` runs work at the end of the process: at normal
 interpreter exit *and* at the end of a multiprocessing child (fork, spawn,
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -56,6 +60,7 @@ __all__ = [
     "ThreadGuard",
     "at_exit",
     "background",
+    "collection_paused",
     "entry_point",
     "is_background",
     "released",
@@ -256,25 +261,73 @@ def at_exit(call: Callable[[], None], first: bool = False) -> bool:
 
 class _Starts(Protocol):
     _thread: threading.Thread | None
-    _launching: bool
 
 
-def start_thread(owner: _Starts, target: Callable[[], None], name: str) -> None:
-    """Start *owner*'s background (daemon) thread running *target*, as its ``_thread``.
+def start_thread(
+    owner: _Starts, target: Callable[[], None], name: str, *, daemon: bool = True
+) -> None:
+    """Start *owner*'s background thread running *target*, as its ``_thread``, unless it
+    has one (a daemon unless *daemon* is false).  Call it holding *owner*'s lock.
 
-    *owner* is launching until the thread runs: creating it allocates, so the garbage
-    collector may run a ``__del__`` that logs and re-enters the owner, which must then
-    see ``_launching`` and not start a second thread.
+    Raises what :meth:`threading.Thread.start` raises (RuntimeError: interpreter
+    shutdown, no threads left); a thread that never started is then not left as
+    ``_thread``, so the next call starts one instead of the owner waiting for it, or
+    leaving its work to it, for ever.  A signal handler that logs while the thread is
+    made may call this again for the same owner: that call sees the first one among
+    its callers and starts no second thread (the first one takes over its work).
+    The garbage collector is paused meanwhile (:func:`collection_paused`).
     """
-    if owner._thread is not None or owner._launching:
+    if owner._thread is not None or _launching(owner):
         return
-    owner._launching = True
+    with collection_paused():
+        thread = background(threading.Thread(target=target, name=name, daemon=daemon))
+        try:
+            owner._thread = thread
+            thread.start()
+        except BaseException:
+            # KeyboardInterrupt, or no thread: started only if threading lists it (an
+            # interruption may come before the new thread has set its ident).
+            started = thread.ident is not None or thread in threading.enumerate()
+            if owner._thread is thread and not started:
+                owner._thread = None
+            raise
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No automatic garbage collection in the block (unless it is paused already), where
+    a thread of mplog is made and started or holds a lock another may wait for.
+
+    :meth:`threading.Thread.start` waits until the new thread has run threading's
+    bootstrap, Python code that allocates, and the caller holds locks (the writers'
+    lock while it rotates, a queue's condition, the compressor's state).  A collection
+    in the new thread then, or in the caller while it makes the thread, runs
+    ``__del__`` methods and ``gc.callbacks``; one that logs through mplog would wait
+    for those locks, held by a thread waiting for it.  (An application that pauses the
+    collector itself in another thread meanwhile finds it resumed.)
+    """
+    if not gc.isenabled():
+        yield
+        return
     try:
-        thread = background(threading.Thread(target=target, name=name, daemon=True))
-        owner._thread = thread
-        thread.start()
+        gc.disable()
+        yield
     finally:
-        owner._launching = False
+        gc.enable()
+
+
+def _launching(owner: _Starts) -> bool:
+    """Whether this thread is inside :func:`start_thread` for *owner* already (re-entered
+    from its allocation); only asked when *owner* has no thread, once per start."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is _START_CODE and frame.f_locals.get("owner") is owner:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_START_CODE = start_thread.__code__
 
 
 _background: weakref.WeakSet[threading.Thread] = weakref.WeakSet()

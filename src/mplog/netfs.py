@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from typing import TYPE_CHECKING
+
+from .backup_claims import temp_name
 
 if TYPE_CHECKING:
     from .active import ActiveFile
@@ -199,7 +200,6 @@ def refresh_directory(path: str) -> None:
     client whether the directory changed since it last looked, and the client
     then drops what it cached (the name is one a compression sweep removes if a
     crash leaves it behind)."""
-    folder, name = os.path.split(path)
-    probe = os.path.join(folder, f".{name}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    probe = temp_name(path, os.path.dirname(path))
     os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     os.remove(probe)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .compression import BUILTIN_SUFFIXES, reader_for
+from .retention import Retention
+from .rotation import Backups
 
 __all__ = ["Parse", "Verification", "read_back"]
 
@@ -29,9 +32,10 @@ __all__ = ["Parse", "Verification", "read_back"]
 Parse = Callable[[bytes], Optional[tuple[int, int]]]
 
 _CHUNK = 1 << 16
-_NUMBERED = re.compile(r"[0-9]+")  # app.log.3: size rotation
-# app.log.<period>[.<counter>]: time rotation, periods from 2024-01-10 to 2024-01-10_13-37-11
-_TIMED = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}(?:_[0-9]{2}(?:-[0-9]{2}){0,2})?)(?:\.([0-9]+))?")
+# The period of every time schedule (TimeSchedule.suffix_pattern), 2024-01-10 to
+# 2024-01-10_13-37-11: time-named backups are app.log.<period>[.<counter>].
+_ANY_PERIOD = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?:_\d{2}(?:-\d{2}){0,2})?(?!\d)", re.ASCII)
+_KEEP = Retention()  # never asked: the backups are only listed
 
 
 @dataclass
@@ -140,33 +144,32 @@ def _chunks(path: str) -> Iterator[bytes]:
 
 
 def _log_files(directory: str, log_name: str) -> tuple[list[str], list[str]]:
-    """The names of the log's files in rotation order, and of the other files."""
-    logs, stray = [], []
-    for name in os.listdir(directory):
-        key = _rotation_key(name, log_name)
-        if key is not None:
-            logs.append((key, name))
-        elif not (name.startswith(".__") and name.endswith((".lock", ".open"))):
-            # the lock file (mplog's and CLH's) and mplog's presence file
-            stray.append(name)
-    return [name for _, name in sorted(logs)], sorted(stray)
+    """The names of the log's files in rotation order (its backups as
+    :class:`~mplog.rotation.Backups` finds them, either naming, then the active file),
+    and of the other files."""
+    base = os.path.join(directory, log_name)
+    names = []
+    for pattern in (None, _ANY_PERIOD):  # size naming (oldest first), then time naming
+        backups = Backups(base, _stdlib_name, _any_count, pattern, BUILTIN_SUFFIXES, _KEEP)
+        names += [os.path.basename(backup.path) for backup in backups.files()]
+    entries = os.listdir(directory)
+    if log_name in entries:
+        names.append(log_name)
+    ours = set(names)
+    stray = [
+        name
+        for name in entries
+        # the lock file (mplog's and CLH's) and mplog's presence file
+        if name not in ours and not (name.startswith(".__") and name.endswith((".lock", ".open")))
+    ]
+    return names, sorted(stray)
 
 
-def _rotation_key(name: str, log_name: str) -> tuple[int, str, int] | None:
-    """Where *name* stands among the files of *log_name*, oldest first; None if it is
-    none of them."""
-    if name == log_name:
-        return (2, "", 0)
-    if not name.startswith(f"{log_name}."):
-        return None
-    for suffix in BUILTIN_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    rest = name[len(log_name) + 1 :]
-    if _NUMBERED.fullmatch(rest):  # .1 is the newest
-        return (0, "", -int(rest))
-    timed = _TIMED.fullmatch(rest)  # <period>, then <period>.1, <period>.2 ...
-    if timed is None:
-        return None
-    return (1, timed[1], int(timed[2] or 0))
+def _stdlib_name(name: str) -> str:
+    """The writers' namer: none, the stdlib's names."""
+    return name
+
+
+def _any_count() -> int:
+    """The writers' backupCount, unknown here: every number found counts."""
+    return sys.maxsize
