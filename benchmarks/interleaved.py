@@ -49,11 +49,10 @@ from mplog._bench_contenders import (
     contender_available,
     make_handler,
     parse_record,
-    rotated,
-    run_writers,
     writer_logger,
 )
-from mplog.cli import _positive, _process_counts, _size
+from mplog._bench_runner import rotated, run_writers
+from mplog._cli_args import positive, process_counts, size
 from mplog.verify import read_back
 
 CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
@@ -217,15 +216,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--procs",
-        type=_process_counts,
+        type=process_counts,
         default=[1, 4],
         help="process counts, e.g. 1,2,4 (default 1,4)",
     )
     parser.add_argument(
-        "--slice", type=_positive, default=2000, help="records per process per slice (2000)"
+        "--slice", type=positive, default=2000, help="records per process per slice (2000)"
     )
     parser.add_argument(
-        "--rounds", type=_positive, default=30, help="slices per contender (default 30)"
+        "--rounds", type=positive, default=30, help="slices per contender (default 30)"
     )
     parser.add_argument(
         "--contenders",
@@ -233,9 +232,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated, from {', '.join(CHOICES)}; filehandler is always included",
     )
     parser.add_argument(
-        "--max-bytes", type=_size, default=1_000_000, help="where mplog and clh rotate (1MB)"
+        "--max-bytes", type=size, default=1_000_000, help="where mplog and clh rotate (1MB)"
     )
-    parser.add_argument("--backup-count", type=_positive, default=1000)
+    parser.add_argument("--backup-count", type=positive, default=1000)
     parser.add_argument("--start-method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--dir", default=None, help="where the temporary directory goes")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
