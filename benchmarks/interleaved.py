@@ -57,7 +57,17 @@ from mplog._cli_args import positive, process_counts, size
 from mplog.verify import read_back
 
 # No listener process here.  format-only writes nothing: the floor of a logging call.
-CHOICES = ("filehandler", "format-only", "mplog", "mplog-batched", "clh")
+CHOICES = (
+    "filehandler",
+    "format-only",
+    "mplog",
+    "mplog-batched",
+    "mplog-fsync-1s",
+    "mplog-fsync",
+    "filehandler-fsync",
+    "mplog-batched-fsync",
+    "clh",
+)
 DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
 
 
@@ -193,7 +203,7 @@ def measure(
 
 def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
     header = (
-        f"{'contender':<14} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
+        f"{'contender':<19} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
         f"{'lost':>6} {'dup':>5} {'torn':>5} {'err':>5}"
     )
     lines: list[str] = []
@@ -203,7 +213,7 @@ def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
         lines += [header, "-" * len(header)]
         for r in (r for r in rows if r.procs == procs):
             lines.append(
-                f"{r.contender:<14} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
+                f"{r.contender:<19} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
                 f"{r.lost:>6} {r.duplicated:>5} {r.torn:>5} {r.errors:>5}"
             )
     lines += [
