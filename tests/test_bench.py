@@ -333,8 +333,8 @@ def test_the_table_legend_explains_every_column(tiny_run: TinyRun) -> None:
 
 def test_the_benchmark_scripts_import_no_private_name_of_a_public_module() -> None:
     """The scripts in benchmarks/ use what the package offers them: public names, or the
-    modules kept for them (``mplog._bench_runner``), never a command's private helper
-    such as ``mplog.cli._size``."""
+    modules kept for them (``mplog._bench_runner``), never a private helper of a public
+    module (the command's argument types once were)."""
     import ast
 
     from conftest import BENCHMARKS

@@ -141,6 +141,8 @@ class BatchWriter:
         handler, a ``__del__``), or from one of mplog's threads, a full queue takes
         the record anyway: waiting could wait for this very thread.  While the
         writer drains for :meth:`close`, a blocking caller waits for it to finish.
+        Without the condition, the test for room and the append are two steps: threads
+        that passed the test together may each append one record past the bound.
         """
         pending = self._pending
         if self._fast and len(pending) < self.max_records:
