@@ -37,7 +37,7 @@ from typing import Callable
 from mplog import ConcurrentRotatingFileHandler
 from mplog._bench_contenders import FORMAT, MESSAGE_SIZE, writer_logger
 from mplog._bench_runner import rotated
-from mplog.header import MAGIC, SIZE_AT, WRITE_END_AT, pack_word, unpack_state
+from mplog.header import MAGIC, SIZE_AT, pack_pair, unpack_state
 
 MESSAGE = "w=%d seq=%d %s"
 
@@ -113,21 +113,28 @@ ROWS = (
     (
         "header",
         "pread header",
-        "notices another process's rotation, a writer that died "
-        "mid-record, a truncated lock file; the size for maxBytes",
+        "notices another process's rotation, a truncated lock file; "
+        "where the last write ends, for maxBytes",
         True,
         False,
     ),
     (
-        "mark",
-        "pwrite in-flight mark",
-        "a writer killed mid-record is cut off by the next",
+        "lseek",
+        "lseek SEEK_END",
+        "the last write completed (else a writer died mid-record: cut off), "
+        "nobody appended (else a foreign writer), before writing",
+        True,
+        False,
+    ),
+    (
+        "publish",
+        "pwrite size, write end",
+        "publishes the last record, marks this one begun: the size every "
+        "process rotates by, without a stat",
         True,
         False,
     ),
     ("write", "write", "the record, whole, in one O_APPEND write", True, False),
-    ("publish", "pwrite publish", "the size every process rotates by, without a stat", True, False),
-    ("lseek", "lseek", "notices a writer that does not publish (mixed fleet)", True, False),
     ("stream", "FileHandler write+flush", "(FileHandler) encoding and one write", False, True),
     (
         "rest",
@@ -138,13 +145,13 @@ ROWS = (
         False,
     ),
 )
-_IN_EMIT = ("formatting", "encoding", "thread_lock", "flock", "clock", "header", "mark",
-            "write", "publish", "lseek")  # fmt: skip
+_IN_EMIT = ("formatting", "encoding", "thread_lock", "flock", "clock", "header", "lseek",
+            "publish", "write")  # fmt: skip
 
 
 def _system_calls(lock_fd: int, log_fd: int, data: bytes) -> dict[str, Callable[[int], None]]:
     """The loops of the system calls of the fast path, on *lock_fd* and *log_fd*."""
-    word = pack_word(len(data))
+    pair = pack_pair(0, len(data))
     thread_lock = threading.Lock()
 
     def flock(n: int) -> None:
@@ -164,15 +171,10 @@ def _system_calls(lock_fd: int, log_fd: int, data: bytes) -> dict[str, Callable[
         for _ in range(n):
             unpack_state(pread(lock_fd, 32, 0))
 
-    def mark(n: int) -> None:
-        pwrite = os.pwrite
-        for _ in range(n):
-            pwrite(lock_fd, word, WRITE_END_AT)
-
     def publish(n: int) -> None:
         pwrite = os.pwrite
         for _ in range(n):
-            pwrite(lock_fd, word + word, SIZE_AT)
+            pwrite(lock_fd, pair, SIZE_AT)
 
     def write(n: int) -> None:
         os_write = os.write
@@ -180,9 +182,9 @@ def _system_calls(lock_fd: int, log_fd: int, data: bytes) -> dict[str, Callable[
             os_write(log_fd, data)
 
     def lseek(n: int) -> None:
-        seek, cur = os.lseek, os.SEEK_CUR
+        seek, end = os.lseek, os.SEEK_END
         for _ in range(n):
-            seek(log_fd, 0, cur)
+            seek(log_fd, 0, end)
 
     def clock(n: int) -> None:
         now = time.time
@@ -198,7 +200,6 @@ def _system_calls(lock_fd: int, log_fd: int, data: bytes) -> dict[str, Callable[
         "flock": flock,
         "thread_lock": thread_lock_pair,
         "header": header,
-        "mark": mark,
         "publish": publish,
         "write": write,
         "lseek": lseek,

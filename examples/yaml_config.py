@@ -13,6 +13,7 @@ file first only to point its handler into ``LOG_DIR``, like the other examples.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import multiprocessing
 import os
@@ -48,14 +49,14 @@ def main() -> None:
         pool.map(work, range(TASKS), chunksize=20)
     log.info("all tasks done")
 
-    # What the YAML became (handler.schedule is the parsed when/atTime):
+    # What the YAML became, through the handler's stdlib attributes: the size limit,
+    # the backups kept, the daily file-name suffix and the next rotation (midnight).
     mode = stat.S_IMODE(os.stat(handler.baseFilename).st_mode)
+    next_rotation = datetime.datetime.fromtimestamp(handler.rolloverAt)
     print(
         f"{type(handler).__name__}: maxBytes={handler.maxBytes} "
-        f"backupCount={handler.backupCount} when={handler.schedule.when} "
-        f"atTime={handler.schedule.at_time} mode={mode:#o} "
-        f"compress={handler.compressor and handler.compressor.name} "
-        f"max_age={handler.backups.retention.max_age}"
+        f"backupCount={handler.backupCount} suffix={handler.suffix} "
+        f"next rotation at {next_rotation:%H:%M:%S} mode={mode:#o}"
     )
     print(f"logs in {LOG_DIR}")
 

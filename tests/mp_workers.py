@@ -28,6 +28,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import mplog
+import mplog._handler_entry
+import mplog._handler_parts
+import mplog._handler_surface
 import mplog.active
 import mplog.handler
 import mplog.rollover
@@ -236,7 +239,8 @@ def remote_worker(
     modification times follow the fake clock, since mplog reads the log's mtime
     when a handler starts.
     """
-    for module in (mplog.handler, mplog.active, mplog.rollover):  # this child only
+    modules = (mplog._handler_parts, mplog._handler_entry, mplog._handler_surface)
+    for module in (*modules, mplog.active, mplog.rollover):  # this child only
         module.time = _FakeTime(clock)  # type: ignore[attr-defined]
     logger: logging.Logger | None = None
 

@@ -20,10 +20,9 @@ STEPS = [
     "flock lock+unlock",
     "time.time",
     "pread header",
-    "pwrite in-flight mark",
+    "lseek SEEK_END",
+    "pwrite size, write end",
     "write",
-    "pwrite publish",
-    "lseek",
     "FileHandler write+flush",
     "Python in emit and append",
 ]

@@ -146,8 +146,8 @@ def test_use_gzip_is_compress_gzip(tmp_path: Path) -> None:
         tmp_path / BASE, maxBytes=RECORD, backupCount=3, use_gzip=True, compress_delay=0
     )
     try:
-        assert handler.compressor is not None
-        assert handler.compressor.name == "gzip"
+        assert handler._compressor is not None
+        assert handler._compressor.name == "gzip"
         write_records(handler, range(3))
     finally:
         handler.close()
@@ -206,8 +206,8 @@ def test_a_callable_compressor_names_backups_with_its_suffix(tmp_path: Path) -> 
             tmp_path / BASE, maxBytes=RECORD, backupCount=3, compress=gzip2, compress_delay=0
         )
         try:
-            assert handler.compressor is not None
-            assert handler.compressor.suffix == ".gz2"
+            assert handler._compressor is not None
+            assert handler._compressor.suffix == ".gz2"
             rotate_once(handler, number)
             number += 2
         finally:

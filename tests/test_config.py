@@ -80,20 +80,20 @@ def test_human_sizes_and_durations(tmp_path: Path) -> None:
     assert handler is not None
     assert handler.maxBytes == 10_000_000
     assert handler.backupCount == mplog.config.DEFAULT_BACKUP_COUNT
-    assert handler.schedule is not None
-    assert (handler.schedule.when, handler.schedule.interval) == ("MIDNIGHT", 86400)
+    assert handler._schedule is not None
+    assert (handler._schedule.when, handler._schedule.interval) == ("MIDNIGHT", 86400)
     hourly = mplog.setup_logging(tmp_path / "b.log", when="6 hours", backup_count=2)
     assert hourly is not None
-    assert hourly.schedule is not None
-    assert (hourly.schedule.when, hourly.schedule.interval, hourly.backupCount) == (
+    assert hourly._schedule is not None
+    assert (hourly._schedule.when, hourly._schedule.interval, hourly.backupCount) == (
         "H",
         6 * 3600,
         2,
     )
     weekly = mplog.setup_logging(tmp_path / "c.log", when="W6", utc=True)
     assert weekly is not None
-    assert weekly.schedule is not None
-    assert (weekly.schedule.day_of_week, weekly.schedule.utc) == (6, True)
+    assert weekly._schedule is not None
+    assert (weekly._schedule.day_of_week, weekly._schedule.utc) == (6, True)
 
 
 def test_size_rotation_through_setup_logging(tmp_path: Path) -> None:
@@ -121,8 +121,8 @@ def test_setup_logging_wires_compression_and_retention(tmp_path: Path) -> None:
         path, max_bytes=200, compress="gzip", compress_delay=0, max_age="7 days"
     )
     assert handler is not None
-    assert handler.compressor is not None
-    assert handler.compressor.name == "gzip"
+    assert handler._compressor is not None
+    assert handler._compressor.name == "gzip"
     assert handler.backupCount == 5
     logger = logging.getLogger("mplog.tests.compression")
     for number in range(12):
@@ -236,8 +236,8 @@ def test_config_files_are_applied_with_relative_paths_resolved(
     assert isinstance(handler, mplog.ConcurrentRotatingFileHandler)
     assert handler.baseFilename == str(config_dir / "logs" / "app.log")
     assert (handler.maxBytes, handler.backupCount) == (1000, 2)
-    assert handler.schedule is not None
-    assert handler.schedule.when == "MIDNIGHT"
+    assert handler._schedule is not None
+    assert handler._schedule.when == "MIDNIGHT"
     logging.getLogger("cfg").info("from %s", kind)
     log = config_dir / "logs" / "app.log"
     assert _lines(log) == [f"cfg from {kind}"]
@@ -398,7 +398,7 @@ def test_handlers_accept_durations_like_setup_logging(tmp_path: Path) -> None:
     daily = mplog.ConcurrentRotatingFileHandler(tmp_path / "a.log", when="1 day", delay=True)
     hourly = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "b.log", "6 hours", delay=True)
     stdlib = mplog.ConcurrentTimedRotatingFileHandler(tmp_path / "c.log", "H", 6, delay=True)
-    schedules = [h.schedule for h in (daily, hourly, stdlib)]
+    schedules = [h._schedule for h in (daily, hourly, stdlib)]
     assert [(s.when, s.interval) for s in schedules if s] == [
         ("MIDNIGHT", 86400),
         ("H", 6 * 3600),
@@ -415,8 +415,8 @@ def test_handlers_accept_durations_like_setup_logging(tmp_path: Path) -> None:
         }
     )
     assert configured is not None
-    assert configured.schedule is not None
-    assert (configured.schedule.when, configured.schedule.interval) == ("H", 6 * 3600)
+    assert configured._schedule is not None
+    assert (configured._schedule.when, configured._schedule.interval) == ("H", 6 * 3600)
 
 
 def test_interval_with_a_duration_is_refused(tmp_path: Path) -> None:

@@ -253,7 +253,7 @@ def test_lock_timeout_takes_durations_like_every_duration(
     handler = mplog.setup_logging(tmp_path / "app.log", lock_timeout=given)
     assert handler is not None
     handler.close()
-    assert handler.options.lock_timeout == seconds
+    assert handler._options.lock_timeout == seconds
 
 
 @pytest.mark.parametrize("max_bytes", [10.5, "10.5", "1.0001 KB"])
@@ -283,8 +283,8 @@ def test_fsync_forms_that_say_what_they_mean(tmp_path: Path, fsync: Any, parsed:
     """True, False, and intervals as floats, strings (and ints other than 0 and 1) work."""
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log", fsync=fsync, delay=True)
     handler.close()
-    assert handler.options.fsync == parsed
-    assert type(handler.options.fsync) is type(parsed)
+    assert handler._options.fsync == parsed
+    assert type(handler._options.fsync) is type(parsed)
 
 
 # -- path mistakes ---------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
+import inspect
 import os
 import re
 import sys
@@ -15,6 +18,8 @@ import pytest
 import mplog
 from helpers import RecordingHandler, info_record
 from mplog.lock import FileLock
+from mplog.options import Arguments
+from mplog.schema import handler_options
 
 
 def test_record_is_in_the_file_when_emit_returns(tmp_path: Path) -> None:
@@ -395,3 +400,38 @@ def test_a_symlink_planted_as_a_rotation_target_is_replaced_not_followed(
     assert victim.read_bytes() == b"precious"
     assert not (tmp_path / "app.log.1").is_symlink()
     assert (tmp_path / "app.log.1").read_text() == "0123456789\n"
+
+
+def test_the_handler_signature_and_the_arguments_list_name_the_same_options() -> None:
+    """Every parameter of the handler is a field of options.Arguments, in the same order,
+    and back, and the did-you-mean list of keywords is the same names: a new option
+    cannot be half-wired (accepted but never parsed or pickled, or the reverse)."""
+    parameters = list(inspect.signature(mplog.ConcurrentRotatingFileHandler).parameters)
+    assert parameters == [field.name for field in dataclasses.fields(Arguments)]
+    assert handler_options() == parameters
+    timed = inspect.signature(mplog.ConcurrentTimedRotatingFileHandler).parameters
+    assert set(timed) - {"options"} <= set(parameters)
+
+
+@pytest.mark.parametrize("setting", ["maxBytes", "backupCount"])
+def test_size_settings_changed_on_a_running_handler_apply_at_the_next_record(
+    tmp_path: Path, setting: str
+) -> None:
+    """maxBytes or backupCount set while records flow (the stdlib's attributes) rules the
+    very next record, however long the active file could otherwise skip its checks."""
+    path = tmp_path / "app.log"
+    # Size rotation off at first: maxBytes=0, or backupCount=0 (the stdlib's rule).
+    first = {"maxBytes": 0, "backupCount": 1} if setting == "maxBytes" else {"maxBytes": 30}
+    never = pytest.warns(UserWarning, match="never rotates")
+    with never if setting == "backupCount" else contextlib.nullcontext():
+        handler = mplog.ConcurrentRotatingFileHandler(path, watch_interval=3600, **first)
+    try:
+        for number in range(3):
+            handler.emit(info_record(f"record {number} " + "x" * 10))  # 20 bytes each
+        assert path.stat().st_size == 60
+        setattr(handler, setting, 30 if setting == "maxBytes" else 1)
+        handler.emit(info_record("record 3 " + "x" * 10))
+    finally:
+        handler.close()
+    assert path.read_text() == "record 3 xxxxxxxxxx\n"
+    assert (tmp_path / "app.log.1").stat().st_size == 60

@@ -100,7 +100,7 @@ def test_a_process_moves_to_a_recreated_lock_file_with_the_shared_state(tmp_path
         with new._lock as shared:
             assert shared.boundary == boundary
             assert shared.file_id() == (path.stat().st_dev, path.stat().st_ino)
-            assert shared.load()[1] == path.stat().st_size
+            assert shared.state()[1:] == (0, path.stat().st_size)  # "one" began at 0
         old.emit(make_record("two"))  # moves to the new lock file first
         assert os.fstat(old._lock._fd).st_ino == lock_path.stat().st_ino  # type: ignore[arg-type]
         new.emit(make_record("three"))

@@ -24,6 +24,7 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
+import mplog._handler_parts  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog.netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
 
@@ -161,8 +162,8 @@ def test_a_mount_with_local_locks_is_reported_once(
 ) -> None:
     """A network filesystem mounted with local locks cannot keep hosts apart: the first
     open says so through handleError, once, and logging goes on."""
-    monkeypatch.setattr(mplog.handler, "is_network_filesystem", lambda path: True)
-    monkeypatch.setattr(mplog.handler, "local_locks_only", lambda path: True)
+    monkeypatch.setattr(mplog._handler_parts, "is_network_filesystem", lambda path: True)
+    monkeypatch.setattr(mplog._handler_parts, "local_locks_only", lambda path: True)
     handler = RecordingHandler(tmp_path / "app.log", delay=True)
     try:
         handler.emit(make_record("one"))
@@ -270,7 +271,7 @@ def test_on_nfs_the_shared_state_is_read_past_the_cache(
     """On NFS the lock file's state goes through a second descriptor opened O_DIRECT (the
     NFS client needs no alignment for it): every read asks the server, whatever this
     client caches or was delegated. The flock stays on the first descriptor."""
-    monkeypatch.setattr(mplog.handler, "is_nfs", lambda path: True)
+    monkeypatch.setattr(mplog._handler_parts, "is_nfs", lambda path: True)
     direct: list[str] = []
     real_open = os.open
 

@@ -137,8 +137,10 @@ def test_a_header_written_by_a_handler_reads_back_at_the_documented_offsets(
         assert header[80 : 80 + len(path)] == path
         assert len(header) == 80 + len(path)
     assert word(after, 8)[0] == word(before, 8)[0] + 1  # the rotation's new generation
-    assert word(before, 16)[0] == word(before, 24)[0] == len(b"first\n")
-    assert word(after, 16)[0] == word(after, 24)[0] == st.st_size == len(b"second\n")
+    # Each record began at 0 (size) and ended at its length (write end): complete, as
+    # the file's length says; the next writer publishes it (3.1 step 4).
+    assert (word(before, 16)[0], word(before, 24)[0]) == (0, len(b"first\n"))
+    assert (word(after, 16)[0], word(after, 24)[0]) == (0, st.st_size) == (0, len(b"second\n"))
     assert (word(after, 48)[0], word(after, 56)[0]) == (st.st_dev, st.st_ino)
     assert math.isnan(double(before, 40)[0])  # no boundary shared before the rotation
     assert double(after, 40)[0] == rollover_at > time.time()
@@ -153,12 +155,15 @@ _MAX = 2**64 - 1
 
 
 class ProtocolWriter:
-    """Appends records to a log as PROTOCOL.md section 10 says, on a local filesystem.
+    """Appends records to a log as PROTOCOL.md section 10 says, on a local filesystem:
+    with its published steps (mark, write, publish), or with *deferred* publishing
+    (one ``pwrite`` before the write, the file's length telling the rest).
 
     Written from PROTOCOL.md alone: it uses os, fcntl, struct and hashlib, never mplog.
     """
 
-    def __init__(self, log: str) -> None:
+    def __init__(self, log: str, deferred: bool = False) -> None:
+        self.deferred = deferred
         self.log = os.path.abspath(log)
         folder, name = os.path.split(self.log)
         stem = name[:-4] if name.endswith(".log") else name  # section 1
@@ -178,9 +183,15 @@ class ProtocolWriter:
         fcntl.flock(self.lock, fcntl.LOCK_EX)  # step 2
         try:
             generation, size, end, dev, ino, foreign = self._claimed_header()
-            if end != size:  # step 4 (5.1): a writer died mid-record
+            if end != size and not self.deferred:  # step 4 (5.1): the last write unfinished?
                 size = self._cut_torn(size, end, (dev, ino))
             st = self._follow()
+            if end != size and self.deferred and (dev, ino) == self.held:  # step 5, deferred
+                if size <= st.st_size < end:  # 5.1: a writer died mid-record
+                    os.ftruncate(self.fd, size)
+                    st = os.fstat(self.fd)
+                else:  # complete (st_size == end), or more: compare with its end
+                    size = end
             if (dev, ino) != self.held:  # step 6: announce the file, its identity first
                 os.pwrite(self.lock, struct.pack("<QQ", *self.held), 48)
                 os.pwrite(
@@ -245,9 +256,14 @@ class ProtocolWriter:
         return st
 
     def _write(self, record: bytes, size: int) -> None:
-        """Step 7: mark the write in flight, write it whole, publish the new size."""
+        """Step 7: mark the write in flight, write it whole, publish the new size
+        (deferred: publish *size* and the write's end in one ``pwrite``, write it
+        whole)."""
         end = size + len(record)
-        os.pwrite(self.lock, _WORD.pack(end), 24)
+        if self.deferred:
+            os.pwrite(self.lock, _WORDS2.pack(size, end), 16)
+        else:
+            os.pwrite(self.lock, _WORD.pack(end), 24)
         written = 0
         try:
             while written < len(record):
@@ -257,7 +273,8 @@ class ProtocolWriter:
             os.ftruncate(self.fd, size)
             os.pwrite(self.lock, _WORDS2.pack(size, size), 16)
             raise
-        os.pwrite(self.lock, _WORDS2.pack(end, end), 16)
+        if not self.deferred:
+            os.pwrite(self.lock, _WORDS2.pack(end, end), 16)
 
 
 def _framed(worker: int, seq: int) -> bytes:
@@ -266,9 +283,9 @@ def _framed(worker: int, seq: int) -> bytes:
     return b"<%08d:%08x>%s\n" % (len(body), zlib.crc32(body), body)
 
 
-def protocol_worker(path: str, worker: int, count: int, barrier: Any) -> None:
+def protocol_worker(path: str, worker: int, count: int, barrier: Any, deferred: bool) -> None:
     """Child entry point: append *count* records through a ProtocolWriter."""
-    writer = ProtocolWriter(path)
+    writer = ProtocolWriter(path, deferred)
     barrier.wait()
     for seq in range(count):
         writer.append(_framed(worker, seq))
@@ -276,13 +293,16 @@ def protocol_worker(path: str, worker: int, count: int, barrier: Any) -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("deferred", [False, True], ids=["published", "deferred"])
 def test_a_writer_that_follows_only_the_protocol_loses_nothing_next_to_mplog(
-    tmp_path: Path,
+    tmp_path: Path, deferred: bool
 ) -> None:
     """Two ProtocolWriter processes and two mplog processes append to one log that mplog
     rotates every few dozen records: every record of each is in the files exactly once,
     whole, in its writer's order, and mplog never took the writer for a foreign one (it
-    published every size and followed every rotation)."""
+    published every size and followed every rotation).  With the published steps, the
+    writer is a process of the previous mplog, which publishes after each write: it
+    finds the write end past the size after every mplog record, and keeps the record."""
     path = tmp_path / "app.log"
     count = 1500
     ours = {"maxBytes": 8192, "backupCount": 10_000}
@@ -291,7 +311,10 @@ def test_a_writer_that_follows_only_the_protocol_loses_nothing_next_to_mplog(
     processes = [
         ctx.Process(target=fleet_workers.mplog_writer, args=(str(path), ours, w, count, barrier))
         for w in (0, 1)
-    ] + [ctx.Process(target=protocol_worker, args=(str(path), w, count, barrier)) for w in (2, 3)]
+    ] + [
+        ctx.Process(target=protocol_worker, args=(str(path), w, count, barrier, deferred))
+        for w in (2, 3)
+    ]
     fleet_workers.run_fleet(processes, barrier)
     files = log_files(tmp_path)  # numbered backups without a gap, nothing else
     assert len(files) > 20, "expected many rotations"
@@ -299,7 +322,7 @@ def test_a_writer_that_follows_only_the_protocol_loses_nothing_next_to_mplog(
     header = (tmp_path / ".__app.lock").read_bytes()
     st = path.stat()
     size, end = struct.unpack_from("<QQ", header, 16)
-    assert size == end == st.st_size  # published, nothing in flight
+    assert size <= end == st.st_size  # the last write began at size, and completed
     assert struct.unpack_from("<QQ", header, 48) == (st.st_dev, st.st_ino)  # announced
     assert struct.unpack_from("<d", header, 64) == (0.0,)  # never a foreign writer
 
@@ -353,3 +376,96 @@ def test_mplog_cuts_off_a_record_torn_under_the_documented_mark(tmp_path: Path) 
         handler.close()
         writer.close()
     assert path.read_bytes() == b"p0\nm2\n"
+
+
+# -- what the file's length tells the next writer (PROTOCOL.md 3.1 step 3, 5.1) -----------
+
+
+def _header_words(tmp_path: Path) -> tuple[int, int, float]:
+    """(size, write end, foreign writers until) of the log app.log's lock file."""
+    header = (tmp_path / ".__app.lock").read_bytes()
+    size, end = struct.unpack_from("<QQ", header, 16)
+    return size, end, struct.unpack_from("<d", header, 64)[0]
+
+
+def _fast_handler(path: Path) -> mplog.ConcurrentRotatingFileHandler:
+    """A handler that checks the path only once an hour: after its first record, every
+    record takes the fast path unless the header or the file's length says otherwise."""
+    return mplog.ConcurrentRotatingFileHandler(path, watch_interval=3600)
+
+
+def test_a_complete_record_is_published_by_the_next_writer(tmp_path: Path) -> None:
+    """A record's size is published by the next record's one pwrite: between records the
+    header says where the last write began and ended, and the file is that long."""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    try:
+        handler.emit(make_record("a"))
+        handler.emit(make_record("bb"))
+        assert _header_words(tmp_path) == (2, 5, 0.0)
+        handler.emit(make_record("c"))
+        assert _header_words(tmp_path) == (5, 7, 0.0)
+    finally:
+        handler.close()
+    assert path.read_bytes() == b"a\nbb\nc\n"
+
+
+def test_a_record_torn_by_a_writer_of_the_deferred_steps_is_cut_off(tmp_path: Path) -> None:
+    """A writer that published and marked its write with one pwrite, then died part-way
+    through it, leaves the file shorter than the write end: the next record of a
+    handler on its fast path cuts the partial record off before writing."""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    writer = ProtocolWriter(str(path), deferred=True)
+    try:
+        handler.emit(make_record("a"))
+        fcntl.flock(writer.lock, fcntl.LOCK_EX)
+        writer.held = (-1, -1)
+        writer._follow()
+        os.pwrite(writer.lock, struct.pack("<QQ", 2, 2 + len(b"p1 a long record\n")), 16)
+        os.write(writer.fd, b"p1 a lo")  # ... and the writer dies here
+        fcntl.flock(writer.lock, fcntl.LOCK_UN)
+        handler.emit(make_record("b"))
+        assert _header_words(tmp_path) == (2, 4, 0.0)
+    finally:
+        handler.close()
+        writer.close()
+    assert path.read_bytes() == b"a\nb\n"
+
+
+def test_a_writer_that_appends_without_publishing_opens_a_foreign_window(
+    tmp_path: Path,
+) -> None:
+    """Bytes appended behind the write end (concurrent-log-handler during a migration)
+    are noticed before the next record is written: kept, the size published, and a
+    foreign-writer window opened (PROTOCOL.md section 8)."""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    try:
+        handler.emit(make_record("a"))
+        with open(path, "ab") as other:
+            other.write(b"foreign\n")
+        before = time.time()
+        handler.emit(make_record("b"))
+        size, end, foreign = _header_words(tmp_path)
+    finally:
+        handler.close()
+    assert path.read_bytes() == b"a\nforeign\nb\n"
+    assert (size, end) == (10, 12)
+    assert foreign >= before + 3600
+
+
+def test_a_log_truncated_meanwhile_is_measured_again(tmp_path: Path) -> None:
+    """A log truncated behind the writers (logrotate's copytruncate) is shorter than the
+    size: the next record checks the path and starts from the real length."""
+    path = tmp_path / "app.log"
+    handler = _fast_handler(path)
+    try:
+        handler.emit(make_record("a"))
+        handler.emit(make_record("b"))
+        os.truncate(path, 0)
+        handler.emit(make_record("c"))
+        assert _header_words(tmp_path) == (0, 2, 0.0)
+    finally:
+        handler.close()
+    assert path.read_bytes() == b"c\n"

@@ -70,8 +70,8 @@ def test_yaml_example(tmp_path: Path) -> None:
         handler = mplog.setup_logging(config=config)
         assert handler is not None
         assert (handler.maxBytes, handler.backupCount) == (10_000_000, 5)
-        assert handler.schedule is not None
-        assert handler.schedule.when == "MIDNIGHT"
+        assert handler._schedule is not None
+        assert handler._schedule.when == "MIDNIGHT"
         logging.getLogger("readme").info("configured")
         handler.close()
     finally:
@@ -93,11 +93,11 @@ def test_compression_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     handler = namespace["handler"]
     assert isinstance(handler, mplog.ConcurrentRotatingFileHandler)
     handler.close()
-    assert handler.compressor is not None
-    assert handler.compressor.name == "gzip"
+    assert handler._compressor is not None
+    assert handler._compressor.name == "gzip"
     assert (handler.maxBytes, handler.backupCount) == (10_000_000, 20)
-    assert handler.backups.retention.max_age == 14 * 86400
-    assert handler.backups.retention.max_total_size == 500_000_000
+    assert handler._backups.retention.max_age == 14 * 86400
+    assert handler._backups.retention.max_total_size == 500_000_000
     assert (tmp_path / "logs" / "app.log").exists()
 
 

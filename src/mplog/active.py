@@ -4,49 +4,57 @@
 shared generation it belongs to, and the writer's side of PROTOCOL.md, with the
 inter-process lock held (the shared state is :mod:`mplog.header`'s):
 
-* **append** (PROTOCOL.md 3.1): one ``os.write`` of a whole record, between the
-  in-flight mark and the published size; on the header's words directly when
-  nothing is due (the fast path), else after *prepare* (the rotation policy).
+* **append** (PROTOCOL.md 3.1): one ``os.write`` of a whole record, after one
+  ``pwrite`` that publishes where the previous write ended and marks this one as
+  begun; on the header's words directly when nothing is due (the fast path), else
+  after *prepare* (the rotation policy).  Whether the previous write completed,
+  and whether somebody appended without publishing, the file's length tells
+  (one ``lseek``), before anything is written.
 * **check** (3.2): stat the path every *watch_interval* seconds and whenever the
   shared generation moved; reopen, announce, notice foreign writers.
-* **recover** (5.1): cut off the partial record of a writer killed mid-record.
-* **cut**: a write that failed part-way is cut back, so no torn record stays.
+* **settle** (5.1, :mod:`mplog.settle`): keep the last write begun if whole, cut off
+  the partial record of a writer killed mid-record; cut back a write that failed
+  part-way, so no torn record stays.
 
-On a network filesystem the differences are PROTOCOL.md's section 7.
+On a network filesystem the differences are PROTOCOL.md's section 7, and their
+code is :mod:`mplog.netfs`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import secrets
 import stat
 import struct
 import time
 import weakref
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .durability import Durability
-from .header import MAGIC, SIZE_AT, WRITE_END_AT, SharedState, pack_word, unpack_state
+from .header import MAGIC, SIZE_AT, SharedState, pack_pair, unpack_state
 from .lock import FileLock
+from .netfs import check_shared, local_locks_warning, write_at
 from .permissions import FilePermissions
 from .presence import Presence
 from .reporting import Reporter
+from .settle import Settling
+
+if TYPE_CHECKING:  # mplog.rollover imports this module
+    from .rollover import Rollover
 
 __all__ = ["ActiveFile"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _DSYNC = getattr(os, "O_DSYNC", 0) or getattr(os, "O_SYNC", 0)
 
-_pread, _pwrite, _fstat, _lseek, SEEK_CUR = os.pread, os.pwrite, os.fstat, os.lseek, os.SEEK_CUR
+_pread, _pwrite = os.pread, os.pwrite
+_lseek, SEEK_END = os.lseek, os.SEEK_END
 
-#: ``prepare(shared, nbytes)``: make sure we append to the active file and rotate if
-#: due; return its size, or -1 for a device or pipe (lock held).
-Prepare = Callable[[SharedState, int], int]
+#: :meth:`ActiveFile.arm`'s size limit for "never by size".
+_NO_LIMIT = 1 << 63
 
 
-class ActiveFile:
+class ActiveFile(Settling):
     """This process's view of the log file that every process appends to.
 
     :param path: the log file.
@@ -54,6 +62,8 @@ class ActiveFile:
     :param permissions: mode and owner of a newly created file.
     :param reporter: where findings and failures go.
     :param durability: the ``fsync`` policy, or None.
+    :param rotation: the rotation policy (:class:`~mplog.rollover.Rollover`), asked
+        before a write when the fast path does not apply (see :meth:`prepare`).
     :param network: the log is on a filesystem several hosts share.
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``), if no other
@@ -77,6 +87,7 @@ class ActiveFile:
         permissions: FilePermissions,
         reporter: Reporter,
         durability: Durability | None,
+        rotation: Rollover,
         *,
         network: bool,
         watch_interval: float,
@@ -91,6 +102,7 @@ class ActiveFile:
         self.permissions = permissions
         self.reporter = reporter
         self.durability = durability
+        self.rotation = rotation
         self.network = network
         self.watch_interval = watch_interval
         self.keep_open = keep_open
@@ -100,11 +112,9 @@ class ActiveFile:
         # A network filesystem whose locks only this host sees cannot keep hosts
         # apart: said once, at the first open.
         self._local_locks_unreported = local_locks
-        #: The rotation policy, asked before a write when the fast path does not
-        #: apply (set by the handler); by default, only the checks.
-        self.prepare: Prepare = self._checked_size
-        #: The fast path's size test: the size limit, or "never".
-        self.fast_limit = 1 << 63
+        #: The fast path's size test, set with *fast_until* by :meth:`arm`: the
+        #: rotation policy's size limit when it last let append skip :meth:`prepare`.
+        self.fast_limit = _NO_LIMIT
         self.fd: int | None = None
         self.stream: io.FileIO | None = None
         #: Every stream opened here, current or since replaced (and closed).
@@ -154,12 +164,7 @@ class ActiveFile:
         self.fd, self.file_id, self.stream = fd, self.identity(st), stream
         if self._local_locks_unreported:
             self._local_locks_unreported = False
-            self.reporter.notify(
-                f"{self.path} is on a network filesystem mounted with local locks "
-                "(local_lock= or nolock): the lock does not exclude other hosts, so "
-                "processes on several hosts can overwrite each other's records; mount it "
-                "with local_lock=none, or give each host its own log"
-            )
+            self.reporter.notify(local_locks_warning(self.path))
         if self.durability is not None and stat.S_ISREG(st.st_mode):
             self.durability.opened(os.path.dirname(self.path), self.file_id)
         return stream
@@ -191,12 +196,6 @@ class ActiveFile:
                     self._close_failed = False
                     self.reporter.recovered("close")
 
-    def identity(self, st: os.stat_result) -> tuple[int, int]:
-        """What identifies a file for every process: (device, inode) on a local
-        filesystem; on a network one the inode alone (device numbers differ from
-        mount to mount, the server's file id does not)."""
-        return (0 if self.network else st.st_dev, st.st_ino)
-
     # -- appending ---------------------------------------------------------------------
 
     def append(self, data: bytes) -> None:
@@ -204,38 +203,37 @@ class ActiveFile:
         lock = self.lock
         shared = lock.acquire()
         try:
-            # The fast path: what prepare and write do when nothing is due (no watch,
-            # no rotation, no other writer's rotation or crash to handle), inlined on
-            # the header's words (mplog.header). Per record, Python calls cost as much
-            # as the system calls.
+            # The fast path (PROTOCOL.md 3.1 steps 2-5): what prepare and write do when
+            # nothing is due (no watch, no rotation, no other writer's rotation or
+            # crash to handle), inlined on the header's words (mplog.header). Per
+            # record, Python calls cost as much as the system calls.
             n = len(data)
-            lock_fd = shared.fd
-            fast = False
             if self.watched_at <= time.time() < self.fast_until:
+                lock_fd, fd = shared.fd, self.fd
                 try:
-                    magic, generation, size, end = unpack_state(_pread(lock_fd, 32, 0))
+                    magic, generation, _, end = unpack_state(_pread(lock_fd, 32, 0))
                 except struct.error:  # the lock file was truncated: prepare repairs it
                     magic = b""
-                fast = (
+                # The file we hold is the active one, and its length is where the last
+                # write begun ends: that write completed and nobody appended since
+                # (else sync tells a torn record, a foreign writer, a truncation).
+                if (
                     magic == MAGIC
                     and generation == self.generation
-                    and size == end  # no write in flight
-                    and size + n <= self.fast_limit
-                )
-            if fast:
-                end = size + n
-                word = pack_word(end)
-                _pwrite(lock_fd, word, WRITE_END_AT)  # SharedState.begin_write
-                try:
-                    written = os.write(self.fd, data)  # type: ignore[arg-type]
-                except OSError:
-                    self.cut_partial(shared, 0)
-                    raise
-                if written != n:
-                    self.write_rest(shared, data, written)
-                _pwrite(lock_fd, word + word, SIZE_AT)  # SharedState.end_write
-                if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]  # see write
-                    self.foreign_write(shared, data)
+                    and end + n <= self.fast_limit
+                    and _lseek(fd, 0, SEEK_END) == end  # type: ignore[arg-type]
+                ):
+                    # SharedState.begin_append: publish end, mark this record begun.
+                    _pwrite(lock_fd, pack_pair(end, end + n), SIZE_AT)
+                    try:
+                        written = os.write(fd, data)  # type: ignore[arg-type]
+                    except OSError:
+                        self.cut_partial(shared, 0)
+                        raise
+                    if written != n:
+                        self.write_rest(shared, data, written)
+                else:
+                    self.write(shared, data, self.prepare(shared, n))
             else:
                 self.write(shared, data, self.prepare(shared, n))
         finally:
@@ -257,37 +255,22 @@ class ActiveFile:
             self.close()
 
     def write(self, shared: SharedState, data: bytes, size: int) -> None:
-        """Append *data* whole at *size* (-1: not a regular file) and publish the
-        new size; on failure, cut off the partial record (lock held)."""
+        """Append *data* whole at *size* (-1: not a regular file), the size
+        :meth:`sync` (or a rotation) found, publishing *size* and marking the write
+        as begun; on failure, cut off the partial record (lock held)."""
         if size < 0:  # nothing to publish: nobody rotates or measures a device
             self.write_rest(None, data, 0)
             return
-        record = data
         if not size and self.file_start is not None:  # a file's first record: its start
             data = self.file_start() + data
         end = size + len(data)
-        shared.begin_write(end)
-        if self.network:
-            self._write_at(shared, data, size)
+        if self.network:  # the mark, the write at the published size, the publish
+            shared.begin_write(end)
+            write_at(self, shared, data, size)
             shared.end_write(end)
-            return
-        self.write_rest(shared, data, 0)
-        shared.end_write(end)
-        if _lseek(self.fd, 0, SEEK_CUR) != end:  # type: ignore[arg-type]
-            self.foreign_write(shared, record)
-
-    def foreign_write(self, shared: SharedState, data: bytes) -> None:
-        """The file grew behind the shared size: a writer that does not update it
-        (concurrent-log-handler during a migration) appended since our last check
-        (lock held, *data* just written).
-
-        That writer may also have rotated the file since, and with ``use_gzip`` it
-        deletes the plain backup once compressed: then *data* went into a file no
-        name leads to any more, and is written again to the file now at the path."""
-        shared.saw_foreign(time.time())
-        if not _fstat(self.fd).st_nlink:  # type: ignore[arg-type]
-            self.close()  # the next check reopens the path (see close)
-            self.write(shared, data, self.prepare(shared, len(data)))
+        else:
+            shared.begin_append(size, end)
+            self.write_rest(shared, data, 0)
 
     def write_rest(self, shared: SharedState | None, data: bytes, written: int) -> None:
         """Write *data* from offset *written* on: the loop of a short write (rare,
@@ -300,67 +283,26 @@ class ActiveFile:
                 self.cut_partial(shared, written)
             raise
 
-    def _write_at(self, shared: SharedState, data: bytes, size: int) -> None:
-        """Network filesystem: write *data* at offset *size* (the published one, not
-        this host's idea of the end of file), synchronously (the file is open
-        ``O_DSYNC``), so that it is on the server before the lock is released and
-        the next host's write lands after it; on failure, cut the file back to
-        *size* (lock held)."""
-        fd = self.fd
-        assert fd is not None
-        written = 0
-        try:
-            while written < len(data):  # O_DSYNC: on the server when pwrite returns
-                written += os.pwrite(fd, memoryview(data)[written:], size + written)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)
-            shared.end_write(size)
-            raise
-
-    def cut_partial(self, shared: SharedState, written: int) -> None:
-        """A write failed after *written* bytes of its record: cut them off and
-        publish the real size (we hold the lock: nobody appended since)."""
-        fd = self.fd
-        assert fd is not None
-        real = os.fstat(fd).st_size
-        if written:
-            real -= written
-            os.ftruncate(fd, real)
-        shared.end_write(real)
-        if not real:  # the next record is the file's first: not the fast path (see write)
-            self.fast_until = 0.0
-
     # -- checking ----------------------------------------------------------------------
 
-    def sync(self, shared: SharedState, now: float, check: bool = False) -> tuple[int, bool]:
-        """Cut off a record a writer left torn when it died; check the path (and the lock
-        file) if asked, if another process changed the active file, or if the watch
-        is due.  Return the active file's size and whether it was checked (lock held)."""
-        generation, size, in_flight = shared.load()
-        if in_flight:  # the last writer died in the middle of a record
-            size = self.recover(shared)
-        check = (
-            check
-            or generation != self.generation  # -1 while we hold no file
-            # the watch is due, or the clock went back by more than the interval
-            or not self.watched_at <= now < self.next_watch
-            or not _fstat(shared.fd).st_nlink  # the lock file was deleted
-        )
-        if check:
-            size = self.check(shared, now)
-        return size, check
+    def prepare(self, shared: SharedState, nbytes: int) -> int:
+        """Make sure we append to the active file, rotate it first if the rotation
+        policy says so; return its size, or -1 for a device or pipe (lock held)."""
+        return self.rotation.prepare(self, shared, nbytes)
 
-    def _checked_size(self, shared: SharedState, nbytes: int) -> int:
-        size = self.sync(shared, time.time())[0]
-        return size if self.regular else -1
-
-    def arm(self, until: float) -> None:
-        """Let :meth:`append` skip *prepare* until the next watch, or *until* (the next
-        time-rotation check), whichever comes first (lock held, the file checked;
-        append still compares the generation, the size and the in-flight mark at
-        every record)."""
+    def arm(self, until: float, limit: int) -> None:
+        """Let :meth:`append` skip :meth:`prepare` until the next watch, or *until* (the
+        next time-rotation check), whichever comes first, for records that keep the
+        file within *limit* bytes (0: any size): the rotation policy's word, given
+        with the lock held, the file checked (append still compares the generation,
+        the write end and the file's length at every record)."""
+        self.fast_limit = limit or _NO_LIMIT
         self.fast_until = 0.0 if self.network else min(self.next_watch, until)
+
+    def disarm(self) -> None:
+        """Send the next record through :meth:`prepare`: the rotation settings changed
+        (any thread, with or without the lock)."""
+        self.fast_until = 0.0
 
     def check(self, shared: SharedState, now: float) -> int:
         """Check the lock file; stat the path; reopen if the file we hold was renamed,
@@ -372,7 +314,7 @@ class ActiveFile:
             self.lock.foreign = False
             shared.saw_foreign(now)
         if self.network:
-            return self._check_shared(shared, now)
+            return check_shared(self, shared, now)
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -391,8 +333,8 @@ class ActiveFile:
                 # does not update the header rotated (concurrent-log-handler).
                 shared.saw_foreign(now)
             shared.new_file(st.st_size, self.file_id)
-        elif regular and st.st_size > shared.load()[1]:
-            # Grown behind the shared size: a writer that does not update the header
+        elif regular and st.st_size > shared.state()[2]:
+            # Grown past the last write begun: a writer that does not update the header
             # (concurrent-log-handler during a migration, or another program).
             shared.saw_foreign(now)
         mixed = shared.foreign_until > now  # then check before every record
@@ -402,69 +344,6 @@ class ActiveFile:
         if regular:
             shared.end_write(st.st_size)
         return st.st_size
-
-    def _check_shared(self, shared: SharedState, now: float) -> int:
-        """:meth:`check` on a network filesystem, where this host's view of the log
-        may be stale: a name may still lead to the file another host renamed, and a
-        cached size may be old.  The file the shared state announces is the truth: it
-        is (re)opened until the name leads to it, rereading the directory if needed;
-        only a file nobody announced (a new log, another program's) is announced."""
-        try:
-            current = self.identity(os.stat(self.path))
-        except FileNotFoundError:
-            current = None
-        announced = shared.file_id()
-        if self.fd is None or current != self.file_id or announced != self.file_id:
-            self.close()
-            self.open()
-            if announced not in (self.file_id, (0, 0)):  # perhaps a stale name
-                with contextlib.suppress(OSError):  # best effort: a read-only directory
-                    self.refresh_directory()
-                self.close()
-                self.open()
-        st = os.fstat(self.fd)  # type: ignore[arg-type]
-        self.regular = stat.S_ISREG(st.st_mode)
-        size = shared.load()[1]
-        if announced != self.file_id:  # a new file, or another program's: announce it
-            shared.new_file(st.st_size, self.file_id)
-            size = st.st_size
-        self.generation = shared.load()[0]
-        self.watched_at, self.next_watch = now, now + self.watch_interval
-        return size if self.regular else st.st_size
-
-    def refresh_directory(self) -> None:
-        """Network filesystem: make this host's view of the log's directory current.
-
-        Another host's renames may not show here for a while (cached directory
-        attributes), so a listing could miss a backup and a rename overwrite it.
-        Creating and removing a file of our own makes the server's reply tell this
-        client whether the directory changed since it last looked, and the client
-        then drops what it cached (the name is one a compression sweep removes if a
-        crash leaves it behind)."""
-        folder, name = os.path.split(self.path)
-        probe = os.path.join(folder, f".{name}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.remove(probe)
-
-    def recover(self, shared: SharedState) -> int:
-        """Cut off the partial record of a writer killed mid-write (SIGKILL can end a
-        large write part-way); return the active file's size (lock held)."""
-        start, end = shared.in_flight()
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            shared.end_write(0)
-            return 0
-        size = st.st_size
-        if self.identity(st) == shared.file_id() and (self.network or start <= size < end):
-            # (On a network filesystem this host's size may be stale; every complete
-            # record before *start* reached the server before its writer unlocked.)
-            os.truncate(self.path, start)
-            size = start
-        # else: the write completed (size == end), or another program changed the
-        # file meanwhile: keep what is there.
-        shared.end_write(size)
-        return size
 
     def reopen_after_rename(self, shared: SharedState) -> int:
         """The file we held was just renamed to a backup (lock held): open the fresh

@@ -5,57 +5,54 @@ encode once, then queue the bytes (batched mode) or append them to the active
 file under the inter-process lock (:mod:`mplog.active`, which rotates first
 when :mod:`mplog.rollover` says so), then report a failure through
 :meth:`~logging.Handler.handleError` (:mod:`mplog.reporting`).  The record is in
-the kernel when ``emit`` returns.  The handler class keeps the stdlib's surface
-(``shouldRollover``, ``doRollover``, ``rolloverAt``, ``namer``/``rotator``) and
-wires the parts: options (:mod:`mplog.options`), lock (:mod:`mplog.lock`),
-active file, rotation, compression (:mod:`mplog.archive`), batching
-(:mod:`mplog.batch`), durability (:mod:`mplog.durability`) and the thread,
-fork and exit lifecycle (:mod:`mplog.lifecycle`).  What every process does on
-disk is specified in PROTOCOL.md.
+the kernel when ``emit`` returns.  What every process does on disk is specified
+in PROTOCOL.md.
+
+Here: the public classes, their documented signature, and the write path.  The
+arguments are captured once, by name, into :class:`mplog.options.Arguments`,
+parsed into :class:`~mplog.options.Options` and pickled from there.  The rest of
+the class is grouped by concern, each group a base class in its own module, so
+that it stays methods of the handler (what the stdlib and servers call) without
+delegation or an extra call on the write path:
+
+* :mod:`mplog._handler_parts`: the parts (options, lock, active file, rotation,
+  compression, batching, durability, lifecycle guard), built from the options,
+  and what they call back;
+* :mod:`mplog._handler_surface`: the stdlib's attributes and methods
+  (``stream``, ``maxBytes``, ``backupCount``, ``rolloverAt``, ``shouldRollover``...);
+* :mod:`mplog._handler_entry`: ``_open``, ``doRollover``, ``close``, ``flush`` and
+  the fork hooks, each entered through the re-entry guard (:mod:`mplog.lifecycle`);
+* :mod:`mplog._handler_batched`: batched mode's queueing and writing.
 """
 
 from __future__ import annotations
 
 import datetime
-import io
 import logging
-import logging.handlers
-import os
-import re
-import stat
 import sys
 import threading
-import time
 from typing import Any
 
-from .active import ActiveFile
-from .archive import Archiver
-from .archive import after_fork_in_child as archive_after_fork
-from .batch import BatchWriter
+from ._handler_batched import BatchedWrites
+from ._handler_entry import EntryPoints
+from ._handler_surface import StdlibSurface
 from .compression import CompressLike
-from .durability import Durability, FsyncLike
-from .exceptions import QueueFull, ReentrantLogging
+from .durability import FsyncLike
+from .exceptions import ReentrantLogging
 from .first_line import HeaderLike
-from .lifecycle import ThreadGuard, entry_point, released, track
-from .lock import FileLock, is_special_file, lock_path_for
-from .netfs import is_network_filesystem, is_nfs, local_locks_only
-from .options import Options, PathLike, log_path, parse_backup_count
+from .lifecycle import entry_point, track
+from .options import Arguments, Options, PathLike, log_path
 from .permissions import Owner, explained_open_errors
-from .presence import Presence, presence_path_for
-from .reporting import Reporter, mplog_record, print_report
-from .rollover import ROTATION_RETRY, Rollover
-from .rotation import Backups
+from .rollover import ROTATION_RETRY
 from .schema import InitSignature, check_handler_keywords
-from .triggers import TimeTrigger
-from .units import DurationLike, SizeLike, parse_size
+from .units import DurationLike, SizeLike
 
 __all__ = ["ROTATION_RETRY", "ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
 _get_ident = threading.get_ident
-_RLOCK = type(threading.RLock())
 
 
-class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
+class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
     """Append records to *filename* from any number of processes, rotating it by size and/or time.
 
     Positional arguments are those of :class:`logging.handlers.RotatingFileHandler`;
@@ -197,44 +194,13 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         network_fs: bool | None = None,
         header: HeaderLike = None,
     ) -> None:
-        # What pickling carries (see __reduce__): the arguments, as given.
-        config = {name: value for name, value in locals().items() if name != "self"}
-        options = Options.parse(
-            mode=mode,
-            maxBytes=maxBytes,
-            backupCount=backupCount,
-            encoding=encoding,
-            errors=errors,
-            when=when,
-            interval=interval,
-            utc=utc,
-            atTime=atTime,
-            lock_file_directory=lock_file_directory,
-            lock_timeout=lock_timeout,
-            chmod=chmod,
-            umask=umask,
-            owner=owner,
-            newline=newline,
-            terminator=terminator,
-            unicode_error_policy=unicode_error_policy,
-            keep_file_open=keep_file_open,
-            debug=debug,
-            use_gzip=use_gzip,
-            compress=compress,
-            compress_delay=compress_delay,
-            max_age=max_age,
-            max_total_size=max_total_size,
-            batched=batched,
-            queue_size=queue_size,
-            overflow=overflow,
-            watch_interval=watch_interval,
-            fsync=fsync,
-            network_fs=network_fs,
-            header=header,
-        )
+        # Every argument, by name, once (the one list of options: see Arguments); no
+        # other name may be bound before this line.
+        given = Arguments(**{name: value for name, value in locals().items() if name != "self"})
+        options = Options.parse(given)
         self._wire(log_path(filename), options)
         self.mode, self.delay = mode, delay
-        self._config = config
+        self._arguments = given
         if not delay:
             try:  # errors name the log and the fix, not only the hidden lock file
                 with explained_open_errors(self.baseFilename, self._lock.path), self._lock:
@@ -247,364 +213,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
                 raise
         track(self)  # only now: a failed construction leaves no fork hook behind
 
-    def _wire(self, path: str, options: Options) -> None:
-        """Build the parts from the parsed *options*; open nothing yet."""
-        self.options = options
-        self.schedule = options.schedule
-        self.compressor = options.compressor
-        self.compress_delay = options.compress_delay
-        self.permissions = options.permissions
-        self.terminator = options.terminator
-        self.debug = options.debug
-        # Records are encoded without a byte-order mark; each file gets one (_file_start).
-        self._codec, self._codec_errors, self._newline = (
-            options.record_encoding,
-            options.errors,
-            options.newline,
-        )
-        # Nothing to translate, and format() is Handler's: emit formats and encodes inline.
-        self._plain_text = self._newline == "\n" and type(self).format is logging.Handler.format
-        # A lambda, not the bound method: a handleError set on the instance later counts.
-        self._reporter = reporter = Reporter(lambda record: self.handleError(record), path)  # noqa: PLW0108
-        self.permissions.report = self._report_chown
-        network = is_network_filesystem(path) if options.network_fs is None else options.network_fs
-        lock_path = lock_path_for(path, options.lock_file_directory)
-        # On NFS the shared state bypasses the client's cache (and any delegation).
-        direct = network and is_nfs(lock_path)
-        # One lock per lock file per process, and one record of the threads inside:
-        # every handler of this log in this process shares them (see mplog.lock).
-        self._lock = FileLock(
-            lock_path, options.lock_timeout, self.permissions, path, direct, process_wide=True
-        )
-        self._guard = ThreadGuard(
-            lambda error: reporter.report(
-                "a close, reopen or rollover deferred by re-entry", error
-            ),
-            self._lock.inside,
-            self._lock.deferred,
-        )
-        # FileHandler sets baseFilename, mode, encoding, errors and self.stream (None).
-        super().__init__(path, "a", encoding=options.encoding, delay=True, errors=options.errors)
-        self._durability = Durability.create(options.fsync, reporter)
-        self._file = ActiveFile(
-            path,
-            self._lock,
-            self.permissions,
-            reporter,
-            self._durability,
-            network=network,
-            watch_interval=options.watch_interval,
-            truncate=options.truncate,
-            presence=None
-            if is_special_file(path)
-            else Presence(presence_path_for(lock_path), self.permissions, self._settings),
-            keep_open=options.keep_file_open,
-            local_locks=network and local_locks_only(path),
-            file_start=self._file_start if options.bom or options.header else None,
-        )
-        self.backups = Backups(
-            path,
-            self.rotation_filename,
-            lambda: self.backupCount,
-            None if self.schedule is None else self.schedule.suffix_pattern,
-            options.suffixes,
-            options.retention,
-        )
-        self._archiver: Archiver | None = None
-        if self.compressor is not None:
-            self._archiver = Archiver(
-                path,
-                self.compressor,
-                self._lock,
-                self.backups.files,
-                self.backups.locate,
-                self.permissions,
-                reporter,
-                lambda message: self._debug("%s", message),
-                delay=self.compress_delay,
-                durable=self._durability is not None,
-            )
-        self._rollover = Rollover(
-            self._file,
-            self.backups,
-            self._time_trigger(path),
-            self.rotate,
-            lambda: self.backupCount,
-            self._archiver,
-            reporter,
-            lambda message: self._debug("%s", message),
-        )
-        self._max_bytes, self._backup_count = options.max_bytes, options.backup_count
-        self._update_size_limit()
-        self._batch: BatchWriter | None = None
-        if options.batched:
-            self._batch = BatchWriter(
-                self._write_batch,
-                self._report_batch_error,
-                options.queue_size,
-                options.drop_when_full,
-            )
-
-    def _time_trigger(self, path: str) -> TimeTrigger | None:
-        if self.schedule is None:
-            return None
-        try:
-            start = os.stat(path).st_mtime
-        except OSError:
-            start = time.time()
-        return TimeTrigger(self.schedule, start, self._read_boundary, self._write_boundary)
-
-    # -- stdlib-compatible surface ------------------------------------------------
-
-    @property  # type: ignore[override]
-    def stream(self) -> io.FileIO | None:
-        """The active file, open for appending (bytes, unbuffered), or None."""
-        return self._file.stream
-
-    @stream.setter
-    def stream(self, value: io.FileIO | None) -> None:
-        # FileHandler sets None, servers that reopen their logs set what _open()
-        # returned: the active file holds it, or holds a newer one already (a reopen
-        # that interrupted that _open(), deferred, ran before it returned; another
-        # thread noticed a rotation): setting it changes nothing, and never raises.
-        if value is not None and value not in self._file.streams:
-            raise ValueError(
-                f"{type(self).__name__} writes through its own descriptor; to reopen "
-                "the log, call close() and then _open()"
-            )
-
-    @property
-    def _fd(self) -> int | None:
-        return self._file.fd
-
-    @property
-    def keep_file_open(self) -> bool:
-        """``False`` closes the log file after every record."""
-        return self._file.keep_open
-
-    @keep_file_open.setter
-    def keep_file_open(self, value: bool) -> None:
-        self._file.keep_open = value
-
-    @property
-    def watch_interval(self) -> float:
-        """Seconds between two checks of the path by this process."""
-        return self._file.watch_interval
-
-    @watch_interval.setter
-    def watch_interval(self, value: float) -> None:
-        self._file.watch_interval = value
-
-    @property
-    def rolloverAt(self) -> float:
-        """The next time-rotation instant this process knows of (stdlib name)."""
-        trigger = self._rollover.trigger
-        return trigger.rollover_at if trigger is not None else 0.0
-
-    @rolloverAt.setter
-    def rolloverAt(self, value: float) -> None:
-        trigger = self._rollover.trigger
-        if trigger is not None:
-            trigger.rollover_at = value
-            self._file.fast_until = 0.0
-
-    @property
-    def suffix(self) -> str | None:
-        """The ``strftime`` format of time-named backups' suffix (stdlib name); None
-        without *when*."""
-        return None if self.schedule is None else self.schedule.suffix
-
-    @suffix.setter
-    def suffix(self, value: str | None) -> None:
-        if value != self.suffix:
-            raise ValueError(_fixed_naming("suffix", value, self.suffix))
-
-    @property
-    def extMatch(self) -> re.Pattern[str] | None:
-        """The pattern that finds the suffix in backup names (stdlib name)."""
-        return None if self.schedule is None else self.schedule.suffix_pattern
-
-    @extMatch.setter
-    def extMatch(self, value: re.Pattern[str] | None) -> None:
-        if value != self.extMatch:
-            raise ValueError(_fixed_naming("extMatch", value, self.extMatch))
-
-    @property
-    def maxBytes(self) -> int:
-        """Rotate before a record would make the file larger than this; 0: never by size."""
-        return self._max_bytes
-
-    @maxBytes.setter
-    def maxBytes(self, value: SizeLike) -> None:
-        self._max_bytes = parse_size(value, "maxBytes")
-        self._update_size_limit()
-
-    @property
-    def backupCount(self) -> int:
-        """How many rotated files to keep."""
-        return self._backup_count
-
-    @backupCount.setter
-    def backupCount(self, value: int) -> None:
-        self._backup_count = parse_backup_count(value)
-        self._update_size_limit()
-
-    def _update_size_limit(self) -> None:
-        # As in the stdlib, size rotation without a backup to rotate into is off,
-        # unless time naming is on (time-named backups are kept by default).
-        has_room = self._backup_count > 0 or self.schedule is not None
-        limit = self._rollover.size_limit = self._max_bytes if has_room else 0
-        self._file.fast_limit = limit or 1 << 63
-
-    @entry_point
-    def _open(self) -> io.FileIO | None:  # type: ignore[override]
-        """Open the log file for appending (bytes, unbuffered) and return it.
-
-        Called by the stdlib's machinery and, after :meth:`close`, by servers that
-        reopen their logs (gunicorn's ``reopen_files``): the handler is then what it
-        was before, batched mode included.  Called from a signal handler that
-        interrupted this handler, it returns the current stream and reopens once
-        the interrupted call is done (see :mod:`mplog.lifecycle`).
-        """
-        if not self._guard.enter():
-            self._guard.defer(self._reopen)
-            return self.stream
-        try:
-            if self._batch is not None:
-                self._batch.reopen()
-            with self._lock:
-                self._file.close()
-                return self._open_file()
-        except BaseException as error:
-            self._let_go(error)
-            raise
-        finally:
-            self._guard.leave()
-
-    def _reopen(self) -> None:
-        self._open()
-
-    def _open_file(self) -> io.FileIO:
-        return self._file.open()
-
-    def shouldRollover(self, record: logging.LogRecord) -> bool:
-        """Return True if writing *record* now would trigger a rotation.
-
-        Advisory (stdlib-compatible); :meth:`emit` decides again under the lock.
-        """
-        try:
-            st = os.stat(self.baseFilename)
-        except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode):  # bpo-45401: never roll over a device or pipe
-            return False
-        if self.rolloverAt and time.time() >= self.rolloverAt and st.st_size:
-            return True
-        if not self.maxBytes or not st.st_size:  # gh-116263: never roll over an empty file
-            return False
-        # Like the stdlib, report a full file even when backupCount=0 makes the
-        # rollover a no-op (emit then keeps appending, see _update_size_limit).
-        return st.st_size + len(self._encode(record)) > self.maxBytes
-
-    @entry_point
-    def doRollover(self) -> None:
-        """Rotate the file now, holding the inter-process lock (never a device or pipe).
-
-        Like every record, it first cuts off a record torn by a writer that died.
-        A failure goes to :meth:`handleError`, never to the caller.
-        """
-        if not self._guard.enter():  # from a signal handler that interrupted this handler
-            self._guard.defer(self.doRollover)
-            return
-        try:
-            if self._batch is not None:
-                self._batch.flush()
-            with self._lock as shared:
-                self._file.sync(shared, time.time(), check=True)
-                if not self._file.regular:  # bpo-45401: renaming /dev/null breaks hosts
-                    return
-                self._rollover.rotate(shared, time_due=False)
-        except BaseException as error:
-            self._let_go(error)
-            if not isinstance(error, Exception):
-                raise
-            # As for a rotation due by size or time: reported, never raised.
-            self._reporter.report(f"rotating {self.baseFilename} failed", error)
-        finally:
-            self._guard.leave()
-
-    def getFilesToDelete(self) -> list[str]:
-        """Return the backups that retention deletes at the next rotation, oldest first:
-        time-named ones beyond *backupCount*, and any beyond *max_age* or
-        *max_total_size* (compressed forms included)."""
-        return [path for backup in self.backups.expired() for path in backup.paths]
-
-    @entry_point
-    def close(self) -> None:
-        """Write out the batched queue, finish compressing, close the log and lock files.
-
-        The handler stays usable: a later record, or :meth:`_open`, opens them again.
-        Called from a signal handler that interrupted this handler (gunicorn's log
-        reopening), it returns at once and closes when the interrupted call is done.
-        """
-        if not self._guard.enter():
-            self._guard.defer(self.close)
-            return
-        try:
-            # Waiting for mplog's threads: not holding logging's locks (see mplog.batch).
-            with released(self.lock):
-                if self._batch is not None:
-                    self._batch.close()
-                if self._durability is not None:
-                    self._durability.close()
-                if self._archiver is not None:
-                    self._archiver.close()
-            # The log file is closed holding the log's thread lock, so no other thread is
-            # writing (handle() holds no handler lock: see there).  Stay registered for
-            # the fork hook: gunicorn's reopen_files() reopens a closed handler
-            # (close(); _open()), and a worker forked after that must still get its own
-            # lock descriptor.
-            self._lock.close(self._file.detach)
-            logging.Handler.close(self)
-            self._reporter.closing()  # what a write failure still going on has cost
-        except BaseException as error:
-            self._let_go(error)
-            raise
-        finally:
-            self._guard.leave()
-
-    @entry_point
-    def flush(self) -> None:
-        """In batched mode, return once every queued record is in the file.
-
-        In sync mode there is nothing to do: records reach the kernel before
-        :meth:`emit` returns.  Called from inside this handler (a signal handler
-        that interrupted it), it returns at once.
-        """
-        if self._batch is not None and self._guard.enter():
-            try:
-                with released(self.lock):  # logging.shutdown() holds it (see mplog.batch)
-                    self._batch.flush()
-            except BaseException as error:
-                self._let_go(error)
-                raise
-            finally:
-                self._guard.leave()
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        """Report a failure: mplog's own reports (a rotation that cannot happen, a
-        repaired lock file, failing retention or compression...) as one line on
-        standard error, with the traceback only when *debug* is on; a record that
-        could not be written as :meth:`logging.Handler.handleError` does.  Both only
-        while ``logging.raiseExceptions`` is true (see :mod:`mplog.reporting`)."""
-        if not print_report(record, self.debug):
-            super().handleError(record)
-
-    @property
-    def dropped(self) -> int:
-        """Records dropped because the batched queue was full (``overflow="drop"``)."""
-        return self._batch.dropped if self._batch is not None else 0
-
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the configuration, not the state (descriptors, locks, threads, queue).
 
@@ -615,7 +223,7 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         (``mode="w"`` is this process's, done once).  Attributes of a subclass are not
         carried: override ``__reduce__`` to add them.
         """
-        config = {**self._config, "mode": "a", "delay": True}
+        config = {**self._arguments.as_dict(), "mode": "a", "delay": True}
         state = {
             "level": self.level,
             "formatter": self.formatter,
@@ -708,154 +316,6 @@ class ConcurrentRotatingFileHandler(logging.handlers.BaseRotatingHandler):
         except Exception:
             self.handleError(record)
 
-    def _settings(self) -> str:
-        """The rotation settings every process on the log should share, as one line
-        (recorded in the presence file, see :mod:`mplog.presence`)."""
-        schedule = self.schedule
-        when = "None" if schedule is None else f"{schedule.when} interval={schedule.interval}s"
-        return f"maxBytes={self.maxBytes} backupCount={self.backupCount} when={when}"
-
-    def _file_start(self) -> bytes:
-        """What a new file starts with, before its first record: the encoding's
-        byte-order mark and the ``header`` line, if any (see ActiveFile.write)."""
-        options = self.options
-        if options.header is None:
-            return options.bom
-        text = options.header() + self.terminator
-        if self._newline != "\n":
-            text = text.replace("\n", self._newline)
-        return options.bom + text.encode(self._codec, self._codec_errors)
-
-    def _encode(self, record: logging.LogRecord) -> bytes:
-        text = self.format(record) + self.terminator
-        if self._newline != "\n":
-            text = text.replace("\n", self._newline)
-        return text.encode(self._codec, self._codec_errors)
-
-    def _enqueue(self, data: bytes, block: bool = True) -> None:
-        batch = self._batch
-        assert batch is not None
-        queued = batch.put(data, block)
-        if queued:
-            if batch.dropped:  # only a drop starts a "queue full" episode
-                self._reporter.recovered("queue full")
-        elif queued is None:  # closed meanwhile: after everything it queued, in order
-            self._file.append(data)
-        elif self._reporter.first("queue full"):  # the first drop of an episode only
-            raise QueueFull(
-                f"mplog batched queue for {self.baseFilename} is full "
-                f"(queue_size={batch.max_records}): dropping records "
-                f"({batch.dropped} so far; see handler.dropped)"
-            )
-
-    @entry_point
-    def _write_batch(self, batch: list[bytes]) -> None:
-        """Write queued records under one lock acquisition, rotating between them as due
-        (in the writer thread, marked inside the handler like any entry point)."""
-        entered = self._guard.enter()
-        try:
-            with self._lock as shared:
-                self._rollover.write_batch(shared, batch)
-            self._file.written()  # synced per batch (see ActiveFile.written)
-            if self._reporter.episode is not None:
-                self._reporter.write_succeeded()
-        except BaseException as error:
-            if entered:
-                self._let_go(error)
-            raise
-        finally:
-            if entered:
-                self._guard.leave()
-
-    def _let_go(self, error: BaseException) -> None:
-        """An exception leaves an entry point that entered the handler: release what
-        this thread may still hold, unless the exception says an outer caller holds it.
-
-        The last layer of cleanup (see mplog.lock): an exception that arrived where a
-        ``with`` statement leaves its block, before it called ``__exit__`` (possible
-        on every Python for a trace function, and for a signal on 3.9 and 3.10), left
-        the lock held.  The parts' locks are reentrant (an ``RLock`` records its
-        owner), and nothing of this log is held by an outer caller of an entry point
-        that entered the guard, so what this thread owns now is left over.
-        """
-        if isinstance(error, ReentrantLogging):
-            return
-        self._lock.let_go()
-        parts = (
-            (self._batch, "_cond"),
-            (self._archiver, "_state"),
-            (self._durability, "_cond"),
-        )
-        for part, name in parts:
-            lock = getattr(part, name, None)
-            lock = getattr(lock, "_lock", lock)  # a Condition's lock
-            if isinstance(lock, _RLOCK):  # only an RLock knows its owner
-                while lock._is_owned():  # type: ignore[attr-defined]
-                    lock.release()
-
-    def _report_batch_error(self, error: BaseException, count: int) -> None:
-        """Called by the writer thread inside its ``except``: once per failure episode."""
-        if not self._reporter.lost(error, count):
-            self.handleError(
-                mplog_record(
-                    "%d queued records could not be written to %s: %s",
-                    count,
-                    self.baseFilename,
-                    error,
-                )
-            )
-
-    # -- reports, shared state, fork -------------------------------------------------
-
-    def _report_chown(self, path: str, error: OSError) -> None:
-        if self._reporter.first("chown"):
-            self.handleError(
-                mplog_record(
-                    "cannot give %s to owner %s (uid, gid): %s; the files mplog creates keep "
-                    "this process's owner (reported once)",
-                    path,
-                    self.permissions.owner,
-                    error,
-                )
-            )
-
-    def _read_boundary(self) -> float | None:
-        return self._lock.shared.boundary
-
-    def _write_boundary(self, value: float) -> None:
-        self._lock.shared.boundary = value
-
-    def _before_fork(self) -> None:
-        """Write out the batched queue, so the child starts empty and nothing queued
-        before the fork is written twice (not from inside this handler: see flush)."""
-        self.flush()
-
-    def _after_fork(self) -> None:
-        """In a forked child: take our own lock descriptor (see lock.py), start empty."""
-        archive_after_fork()
-        self._guard.after_fork_in_child()
-        self._reporter.after_fork_in_child()
-        self._lock.forget()
-        if self._durability is not None:
-            self._durability.after_fork_in_child()
-        if self._archiver is not None:
-            self._archiver.after_fork_in_child()
-        if self._batch is not None:
-            self._batch.after_fork_in_child()
-
-    def _debug(self, message: str, *args: object) -> None:
-        if self.debug:
-            print(f"mplog[{os.getpid()}]: " + message % args, file=sys.stderr)
-
-
-def _fixed_naming(name: str, value: object, current: object) -> str:
-    return (
-        f"{name}={value!r}: mplog derives backup names from when= ({current!r} here), "
-        "the same in every process, so that each one finds the others' backups; "
-        "to name backups differently, set namer= (it gets the default name and "
-        "returns yours)"
-    )
-
 
 def _unpickle(
     cls: type[ConcurrentRotatingFileHandler], config: dict[str, Any], state: dict[str, Any]
@@ -915,5 +375,5 @@ class ConcurrentTimedRotatingFileHandler(ConcurrentRotatingFileHandler):
 
     def computeRollover(self, currentTime: float) -> float:
         """Return the next rollover instant after *currentTime* (stdlib-compatible)."""
-        assert self.schedule is not None
-        return self.schedule.next_rollover(currentTime)
+        assert self._schedule is not None
+        return self._schedule.next_rollover(currentTime)

@@ -6,8 +6,8 @@ constants (little-endian; format 3)::
 
     0   magic b"mplog\\0\\0\\3"
     8   generation
-    16  size of the active file
-    24  write end (the in-flight mark)
+    16  size: where the last write began (published)
+    24  write end: where the last write begun ends
     32  owner key (0: not claimed)
     40  time-rotation boundary (NaN: none)
     48  active file (st_dev, st_ino)
@@ -40,6 +40,7 @@ __all__ = [
     "WRITE_END_AT",
     "SharedState",
     "owner_key",
+    "pack_pair",
     "pack_word",
     "unpack_state",
 ]
@@ -71,6 +72,8 @@ _FIXED = struct.Struct("<8sQQQQdQQdQ")  # the whole fixed part, 80 bytes
 unpack_state = _HEAD.unpack
 #: The bytes of one header word, for ``pwrite(fd, pack_word(n), SIZE_AT)``.
 pack_word = _WORD.pack
+#: The bytes of size and write end, for ``pwrite(fd, pack_pair(size, end), SIZE_AT)``.
+pack_pair = _PAIR.pack
 
 
 def owner_key(identity: str) -> int:
@@ -161,17 +164,31 @@ class SharedState:
     # -- the active file ----------------------------------------------------------------
 
     def load(self) -> tuple[int, int, bool]:
-        """Return (generation, active file size, whether a write is in flight)."""
+        """Return (generation, size, whether the last write may be unfinished: its
+        write end differs from the size)."""
         generation, size, end = _STATE.unpack(self._read(24, 8))
         return generation, size, end != size
 
+    def state(self) -> tuple[int, int, int]:
+        """Return (generation, size, write end)."""
+        generation, size, end = _STATE.unpack(self._read(24, 8))
+        return generation, size, end
+
     def begin_write(self, end: int) -> None:
-        """Mark a write from the published size up to *end* as in flight.
+        """Mark a write from the published size up to *end* as in flight (network
+        filesystems, and writers of the published steps: PROTOCOL.md 3.1).
 
         If its process dies before :meth:`end_write`, the next lock holder finds the
         mark and cuts a partial record off (:meth:`mplog.active.ActiveFile.recover`).
         """
         self._write_word(end, WRITE_END_AT)
+
+    def begin_append(self, size: int, end: int) -> None:
+        """Publish *size* (where the previous write ended, found complete) and mark
+        this write, from *size* to *end*, as begun: one ``pwrite``.  Nothing is
+        published after the write: the next lock holder finds the file *end* bytes
+        long if it completed (:meth:`mplog.active.ActiveFile.sync`)."""
+        os.pwrite(self.fd, _PAIR.pack(size, end), SIZE_AT)
 
     def end_write(self, size: int) -> None:
         """Publish the active file's size and clear the in-flight mark (after a write,

@@ -15,15 +15,34 @@ publishes (``pwrite``, coherent because the lock file's state is re-read after
 each lock), syncs the data to the server before it unlocks, identifies files by
 inode alone, and re-reads the directory before it trusts a name.  This module
 tells which filesystems need that (:func:`is_network_filesystem`) and whether
-their locks exclude other hosts at all (:func:`local_locks_only`); PROTOCOL.md,
-section 7, lists every difference network mode makes.
+their locks exclude other hosts at all (:func:`local_locks_only`), and holds
+what :class:`~mplog.active.ActiveFile` does differently there (:func:`write_at`,
+:func:`check_shared`, :func:`refresh_directory`); PROTOCOL.md, section 7, lists
+every difference network mode makes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import stat
+from typing import TYPE_CHECKING
 
-__all__ = ["is_network_filesystem", "is_nfs", "local_locks_only", "mount_of"]
+if TYPE_CHECKING:
+    from .active import ActiveFile
+    from .header import SharedState
+
+__all__ = [
+    "check_shared",
+    "is_network_filesystem",
+    "is_nfs",
+    "local_locks_only",
+    "local_locks_warning",
+    "mount_of",
+    "refresh_directory",
+    "write_at",
+]
 
 # Filesystem types (as /proc/self/mountinfo names them) shared by several hosts.
 NETWORK_TYPES = frozenset(
@@ -106,7 +125,81 @@ def local_locks_only(path: str, mountinfo: str | None = None) -> bool:
     return bool({"local_lock=all", "local_lock=flock", "nolock"} & options)
 
 
+def local_locks_warning(path: str) -> str:
+    """What is said once about a log at *path* for which :func:`local_locks_only`."""
+    return (
+        f"{path} is on a network filesystem mounted with local locks "
+        "(local_lock= or nolock): the lock does not exclude other hosts, so "
+        "processes on several hosts can overwrite each other's records; mount it "
+        "with local_lock=none, or give each host its own log"
+    )
+
+
 def is_nfs(path: str, mountinfo: str | None = None) -> bool:
     """True if *path* is on NFS, whose client takes ``O_DIRECT`` at any alignment."""
     mount = mount_of(path, mountinfo)
     return mount is not None and mount[1] in ("nfs", "nfs4")
+
+
+def write_at(file: ActiveFile, shared: SharedState, data: bytes, size: int) -> None:
+    """Write *data* at offset *size* of *file* (the published size, not this host's
+    idea of the end of file), synchronously (the file is open ``O_DSYNC``), so that
+    it is on the server before the lock is released and the next host's write lands
+    after it; on failure, cut the file back to *size* (lock held)."""
+    fd = file.fd
+    assert fd is not None
+    written = 0
+    try:
+        while written < len(data):  # O_DSYNC: on the server when pwrite returns
+            written += os.pwrite(fd, memoryview(data)[written:], size + written)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        shared.end_write(size)
+        raise
+
+
+def check_shared(file: ActiveFile, shared: SharedState, now: float) -> int:
+    """:meth:`ActiveFile.check <mplog.active.ActiveFile.check>` on a network
+    filesystem, where this host's view of the log may be stale: a name may still
+    lead to the file another host renamed, and a cached size may be old.  The file
+    the shared state announces is the truth: it is (re)opened until the name leads
+    to it, rereading the directory if needed; only a file nobody announced (a new
+    log, another program's) is announced."""
+    try:
+        current = file.identity(os.stat(file.path))
+    except FileNotFoundError:
+        current = None
+    announced = shared.file_id()
+    if file.fd is None or current != file.file_id or announced != file.file_id:
+        file.close()
+        file.open()
+        if announced not in (file.file_id, (0, 0)):  # perhaps a stale name
+            with contextlib.suppress(OSError):  # best effort: a read-only directory
+                refresh_directory(file.path)
+            file.close()
+            file.open()
+    st = os.fstat(file.fd)  # type: ignore[arg-type]
+    file.regular = stat.S_ISREG(st.st_mode)
+    size = shared.load()[1]
+    if announced != file.file_id:  # a new file, or another program's: announce it
+        shared.new_file(st.st_size, file.file_id)
+        size = st.st_size
+    file.generation = shared.load()[0]
+    file.watched_at, file.next_watch = now, now + file.watch_interval
+    return size if file.regular else st.st_size
+
+
+def refresh_directory(path: str) -> None:
+    """Make this host's view of the directory of the log at *path* current.
+
+    Another host's renames may not show here for a while (cached directory
+    attributes), so a listing could miss a backup and a rename overwrite it.
+    Creating and removing a file of our own makes the server's reply tell this
+    client whether the directory changed since it last looked, and the client
+    then drops what it cached (the name is one a compression sweep removes if a
+    crash leaves it behind)."""
+    folder, name = os.path.split(path)
+    probe = os.path.join(folder, f".{name}.mplog-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.remove(probe)

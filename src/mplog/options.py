@@ -1,12 +1,13 @@
 """The handler's options, parsed once.
 
-:meth:`Options.parse` takes every keyword the handler accepts (the stdlib's,
-concurrent-log-handler's and mplog's own), validates each at configuration time
-(an error names the option and the value given) and normalizes it: sizes to
-bytes, durations to seconds, the time schedule, text encoding, permissions,
-compression and retention to small objects.  The handler only wires the parts.
-:func:`log_path` checks the log's name the same way (a config file given as the
-log, a name that can only be a directory).
+:meth:`Options.parse` takes every argument the handler accepts (the stdlib's,
+concurrent-log-handler's and mplog's own), gathered once in :class:`Arguments`,
+validates each at configuration time (an error names the option and the value
+given) and normalizes it: sizes to bytes, durations to seconds, the time
+schedule, text encoding, permissions, compression and retention to small
+objects.  The handler only wires the parts.  :func:`log_path` checks the log's
+name the same way (a config file given as the log, a name that can only be a
+directory).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
 from .durability import FsyncLike, parse_fsync
@@ -29,7 +30,7 @@ from .retention import Retention
 from .triggers import TimeSchedule
 from .units import DurationLike, SizeLike, parse_duration, parse_size
 
-__all__ = ["CONFIG_SUFFIXES", "FsyncLike", "Options", "PathLike", "log_path"]
+__all__ = ["CONFIG_SUFFIXES", "Arguments", "FsyncLike", "Options", "PathLike", "log_path"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -122,105 +123,131 @@ class Options:
         return (*BUILTIN_SUFFIXES, compressor.suffix)
 
     @classmethod
-    def parse(
-        cls,
-        *,
-        mode: str,
-        maxBytes: SizeLike,
-        backupCount: int,
-        encoding: str | None,
-        errors: str | None,
-        when: str | DurationLike | None,
-        interval: int,
-        utc: bool,
-        atTime: datetime.time | str | None,
-        lock_file_directory: PathLike | None,
-        lock_timeout: DurationLike | None,
-        chmod: int | str | None,
-        umask: int | str | None,
-        owner: Owner | None,
-        newline: str | None,
-        terminator: str,
-        unicode_error_policy: str | None,
-        keep_file_open: bool,
-        debug: bool,
-        use_gzip: bool,
-        compress: CompressLike,
-        compress_delay: DurationLike,
-        max_age: DurationLike | None,
-        max_total_size: SizeLike | None,
-        batched: bool,
-        queue_size: int,
-        overflow: str,
-        watch_interval: float,
-        fsync: FsyncLike,
-        network_fs: bool | None,
-        header: HeaderLike = None,
-    ) -> Options:
-        """Validate and normalize the handler's options.
+    def parse(cls, given: Arguments) -> Options:
+        """Validate and normalize the handler's arguments.
 
         :raises ValueError: (or :class:`TypeError`, :class:`LookupError` for an
             unknown codec) naming the option and the value given.
         """
+        mode = given.mode
         if not isinstance(mode, str) or mode.replace("b", "").replace("+", "") not in ("a", "w"):
             raise ValueError(f"mode={mode!r}: expected 'a' (append) or 'w' (truncate)")
-        schedule = None if when is None else TimeSchedule.parse(when, interval, utc, atTime)
-        max_bytes = parse_size(maxBytes, "maxBytes")
-        backup_count = parse_backup_count(backupCount)
-        retention = Retention.parse(0, max_age, max_total_size)
+        schedule = None
+        if given.when is not None:
+            schedule = TimeSchedule.parse(given.when, given.interval, given.utc, given.atTime)
+        max_bytes = parse_size(given.maxBytes, "maxBytes")
+        backup_count = parse_backup_count(given.backupCount)
+        retention = Retention.parse(0, given.max_age, given.max_total_size)
         size_rotation = max_bytes and (backup_count > 0 or schedule is not None)
         if retention.by_age_or_size and not size_rotation and schedule is None:
             raise ValueError(
-                f"max_age={max_age!r}, max_total_size={max_total_size!r}: size-only rotation "
-                "keeps numbered backups, which needs maxBytes and backupCount > 0 (or give when=)"
+                f"max_age={given.max_age!r}, max_total_size={given.max_total_size!r}: size-only "
+                "rotation keeps numbered backups, which needs maxBytes and backupCount > 0 (or "
+                "give when=)"
             )
-        codec, codec_errors, line_end = _text(encoding, errors, unicode_error_policy, newline)
+        codec, codec_errors, line_end = _text(
+            given.encoding, given.errors, given.unicode_error_policy, given.newline
+        )
         record_codec, bom = _byte_order_mark(codec)
+        terminator, overflow, queue_size = given.terminator, given.overflow, given.queue_size
         if not isinstance(terminator, str):
             raise TypeError(f"terminator={terminator!r}: expected a str")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow={overflow!r}: expected 'block' or 'drop'")
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"queue_size={queue_size!r}: expected a whole number >= 1")
+        network_fs = given.network_fs
         if network_fs is not None and not isinstance(network_fs, bool):
             raise ValueError(f"network_fs={network_fs!r}: expected True, False or None (detect)")
+        lock_timeout = given.lock_timeout
         options = cls(
             truncate=mode.startswith("w"),
             max_bytes=max_bytes,
             backup_count=backup_count,
             schedule=schedule,
-            compressor=Compressor.parse(compress, use_gzip),
-            compress_delay=parse_duration(compress_delay, "compress_delay"),
+            compressor=Compressor.parse(given.compress, given.use_gzip),
+            compress_delay=parse_duration(given.compress_delay, "compress_delay"),
             retention=retention,
             encoding=codec,
             record_encoding=record_codec,
             bom=bom,
-            header=parse_header(header),
+            header=parse_header(given.header),
             errors=codec_errors,
             newline=line_end,
             terminator=terminator,
-            permissions=FilePermissions.parse(chmod, umask, owner),
-            lock_file_directory=lock_file_directory,
+            permissions=FilePermissions.parse(given.chmod, given.umask, given.owner),
+            lock_file_directory=given.lock_file_directory,
             lock_timeout=None if lock_timeout is None else _lock_timeout(lock_timeout),
-            keep_file_open=keep_file_open,
-            debug=debug,
-            batched=batched,
+            keep_file_open=given.keep_file_open,
+            debug=given.debug,
+            batched=given.batched,
             queue_size=queue_size,
             drop_when_full=overflow == "drop",
-            watch_interval=_watch_interval(watch_interval),
-            fsync=_fsync(fsync),
+            watch_interval=_watch_interval(given.watch_interval),
+            fsync=_fsync(given.fsync),
             network_fs=network_fs,
         )
         if max_bytes and not backup_count and schedule is None:  # once all is valid
             # The stdlib's rule, kept for drop-in compatibility, but nobody means it.
             warnings.warn(
-                f"maxBytes={maxBytes!r} with backupCount=0 never rotates (as in the stdlib: "
-                "there is no backup to rotate into), so the file grows past maxBytes; give "
-                "backupCount=5 (or the number of rotated files to keep), or maxBytes=0",
+                f"maxBytes={given.maxBytes!r} with backupCount=0 never rotates (as in the "
+                "stdlib: there is no backup to rotate into), so the file grows past maxBytes; "
+                "give backupCount=5 (or the number of rotated files to keep), or maxBytes=0",
                 UserWarning,
                 stacklevel=3,  # the handler's caller
             )
         return options
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """The arguments of a handler, as given: one field per parameter of
+    ``ConcurrentRotatingFileHandler.__init__``, in its order, and nothing else.
+
+    This is the one list of options: the handler passes its arguments here once,
+    by name (a parameter without a field, or a field without a parameter, fails
+    every construction), :meth:`Options.parse` reads them from here, and pickling
+    carries them (see ``ConcurrentRotatingFileHandler.__reduce__``).  Defaults,
+    types and documentation are the handler's signature's.
+    """
+
+    filename: PathLike
+    mode: str
+    maxBytes: SizeLike
+    backupCount: int
+    encoding: str | None
+    delay: bool
+    errors: str | None
+    when: str | DurationLike | None
+    interval: int
+    utc: bool
+    atTime: datetime.time | str | None
+    lock_file_directory: PathLike | None
+    lock_timeout: DurationLike | None
+    chmod: int | str | None
+    umask: int | str | None
+    owner: Owner | None
+    newline: str | None
+    terminator: str
+    unicode_error_policy: str | None
+    keep_file_open: bool
+    debug: bool
+    use_gzip: bool
+    compress: CompressLike
+    compress_delay: DurationLike
+    max_age: DurationLike | None
+    max_total_size: SizeLike | None
+    batched: bool
+    queue_size: int
+    overflow: str
+    watch_interval: float
+    fsync: FsyncLike
+    network_fs: bool | None
+    header: HeaderLike
+
+    def as_dict(self) -> dict[str, Any]:
+        """The arguments by name, values as given (not copied)."""
+        return dict(vars(self))
 
 
 def parse_backup_count(value: int) -> int:

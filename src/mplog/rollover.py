@@ -7,6 +7,12 @@ backups, or naming it after its period), open a fresh one and announce it to the
 other processes, apply retention, and wake the compressor (never compressing in
 the writer's thread): the rotator's steps of PROTOCOL.md, section 4.
 
+The size settings, ``maxBytes`` and ``backupCount``, are kept in one place,
+:class:`SizeLimit`, which the handler's attributes of those names read and set;
+the active file only holds what :meth:`Rollover.prepare` last granted it (skip
+the checks until a time, for records within the limit: :meth:`ActiveFile.arm
+<mplog.active.ActiveFile.arm>`), and is sent back through it when they change.
+
 A rotation that fails (a directory we may not write, a backup name taken by a
 directory) costs no record: the file we hold is still the active one, so writers
 keep appending to it; the failure is reported once, and rotation is tried again
@@ -24,11 +30,12 @@ from typing import Callable
 from .active import ActiveFile
 from .archive import Archiver, discard, is_claimed
 from .header import SharedState
+from .netfs import refresh_directory
 from .reporting import Reporter
 from .rotation import Backups
 from .triggers import TimeTrigger
 
-__all__ = ["ROTATION_RETRY", "Rollover"]
+__all__ = ["ROTATION_RETRY", "Rollover", "SizeLimit"]
 
 #: Seconds between attempts to rotate after a rotation failed (the file keeps growing).
 ROTATION_RETRY = 10.0
@@ -36,15 +43,50 @@ ROTATION_RETRY = 10.0
 Rename = Callable[[str, str], None]
 
 
+class SizeLimit:
+    """The size rotation settings of one handler, the one place they are kept: its
+    ``maxBytes`` and ``backupCount`` (settable while it runs, as in the stdlib) and
+    the limit they make together.
+
+    :param max_bytes: ``maxBytes``, in bytes (0: never by size).
+    :param backup_count: ``backupCount``.
+    :param time_named: backups are named after their period (*when* is given).
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("backup_count", "max_bytes", "time_named")
+
+    def __init__(self, max_bytes: int, backup_count: int, time_named: bool) -> None:
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self.time_named = time_named
+
+    @property
+    def size(self) -> int:
+        """Rotate before a write would make the file larger than this; 0: never by size.
+
+        As in the stdlib, size rotation without a backup to rotate into is off,
+        unless time naming is on (time-named backups are kept by default)."""
+        return self.max_bytes if self.backup_count > 0 or self.time_named else 0
+
+    def count(self) -> int:
+        """``backupCount`` now (what :class:`~mplog.rotation.Backups` asks at each use)."""
+        return self.backup_count
+
+
 class Rollover:
     """Rotates one handler's active file (every method runs with the lock held).
 
-    :param file: the active file.
+    The active file is given this policy when it is built (see
+    :meth:`ActiveFile.prepare <mplog.active.ActiveFile.prepare>`), and passes
+    itself at each call.
+
     :param backups: the log's backups: naming, shifting, retention.
+    :param limit: ``maxBytes`` and ``backupCount``.
     :param trigger: the time trigger, or None for size-only rotation.
     :param rename: the handler's :meth:`~logging.handlers.BaseRotatingHandler.rotate`
         (``rotator`` and ``namer`` hooks honoured).
-    :param backup_count: returns the handler's current ``backupCount``.
     :param archiver: the compressor, or None.
     :param reporter: where failures go.
     :param debug: called with a message for each rename and deletion.
@@ -54,49 +96,43 @@ class Rollover:
 
     def __init__(
         self,
-        file: ActiveFile,
         backups: Backups,
+        limit: SizeLimit,
         trigger: TimeTrigger | None,
         rename: Rename,
-        backup_count: Callable[[], int],
         archiver: Archiver | None,
         reporter: Reporter,
         debug: Callable[[str], None],
     ) -> None:
-        self.file = file
         self.backups = backups
+        self.limit = limit
         self.trigger = trigger
         self._rename = rename
-        self._backup_count = backup_count
         self.archiver = archiver
         self.reporter = reporter
         self._debug = debug
-        #: Rotate before a write would make the file larger than this; 0: never by size.
-        self.size_limit = 0
         # Rotation failures: when to try again, and how many rotations were skipped
         # in the current episode (None: not failing).
         self._retry_at = 0.0
         self._skipped: int | None = None
-        file.prepare = self.prepare
         if archiver is not None:  # each sweep ends with retention (see Archiver.retain)
             archiver.retain = self.prune
 
-    def prepare(self, shared: SharedState, nbytes: int) -> int:
-        """Make sure we append to the active file, rotate if due; return its size, or
-        -1 for a device or pipe (lock held).
+    def prepare(self, file: ActiveFile, shared: SharedState, nbytes: int) -> int:
+        """Make sure we append to the active *file*, rotate if due; return its size,
+        or -1 for a device or pipe (lock held).
 
         Another process's rotation bumps the shared generation, so the common case
         needs no system call; the path itself is stat'ed every *watch_interval*
         seconds, and before any rotation, to notice other programs (logrotate).
         """
-        file = self.file
         now = time.time()
         size, checked = file.sync(shared, now)
         if not file.regular:  # bpo-45401: a device or pipe is never rotated
             return -1
         trigger = self.trigger
         time_due = trigger is not None and trigger.needs_check(now) and trigger.due(now, not size)
-        limit = self.size_limit
+        limit = self.limit.size
         size_due = limit and size > 0 and size + nbytes > limit
         if (time_due or size_due) and now < self._retry_at:  # rotating fails: later
             time_due = size_due = False
@@ -105,32 +141,33 @@ class Rollover:
             size = file.check(shared, now)
             size_due = limit and size > 0 and size + nbytes > limit
         if time_due or size_due:
-            size = self.rotate(shared, time_due)
-        # synced with the others above: the fast path stops at the next time boundary
-        file.arm(math.inf if trigger is None else trigger.rollover_at)
+            size = self.rotate(file, shared, time_due)
+        # synced with the others above: the fast path stops at the next time boundary,
+        # or at a record that reaches the size limit
+        file.arm(math.inf if trigger is None else trigger.rollover_at, limit)
         return size
 
-    def write_batch(self, shared: SharedState, batch: list[bytes]) -> None:
-        """Write queued records under one lock acquisition, rotating between them as due."""
-        file = self.file
-        size = self.prepare(shared, len(batch[0]))
-        if size < 0 or not self.size_limit:
+    def write_batch(self, file: ActiveFile, shared: SharedState, batch: list[bytes]) -> None:
+        """Write queued records to *file* under one lock acquisition, rotating between
+        them as due."""
+        size = self.prepare(file, shared, len(batch[0]))
+        limit = self.limit.size
+        if size < 0 or not limit:
             file.write(shared, b"".join(batch), size)
             return
         start = 0
         end_size = size
         for i, data in enumerate(batch):
-            if i > start and end_size + len(data) > self.size_limit:
+            if i > start and end_size + len(data) > limit:
                 file.write(shared, b"".join(batch[start:i]), size)
-                size = end_size = self.rotate(shared, time_due=False)
+                size = end_size = self.rotate(file, shared, time_due=False)
                 start = i
             end_size += len(data)
         file.write(shared, b"".join(batch[start:]), size)
 
-    def rotate(self, shared: SharedState, time_due: bool) -> int:
-        """Rename the active file away, open a fresh one, tell the others; return the
+    def rotate(self, file: ActiveFile, shared: SharedState, time_due: bool) -> int:
+        """Rename the active *file* away, open a fresh one, tell the others; return the
         new file's size (see the module docstring for failures)."""
-        file = self.file
         now = time.time()
         # Until reopen_after_rename announces the new file, append must not take the
         # fast path on the descriptor of the file being renamed: an exception arriving
@@ -139,7 +176,7 @@ class Rollover:
         file.generation = -1
         try:
             if file.network:  # the names below must be the server's, not a stale view
-                file.refresh_directory()
+                refresh_directory(file.path)
             if file.durability is not None:  # whole on disk before its new name is
                 file.durability.before_rename(file.fd, file.file_id)  # type: ignore[arg-type]
             self._rename_active(now, time_due)
@@ -166,7 +203,7 @@ class Rollover:
 
     def _rename_active(self, now: float, time_due: bool) -> None:
         """Rename the active file to its backup name (shifting numbered backups)."""
-        path = self.file.path
+        path = self.backups.base
         trigger = self.trigger
         if trigger is not None:
             trigger.sync(now)  # name the file like every other process would
@@ -185,20 +222,20 @@ class Rollover:
                 self.reporter.once("rotation time", message, error)
             else:
                 self.reporter.recovered("rotation time")
-        elif self._backup_count() > 0:
+        elif self.limit.backup_count > 0:
             dest = self.backups.shift(self._rename, self._discard)
             self._debug(f"rotating {path} -> {dest}")
 
     def _failed(self, shared: SharedState, now: float, error: Exception) -> int:
         """Keep the file we hold (called inside the rename's ``except``); return its size."""
         self._retry_at = now + ROTATION_RETRY
-        size = shared.load()[1]
+        size = shared.state()[2]  # the file's length: the last write begun ended (see sync)
         if self._skipped is None:
             self._skipped = 0
             self.reporter.once(
                 "rotation",
-                f"cannot rotate {self.file.path} (now {size} bytes, maxBytes="
-                f"{self.size_limit}); appending to it and trying again every "
+                f"cannot rotate {self.backups.base} (now {size} bytes, maxBytes="
+                f"{self.limit.size}); appending to it and trying again every "
                 f"{ROTATION_RETRY:g} s",
                 error,
             )
@@ -208,7 +245,7 @@ class Rollover:
     def _discard(self, path: str) -> None:
         """Drop a numbered backup pushed past backupCount, never under a compressor."""
         self._debug(f"deleting {path}")
-        discard(path, self.file.path)
+        discard(path, self.backups.base)
 
     def prune(self) -> None:
         """Apply retention, sparing files being compressed (writers' lock held).
@@ -219,7 +256,7 @@ class Rollover:
             for path in self.backups.prune(is_claimed):
                 self._debug(f"deleted {path}")
         except Exception as error:
-            message = f"applying retention to the backups of {self.file.path}"
+            message = f"applying retention to the backups of {self.backups.base}"
             self.reporter.once("retention", message, error)
         else:
             self.reporter.recovered("retention")

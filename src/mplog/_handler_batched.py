@@ -1,0 +1,72 @@
+"""Batched mode's side of a handler: queue in the caller, write from the writer thread.
+
+:meth:`BatchedWrites._enqueue` is what ``emit`` does with a record's bytes in
+batched mode (:mod:`mplog.batch` holds the queue and the thread);
+:meth:`BatchedWrites._write_batch` is what the writer thread calls with what it
+drained, under one lock acquisition (:meth:`mplog.rollover.Rollover.write_batch`).
+"""
+
+from __future__ import annotations
+
+from ._handler_parts import HandlerParts
+from .exceptions import QueueFull
+from .lifecycle import entry_point
+from .reporting import mplog_record
+
+__all__ = ["BatchedWrites"]
+
+
+class BatchedWrites(HandlerParts):
+    """The batched-mode methods of :class:`mplog.ConcurrentRotatingFileHandler`."""
+
+    def _enqueue(self, data: bytes, block: bool = True) -> None:
+        batch = self._batch
+        assert batch is not None
+        queued = batch.put(data, block)
+        if queued:
+            if batch.dropped:  # only a drop starts a "queue full" episode
+                self._reporter.recovered("queue full")
+        elif queued is None:  # closed meanwhile: after everything it queued, in order
+            self._file.append(data)
+        elif self._reporter.first("queue full"):  # the first drop of an episode only
+            raise QueueFull(
+                f"mplog batched queue for {self.baseFilename} is full "
+                f"(queue_size={batch.max_records}): dropping records "
+                f"({batch.dropped} so far; see handler.dropped)"
+            )
+
+    @entry_point
+    def _write_batch(self, batch: list[bytes]) -> None:
+        """Write queued records under one lock acquisition, rotating between them as due
+        (in the writer thread, marked inside the handler like any entry point)."""
+        entered = self._guard.enter()
+        try:
+            with self._lock as shared:
+                self._rollover.write_batch(self._file, shared, batch)
+            self._file.written()  # synced per batch (see ActiveFile.written)
+            if self._reporter.episode is not None:
+                self._reporter.write_succeeded()
+        except BaseException as error:
+            if entered:
+                self._let_go(error)
+            raise
+        finally:
+            if entered:
+                self._guard.leave()
+
+    def _report_batch_error(self, error: BaseException, count: int) -> None:
+        """Called by the writer thread inside its ``except``: once per failure episode."""
+        if not self._reporter.lost(error, count):
+            self.handleError(
+                mplog_record(
+                    "%d queued records could not be written to %s: %s",
+                    count,
+                    self.baseFilename,
+                    error,
+                )
+            )
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the batched queue was full (``overflow="drop"``)."""
+        return self._batch.dropped if self._batch is not None else 0
