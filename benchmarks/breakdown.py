@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from typing import Callable
 
 from mplog import ConcurrentRotatingFileHandler
-from mplog._bench_contenders import FORMAT, MESSAGE_SIZE, rotated, writer_logger
+from mplog._bench_contenders import FORMAT, MESSAGE_SIZE, writer_logger
+from mplog._bench_runner import rotated
 from mplog.header import MAGIC, SIZE_AT, pack_pair, unpack_state
 
 MESSAGE = "w=%d seq=%d %s"

@@ -58,13 +58,11 @@ from typing import Any, TextIO
 from mplog._bench_contenders import (
     LOG_NAME,
     contender_available,
-    fresh_runs,
     nearest_rank,
     parse_record,
-    rotated,
-    run_writers,
     writer_logger,
 )
+from mplog._bench_runner import fresh_runs, rotated, run_writers
 from mplog.units import parse_size
 from mplog.verify import Verification, read_back
 

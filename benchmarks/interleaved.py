@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mplog._bench_contenders import (
+    CONTENDERS,
     FORMAT,
     LOG_NAME,
     MESSAGE_SIZE,
@@ -49,14 +50,24 @@ from mplog._bench_contenders import (
     contender_available,
     make_handler,
     parse_record,
-    rotated,
-    run_writers,
     writer_logger,
 )
-from mplog.cli import _positive, _process_counts, _size
+from mplog._bench_runner import rotated, run_writers
+from mplog._cli_args import positive, process_counts, size
 from mplog.verify import read_back
 
-CHOICES = ("filehandler", "mplog", "mplog-batched", "clh")  # no listener process here
+# No listener process here.  format-only writes nothing: the floor of a logging call.
+CHOICES = (
+    "filehandler",
+    "format-only",
+    "mplog",
+    "mplog-batched",
+    "mplog-fsync-1s",
+    "mplog-fsync",
+    "filehandler-fsync",
+    "mplog-batched-fsync",
+    "clh",
+)
 DEFAULT_CONTENDERS = ("filehandler", "mplog", "mplog-batched")
 
 
@@ -164,7 +175,10 @@ def measure(
             durations = [end - start for start, end in slices[name]]
             ratios = sorted(ref / own for ref, own in zip(reference, durations))
             files = os.path.join(directory, name)
-            check = read_back(files, LOG_NAME, parse_record, procs, rounds * slice_size)
+            lost = duplicated = torn = 0  # format-only: nothing written, nothing to check
+            if CONTENDERS[name].writes:
+                check = read_back(files, LOG_NAME, parse_record, procs, rounds * slice_size)
+                lost, duplicated, torn = check.lost, check.duplicated, check.torn
             rows.append(
                 Row(
                     contender=name,
@@ -173,9 +187,9 @@ def measure(
                     q1=ratios[len(ratios) // 4],
                     q3=ratios[(3 * len(ratios)) // 4],
                     rate=statistics.median(procs * slice_size / d for d in durations),
-                    lost=check.lost,
-                    duplicated=check.duplicated,
-                    torn=check.torn,
+                    lost=lost,
+                    duplicated=duplicated,
+                    torn=torn,
                     errors=sum(r[2][name] for r in reports),
                 )
             )
@@ -189,7 +203,7 @@ def measure(
 
 def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
     header = (
-        f"{'contender':<14} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
+        f"{'contender':<19} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
         f"{'lost':>6} {'dup':>5} {'torn':>5} {'err':>5}"
     )
     lines: list[str] = []
@@ -199,14 +213,15 @@ def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
         lines += [header, "-" * len(header)]
         for r in (r for r in rows if r.procs == procs):
             lines.append(
-                f"{r.contender:<14} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
+                f"{r.contender:<19} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
                 f"{r.lost:>6} {r.duplicated:>5} {r.torn:>5} {r.errors:>5}"
             )
     lines += [
         "",
         "vs FH: median over the rounds of FileHandler's slice duration divided by the",
         "contender's (its throughput relative to FileHandler's); q1, q3: the quartiles.",
-        "records/s: median over the slices. lost, dup, torn: after reading every file back.",
+        "records/s: median over the slices. lost, dup, torn: after reading every file back",
+        "(format-only writes nothing: formatting and encoding alone, the ceiling of a handler).",
     ]
     return "\n".join(lines)
 
@@ -217,15 +232,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--procs",
-        type=_process_counts,
+        type=process_counts,
         default=[1, 4],
         help="process counts, e.g. 1,2,4 (default 1,4)",
     )
     parser.add_argument(
-        "--slice", type=_positive, default=2000, help="records per process per slice (2000)"
+        "--slice", type=positive, default=2000, help="records per process per slice (2000)"
     )
     parser.add_argument(
-        "--rounds", type=_positive, default=30, help="slices per contender (default 30)"
+        "--rounds", type=positive, default=30, help="slices per contender (default 30)"
     )
     parser.add_argument(
         "--contenders",
@@ -233,9 +248,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated, from {', '.join(CHOICES)}; filehandler is always included",
     )
     parser.add_argument(
-        "--max-bytes", type=_size, default=1_000_000, help="where mplog and clh rotate (1MB)"
+        "--max-bytes", type=size, default=1_000_000, help="where mplog and clh rotate (1MB)"
     )
-    parser.add_argument("--backup-count", type=_positive, default=1000)
+    parser.add_argument("--backup-count", type=positive, default=1000)
     parser.add_argument("--start-method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--dir", default=None, help="where the temporary directory goes")
     parser.add_argument("--json", default=None, help="also write the rows to this file")

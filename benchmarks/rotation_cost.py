@@ -45,18 +45,10 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, TextIO
 
-from mplog._bench_contenders import (
-    FORMAT,
-    LOG_NAME,
-    fresh_runs,
-    parse_record,
-    percentile,
-    rotated,
-    run_writers,
-    writer_logger,
-)
-from mplog.cli import _positive
-from mplog.cli import _size as cli_size
+from mplog._bench_contenders import FORMAT, LOG_NAME, parse_record, percentile, writer_logger
+from mplog._bench_runner import fresh_runs, rotated, run_writers
+from mplog._cli_args import positive
+from mplog._cli_args import size as cli_size
 from mplog.verify import Verification, read_back
 
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s took=%.2fms"
@@ -314,13 +306,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--counts", type=_counts, default=[10, 1000, 100_000], help="backupCounts (10,1000,100000)"
     )
-    parser.add_argument("--procs", type=_positive, default=2, help="writer processes (2)")
-    parser.add_argument("--records", type=_positive, default=10_000, help="per writer (10000)")
+    parser.add_argument("--procs", type=positive, default=2, help="writer processes (2)")
+    parser.add_argument("--records", type=positive, default=10_000, help="per writer (10000)")
     parser.add_argument("--max-bytes", type=_size, default="8KB", help="maxBytes (8KB)")
     parser.add_argument(
         "--max-total-size", type=_size, default="32KB", help="max_total_size (32KB)"
     )
-    parser.add_argument("--repeat", type=_positive, default=3, help="runs of each count (3)")
+    parser.add_argument("--repeat", type=positive, default=3, help="runs of each count (3)")
     parser.add_argument("--start-method", default="fork", choices=("fork", "spawn", "forkserver"))
     parser.add_argument("--dir", help="where the temporary log directory goes")
     parser.add_argument("--json", help="write every run and the summaries to this file")

@@ -329,3 +329,33 @@ def test_the_table_legend_explains_every_column(tiny_run: TinyRun) -> None:
     """The output explains spread, err and files, not only the obvious columns."""
     for column in ("spread: ", "err: ", "files: "):
         assert column in tiny_run.stdout
+
+
+def test_the_benchmark_scripts_import_no_private_name_of_a_public_module() -> None:
+    """The scripts in benchmarks/ use what the package offers them: public names, or the
+    modules kept for them (``mplog._bench_runner``), never a private helper of a public
+    module (the command's argument types once were)."""
+    import ast
+
+    from conftest import BENCHMARKS
+
+    offending = []
+    for script in sorted(BENCHMARKS.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mplog"):
+                public_module = not any(p.startswith("_") for p in node.module.split("."))
+                offending += [
+                    f"{script.name}: from {node.module} import {alias.name}"
+                    for alias in node.names
+                    if public_module and alias.name.startswith("_")
+                ]
+    assert offending == []
+
+
+def test_the_benchmark_modules_stay_small() -> None:
+    """The runner and the contenders stay under the project's 400 lines per module."""
+    from mplog import _bench_contenders
+
+    for module in (bench, _bench_contenders):
+        assert module.__file__ is not None
+        assert len(Path(module.__file__).read_text(encoding="utf-8").splitlines()) <= 400

@@ -11,10 +11,10 @@ by the worker id and sequence number it carries (:func:`parse_record`); only the
 that exist only for the benchmark are :mod:`mplog._bench_handlers`'s.
 
 These functions are module-level so that spawn and forkserver children can
-import them by name.  The scripts in ``benchmarks/`` share this module: its
-contenders, the runner (:func:`fresh_runs`, :func:`rotated`, :func:`run_writers`,
-:func:`reap`), the writers' logger (:func:`writer_logger`), the record tag
-(:func:`parse_record`) and the percentiles.
+import them by name.  The scripts in ``benchmarks/`` share this module (its
+contenders, the writers' logger :func:`writer_logger`, the record tag
+:func:`parse_record` and the percentiles) and :mod:`mplog._bench_runner`, which
+starts and reaps the children.
 """
 
 from __future__ import annotations
@@ -23,17 +23,13 @@ import importlib.util
 import logging
 import logging.handlers
 import math
-import os
-import queue
 import re
-import shutil
 import sys
-import tempfile
 import time
 from array import array
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from ._bench_handlers import FormatOnlyHandler, StampedFileHandler, SyncedFileHandler
 
@@ -48,18 +44,13 @@ __all__ = [
     "Contender",
     "ErrorCounter",
     "ProcessReport",
-    "collect_reports",
     "contender_available",
-    "fresh_runs",
     "installed",
     "listener_main",
     "make_handler",
     "nearest_rank",
     "parse_record",
     "percentile",
-    "reap",
-    "rotated",
-    "run_writers",
     "worker_main",
     "writer_logger",
 ]
@@ -209,20 +200,6 @@ class ProcessReport:
     peak_rss: int | None  # bytes, ru_maxrss at the end; None where unavailable
 
 
-def collect_reports(results: Any, count: int, processes: list[Any], what: str) -> list[Any]:
-    """Take *count* reports off the queue *results*, failing as soon as one of
-    *processes* has died (*what* names the run in the error)."""
-    reports: list[Any] = []
-    while len(reports) < count:
-        try:
-            reports.append(results.get(timeout=1))
-        except queue.Empty:
-            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"{what}: a child exited with code {dead[0]}") from None
-    return reports
-
-
 class ErrorCounter:
     """Replaces ``Handler.handleError``: counts failures instead of printing them."""
 
@@ -232,77 +209,6 @@ class ErrorCounter:
 
     def __call__(self, record: logging.LogRecord) -> None:
         self.count += 1
-
-
-def reap(processes: list[Any]) -> None:
-    """Kill what is still running of *processes* and wait for all of them: on every exit
-    path of a run (a broken barrier, a crash), no child is left behind."""
-    for p in processes:
-        if p.is_alive():
-            p.kill()
-        if p.pid is not None:
-            p.join()
-
-
-def run_writers(
-    writers: list[Any], results: Any, what: str, listener: Any = None, stop: Any = None
-) -> list[Any]:
-    """Start *writers*, take one report from each off *results*, wait for them to exit
-    with status 0 (else RuntimeError naming *what*); reap them on every path.
-
-    A *listener* process starts first; once every writer has exited, and so put all
-    its records on the listener's queue, *stop* is set and the listener's report is
-    taken too.
-    """
-    children = [*writers, *([listener] if listener is not None else [])]
-    try:
-        for p in children[len(writers) :] + writers:  # the listener first
-            p.start()
-        reports = collect_reports(results, len(writers), children, what)
-        for p in writers:
-            p.join()
-        if listener is not None:
-            stop.set()
-            reports += collect_reports(results, 1, children, what)
-        for p in children:
-            p.join()
-            if p.exitcode != 0:
-                raise RuntimeError(f"{what}: a child exited with code {p.exitcode}")
-    finally:
-        reap(children)
-    return reports
-
-
-T = TypeVar("T")
-
-
-def rotated(items: Iterable[T], shift: int) -> list[T]:
-    """*items* rotated left by *shift*: repetition *shift* runs them in this order, so
-    that a slow drift of the machine does not always hit the same one."""
-    ordered = list(items)
-    shift = shift % len(ordered) if ordered else 0
-    return ordered[shift:] + ordered[:shift]
-
-
-def fresh_runs(
-    repeat: int, order: Callable[[int], Iterable[T]], prefix: str, parent: str | None = None
-) -> Iterator[tuple[int, T, str]]:
-    """``(repetition, item, directory)`` for each of *repeat* repetitions and each item
-    of ``order(repetition)``, in an empty directory of its own.
-
-    Each directory is removed once the next is asked for, and the temporary
-    directory holding them (named *prefix*..., in *parent*) at the end, on every path.
-    """
-    base = tempfile.mkdtemp(prefix=prefix, dir=parent)
-    try:
-        for rep in range(repeat):
-            for index, item in enumerate(order(rep)):
-                directory = os.path.join(base, f"{rep}-{index}")
-                os.mkdir(directory)
-                yield rep, item, directory
-                shutil.rmtree(directory)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def peak_rss() -> int | None:

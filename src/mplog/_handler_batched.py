@@ -24,7 +24,8 @@ class BatchedWrites(HandlerParts):
         assert batch is not None
         queued = batch.put(data, block)
         if queued:
-            self._reporter.recovered("queue full")
+            if batch.dropped:  # only a drop starts a "queue full" episode
+                self._reporter.recovered("queue full")
         elif queued is None:  # closed meanwhile: after everything it queued, in order
             self._file.append(data)
         elif self._reporter.first("queue full"):  # the first drop of an episode only

@@ -10,29 +10,12 @@ import tempfile
 from collections.abc import Sequence
 
 from . import __version__, bench
+from ._cli_args import positive, process_counts, size
 from .compression import Compressor
 from .demo import DemoConfig, format_report, run_demo
 from .triggers import TimeSchedule
-from .units import parse_size
 
 __all__ = ["main"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text, "--max-bytes")
-    except (TypeError, ValueError) as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _when(text: str) -> str:
@@ -41,18 +24,6 @@ def _when(text: str) -> str:
     except (TypeError, ValueError) as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def _process_counts(text: str) -> list[int]:
-    parts = [part.strip() for part in text.split(",")]
-    for part in parts:
-        if not part.isdigit():
-            raise argparse.ArgumentTypeError(
-                f"{part!r} in {text!r} is not a whole number (expected e.g. 1,2,4)"
-            )
-        if int(part) < 1:
-            raise argparse.ArgumentTypeError(f"{part!r} in {text!r} must be at least 1")
-    return sorted({int(part) for part in parts})
 
 
 def _contenders(text: str) -> list[str]:
@@ -93,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         "file, then read every file back and report lost, duplicated and torn records. "
         "Exits with status 1 if any record is missing or damaged.",
     )
-    demo.add_argument("-p", "--processes", type=_positive, default=4, help="default: 4")
+    demo.add_argument("-p", "--processes", type=positive, default=4, help="default: 4")
     demo.add_argument(
-        "-n", "--records", type=_positive, default=2000, help="records per process (default: 2000)"
+        "-n", "--records", type=positive, default=2000, help="records per process (default: 2000)"
     )
     demo.add_argument(
         "--start-method",
@@ -103,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         help="multiprocessing start method (default: the platform's)",
     )
     demo.add_argument(
-        "--max-bytes", type=_size, default=64 * 1024, help="rotate at this size (default: 64KiB)"
+        "--max-bytes", type=size, default=64 * 1024, help="rotate at this size (default: 64KiB)"
     )
     demo.add_argument(
         "--when",
@@ -138,16 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--procs",
-        type=_process_counts,
+        type=process_counts,
         default=[1, 4],
         metavar="N,N,...",
         help="process counts to measure (default: 1,4)",
     )
     run.add_argument(
-        "--records", type=_positive, default=20000, help="records per process (default: 20000)"
+        "--records", type=positive, default=20000, help="records per process (default: 20000)"
     )
     run.add_argument(
-        "--repeat", type=_positive, default=3, help="repetitions; medians reported (default: 3)"
+        "--repeat", type=positive, default=3, help="repetitions; medians reported (default: 3)"
     )
     run.add_argument(
         "--contenders",
@@ -168,12 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-bytes",
-        type=_size,
+        type=size,
         default=1_000_000,
         help="rotating contenders rotate at this size (default: 1MB)",
     )
     run.add_argument(
-        "--backup-count", type=_positive, default=1000, help="backups kept (default: 1000)"
+        "--backup-count", type=positive, default=1000, help="backups kept (default: 1000)"
     )
     run.add_argument("--dir", dest="directory", type=_directory, help="where the temporary logs go")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
