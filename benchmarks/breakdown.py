@@ -3,7 +3,7 @@
     python benchmarks/breakdown.py --records 10000 --repeat 11
 
 One process, no contention: every step of PROTOCOL.md's section 3.1 (the fast
-path of :meth:`mplog.active.ActiveFile.append`) and of the logging call around it
+path of :meth:`mplog._active.ActiveFile.append`) and of the logging call around it
 is run *records* times in a tight loop on real files in a temporary directory,
 and its cost per call is the median over *repeat* such loops.  The cost is the
 CPU time of the thread (user and system: ``time.thread_time_ns``), not the wall
@@ -37,7 +37,7 @@ from typing import Callable
 from mplog import ConcurrentRotatingFileHandler
 from mplog._bench_contenders import FORMAT, MESSAGE_SIZE, writer_logger
 from mplog._bench_runner import rotated
-from mplog.header import MAGIC, SIZE_AT, pack_pair, unpack_state
+from mplog._header import MAGIC, SIZE_AT, pack_pair, unpack_state
 
 MESSAGE = "w=%d seq=%d %s"
 
@@ -92,7 +92,7 @@ ROWS = (
     (
         "thread_lock",
         "thread lock pair",
-        "threads of one process take turns (FileLock)",
+        "threads of one process take turns (InterProcessLock)",
         True,
         False,
     ),

@@ -17,13 +17,13 @@ during a compression, a compressing thread) rather than a saturated CPU.  Every
 array; the parent merges the samples of all writers into one distribution.
 
 Each writer also notes when its own process compresses (the methods
-``mplog.archive.Archiver.sweep`` and concurrent-log-handler's ``do_gzip`` are
-timed; ``during`` is null in the JSON where neither exists), so the calls that
-overlapped a compression are shown apart: those made while *another* process
-compressed are what the issue is about.  A stall is one slow call per writer,
-whatever its length, so among the ~300,000 calls of a 10 MB x 5 run a few
-rotations barely move the overall p99.9; the max, the count of calls over
-5 ms and the calls during compressions show them.
+``mplog._compression_scheduler.CompressionScheduler.sweep`` and concurrent-log-handler's
+``do_gzip`` are timed; ``during`` is null in the JSON where neither exists), so the
+calls that overlapped a compression are shown apart: those made while *another* process
+compressed are what the issue is about.  A stall is one slow call per writer, whatever
+its length, so among the ~300,000 calls of a 10 MB x 5 run a few rotations barely move
+the overall p99.9; the max, the count of calls over 5 ms and the calls during
+compressions show them.
 
 After each run every file is read back (``.gz`` backups decompressed): each
 record carries its writer id and sequence number, so lost, duplicated and torn
@@ -63,8 +63,8 @@ from mplog._bench_contenders import (
     writer_logger,
 )
 from mplog._bench_runner import fresh_runs, rotated, run_writers
-from mplog.units import parse_size
-from mplog.verify import Verification, read_back
+from mplog._readback import Verification, read_back
+from mplog._units import parse_size
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s [%(module)s:%(lineno)d] %(message)s"
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s bytes=%d took=%.2fms"
@@ -120,16 +120,16 @@ def make_handler(contender: str, path: str, size: int, backup_count: int) -> log
 
 
 def trace_compressions(contender: str, windows: list[tuple[int, int]]) -> None:
-    """Record in *windows* when this process compresses: mplog's ``Archiver.sweep``
+    """Record in *windows* when this process compresses: mplog's ``CompressionScheduler.sweep``
     (its background thread's pass) or concurrent-log-handler's ``do_gzip`` (in emit).
 
     Wrapped on the class; tracing costs two clock reads per compression, nothing
     per record.  A version without the method is simply not traced.
     """
     if contender == "mplog":
-        from mplog.archive import Archiver
+        from mplog._compression_scheduler import CompressionScheduler
 
-        _time_calls(Archiver, "sweep", windows)
+        _time_calls(CompressionScheduler, "sweep", windows)
     elif contender == "clh":
         from concurrent_log_handler import ConcurrentRotatingFileHandler
 

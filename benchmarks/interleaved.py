@@ -54,7 +54,7 @@ from mplog._bench_contenders import (
 )
 from mplog._bench_runner import rotated, run_writers
 from mplog._cli_args import positive, process_counts, size
-from mplog.verify import read_back
+from mplog._readback import read_back
 
 # No listener process here.  format-only writes nothing: the floor of a logging call.
 CHOICES = (

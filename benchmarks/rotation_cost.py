@@ -49,7 +49,7 @@ from mplog._bench_contenders import FORMAT, LOG_NAME, parse_record, percentile, 
 from mplog._bench_runner import fresh_runs, rotated, run_writers
 from mplog._cli_args import positive
 from mplog._cli_args import size as cli_size
-from mplog.verify import Verification, read_back
+from mplog._readback import Verification, read_back
 
 MESSAGE = "GET /api/v1/orders/%d?expand=items 200 w=%d seq=%d user=%s took=%.2fms"
 TRACED = ("rotate", "files", "locate")  # what each writer times, see trace()
@@ -83,8 +83,8 @@ def trace(durations: dict[str, list[int]]) -> None:
 
     Wrapped on the classes, in the writer process; a version without one of the
     methods is simply not traced."""
-    from mplog.rollover import Rollover
-    from mplog.rotation import Backups
+    from mplog._backups import Backups
+    from mplog._rollover import Rollover
 
     clock = time.perf_counter_ns
     targets: list[tuple[type, str, str]] = [  # (class, method, key)

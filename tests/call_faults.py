@@ -4,7 +4,7 @@ A *scenario* is a short list of steps (log a record, move the clock, rotate, clo
 run against a fresh log directory.  :class:`CallFaults` wraps, for the duration of
 a run, every operating-system function mplog calls (the ``os`` module's attributes,
 ``fcntl.flock``, the module globals of ``mplog.*`` bound to them at import, such
-as ``mplog.active._pwrite``, and the ``write`` and ``close`` of the ``io.FileIO``
+as ``mplog._active._pwrite``, and the ``write`` and ``close`` of the ``io.FileIO``
 objects mplog makes for the active file and a compressor's output), counting the
 calls made from inside mplog, per thread (the main thread, the batched writer, the
 compressor), in order:
@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import mplog
-import mplog.active
-import mplog.compression
+import mplog._active
+import mplog._compressors
 from helpers import BASE, LOCK, PRESENCE, Clock, info_record, read_log, record_numbers, record_text
 
 #: What each wrapped function may fail with ("short": ``write`` writes half the
@@ -190,8 +190,8 @@ class CallFaults:
                     if callable(value) and id(value) in wrappers and value is not os:
                         patch(module, attr, wrappers[id(value)])
             file_io = self._counted_file_io()
-            patch(mplog.active, "io", types.SimpleNamespace(FileIO=file_io))
-            patch(mplog.compression, "open", functools.partial(_open_for_writing, file_io))
+            patch(mplog._active, "io", types.SimpleNamespace(FileIO=file_io))
+            patch(mplog._compressors, "open", functools.partial(_open_for_writing, file_io))
             yield self
         finally:
             for owner, attr, value in reversed(undo):
@@ -302,7 +302,7 @@ class CallFaults:
 
 
 def _open_for_writing(file_io: type[io.FileIO], fd: int, mode: str, closefd: bool) -> Any:
-    """``open(fd, "wb", closefd=False)`` as mplog.compression calls it, over *file_io*."""
+    """``open(fd, "wb", closefd=False)`` as mplog._compressors calls it, over *file_io*."""
     assert mode == "wb", mode
     return io.BufferedWriter(file_io(fd, "wb", closefd=closefd))
 

@@ -28,8 +28,8 @@ import traceback
 from typing import Any
 
 import mp_workers
-import mplog.compress_one
-import mplog.compression
+import mplog._compress_backup
+import mplog._compressors
 from helpers import RecordingHandler
 
 STALL_LIMIT = 90.0  # seconds a stall waits for the test before the child gives up
@@ -158,9 +158,10 @@ STALLS = {
     None: None,
     "callable": None,  # the handler gets compress=blocking_gzip
     # mid-stream, built-in codec (whichever way it reads the backup)
-    "read": (mplog.compression, {"pread": _stalling_pread, "read": _stalling_read}),
-    "commit": (mplog.compress_one, {"rename": _stalling_rename}),  # between the two renames
-    "aside": (mplog.compress_one, {"rename": _stalling_aside}),  # original set aside, not removed
+    "read": (mplog._compressors, {"pread": _stalling_pread, "read": _stalling_read}),
+    "commit": (mplog._compress_backup, {"rename": _stalling_rename}),  # between the two renames
+    # the original set aside, not removed
+    "aside": (mplog._compress_backup, {"rename": _stalling_aside}),
 }
 
 

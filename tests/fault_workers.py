@@ -17,8 +17,8 @@ import threading
 from typing import Any
 
 import mp_workers
-import mplog.active
-import mplog.handler
+import mplog._active
+import mplog._handler
 
 # Where a worker can be made to stall, holding the inter-process lock in every case:
 FAULTS = (
@@ -33,7 +33,7 @@ STALL_LIMIT = 90.0  # seconds a stalled worker waits for the test before giving 
 
 
 class _OsProxy:
-    """Stands in for the ``os`` module inside mplog.active, with a replaced ``write``."""
+    """Stands in for the ``os`` module inside mplog._active, with a replaced ``write``."""
 
     def __init__(self, write: Any) -> None:
         self.write = write
@@ -85,7 +85,7 @@ def install_fault(
             _stall(reached, resume)
             raise AssertionError("unreachable: the test kills this process")
 
-        mplog.active.os = _OsProxy(stalling_write)  # type: ignore[assignment]  # this child only
+        mplog._active.os = _OsProxy(stalling_write)  # type: ignore[assignment]  # this child only
     elif fault in ("rotate_before", "rotate_after"):
 
         def stalling_rotator(source: str, dest: str) -> None:
@@ -237,7 +237,7 @@ def fork_a_writer_that_dies_mid_record(path: Any, **handler_kwargs: Any) -> None
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: writes one record, dies in the next
         try:
-            theirs = mplog.handler.ConcurrentRotatingFileHandler(path, **handler_kwargs)
+            theirs = mplog._handler.ConcurrentRotatingFileHandler(path, **handler_kwargs)
             theirs.emit(logging.makeLogRecord({"msg": "two"}))
             real_write = os.write
 

@@ -34,13 +34,13 @@ import pytest
 
 import mp_workers
 import mplog
-import mplog.compression
+import mplog._compressors
 
 # -- the log and the clock -------------------------------------------------------------------
 
 BASE = "app.log"  # the log most tests write
 LOCK = ".__app.lock"  # its lock file
-PRESENCE = ".__app.open"  # its presence file (mplog.presence)
+PRESENCE = ".__app.open"  # its presence file (mplog._presence)
 T0 = calendar.timegm((2024, 1, 10, 13, 37, 11))  # a Wednesday, in UTC: the clock's start
 DAY, HOUR = 24 * 60 * 60, 60 * 60
 
@@ -312,7 +312,7 @@ RECORD = 39  # bytes of every record written by write_records() (text + newline)
 
 
 def _zstd_decompress(data: bytes) -> bytes:
-    zstd = mplog.compression._zstd_module()
+    zstd = mplog._compressors._zstd_module()
     if hasattr(zstd, "ZstdFile"):  # Python 3.14's compression.zstd
         return zstd.decompress(data)  # type: ignore[no-any-return]
     return zstd.ZstdDecompressor().decompressobj().decompress(data)  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ Run as a script: ``python interruption_harness.py CONFIG STRIDE DIRECTORY [PATHS
 (PATHS and KINDS: comma-separated subsets), or, to inject at the first execution of
 every line of one function of mplog (wherever the line comes in the count: a
 background thread's count varies from run to run), ``python interruption_harness.py
-CONFIG lines:FILE:FUNCTION DIRECTORY PATH KINDS`` (``lines:batch.py:_run``).  For
+CONFIG lines:FILE:FUNCTION DIRECTORY PATH KINDS`` (``lines:_batch.py:_run``).  For
 each path (a record logged, a size rotation, ``doRollover()``, ``flush()``,
 ``close()``, gunicorn's reopen ``close(); _open()``, and in batched mode the
 writer thread's drain; ``first``, the first record of a new handler, which starts

@@ -28,12 +28,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import mplog
+import mplog._active
+import mplog._handler
 import mplog._handler_entry
 import mplog._handler_parts
 import mplog._handler_surface
-import mplog.active
-import mplog.handler
-import mplog.rollover
+import mplog._rollover
 
 HEADER_SIZE = len("<00000000:00000000>")
 
@@ -240,7 +240,7 @@ def remote_worker(
     when a handler starts.
     """
     modules = (mplog._handler_parts, mplog._handler_entry, mplog._handler_surface)
-    for module in (*modules, mplog.active, mplog.rollover):  # this child only
+    for module in (*modules, mplog._active, mplog._rollover):  # this child only
         module.time = _FakeTime(clock)  # type: ignore[attr-defined]
     logger: logging.Logger | None = None
 

@@ -12,7 +12,7 @@ import pwd
 import sys
 
 import mplog
-import mplog.handler  # mplog imports it lazily: here, before dropping root, who can read it
+import mplog._handler  # mplog imports it lazily: here, before dropping root, who can read it
 
 
 def _drop_root() -> None:

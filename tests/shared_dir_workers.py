@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import mplog
-import mplog.permissions
+import mplog._permissions
 
 RECORD = 40  # bytes of every record (text and newline)
 
@@ -91,7 +91,7 @@ def settle(log: str) -> dict[str, Any]:
             waits.append(seconds)
             os.chmod(log, 0o666)  # what the creating process does meanwhile
 
-    mplog.permissions.time = _Time  # type: ignore[assignment]
+    mplog._permissions.time = _Time  # type: ignore[assignment]
     handler = _Handler(log, chmod=0o666)
     handler.emit(_record(0))
     handler.close()

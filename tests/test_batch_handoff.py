@@ -12,7 +12,7 @@ import pytest
 
 import mplog
 from helpers import RecordingHandler, make_record
-from mplog.lock import FileLock
+from mplog._lock import InterProcessLock
 
 
 class CountingCondition:
@@ -42,7 +42,7 @@ def test_producers_take_no_lock_while_the_writer_works(tmp_path: Path) -> None:
     handler = RecordingHandler(path, batched=True)
     batch = handler._batch
     assert batch is not None
-    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder = InterProcessLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
     try:
         handler.emit(make_record("r0"))

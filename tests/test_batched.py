@@ -14,7 +14,7 @@ import pytest
 
 import mplog
 from helpers import RecordingHandler, make_record
-from mplog.lock import FileLock
+from mplog._lock import InterProcessLock
 
 
 def test_flush_returns_once_everything_is_in_the_file(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_full_queue_blocks_the_caller_by_default(tmp_path: Path) -> None:
     """With overflow='block' nothing is dropped: the caller waits for room in the queue."""
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, batched=True, queue_size=10)
-    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder = InterProcessLock(str(tmp_path / ".__app.lock"))
     holder.acquire()  # another process holds the log: the writer cannot write
     done = threading.Event()
 
@@ -106,7 +106,7 @@ def test_drop_mode_counts_and_reports_once_per_episode(tmp_path: Path) -> None:
     """overflow='drop' drops when full, counts the drops and reports each episode once."""
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, batched=True, queue_size=10, overflow="drop")
-    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder = InterProcessLock(str(tmp_path / ".__app.lock"))
     holder.acquire()
     try:
         handler.emit(make_record("r0"))

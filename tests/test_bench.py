@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from mplog import bench
-from mplog.cli import main
+from mplog import _bench as bench
+from mplog._cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the benchmark forks")
 

@@ -41,7 +41,7 @@ from call_faults import (
     run_scenario,
 )
 from helpers import BASE, RECORD, Clock, read_log, record_numbers
-from mplog.handler import ROTATION_RETRY
+from mplog._handler import ROTATION_RETRY
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="Linux errno semantics (close, flock)"
@@ -261,26 +261,26 @@ def count_calls(
 FOUND = [
     # An episode that lasts until close(): the records lost after the first report were
     # counted, but only a write that works again reported the count, so close() lost it.
-    ("sync records", 7, "MainThread", "write", "mplog.active.append", "ENOSPC", True),
-    ("batched size rotation", 4, "mplog-writer", "flock", "mplog.lock.acquire", "ENOLCK", True),
+    ("sync records", 7, "MainThread", "write", "mplog._active.append", "ENOSPC", True),
+    ("batched size rotation", 4, "mplog-writer", "flock", "mplog._lock.acquire", "ENOLCK", True),
     # doRollover() raised into the caller when checking the path failed.
-    ("doRollover", 2, "MainThread", "stat", "mplog.active.check", "EIO", False),
+    ("doRollover", 2, "MainThread", "stat", "mplog._active.check", "EIO", False),
     # Sharing the next rotation time failed after the rename: the rotation counted as
     # failed, the handler kept writing into the backup and retention was skipped.
-    ("time rotation", 8, "MainThread", "pwrite", "mplog.header.boundary", "EIO", False),
+    ("time rotation", 8, "MainThread", "pwrite", "mplog._header.boundary", "EIO", False),
     # Opening the new file failed after the rename: retention (and compression) skipped.
-    ("time rotation", 8, "MainThread", "open", "mplog.permissions._open", "ENOSPC", True),
+    ("time rotation", 8, "MainThread", "open", "mplog._permissions._open", "ENOSPC", True),
     # close() raised when closing the log file failed (EIO, as NFS reports a late error).
-    ("sync records", 9, "MainThread", "FileIO.close", "mplog.active.close", "EIO", False),
+    ("sync records", 9, "MainThread", "FileIO.close", "mplog._active.close", "EIO", False),
     # A compression's temporary file stayed open and locked when fstat failed after
     # creating it: no sweep could remove it.
-    ("compression", 3, "mplog-compress", "fstat", "mplog.compress_one._temp", "EIO", False),
+    ("compression", 3, "mplog-compress", "fstat", "mplog._compress_backup._temp", "EIO", False),
     # A sweep whose compressions worked said "recovered" before retention, which then
     # failed again under the same topic: one report per sweep, not per episode.
-    ("compression", 14, "mplog-compress", "flock", "mplog.lock.acquire", "ENOLCK", True),
+    ("compression", 14, "mplog-compress", "flock", "mplog._lock.acquire", "ENOLCK", True),
     # makedirs turned a failing stat of the log's directory into FileExistsError: a
     # second kind of error, so a second report in one episode.
-    ("sync records", 0, "MainThread", "stat", "mplog.lock_file._key_of_log", "EIO", True),
+    ("sync records", 0, "MainThread", "stat", "mplog._lock_file._key_of_log", "EIO", True),
 ]
 
 

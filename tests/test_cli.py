@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mplog.cli import main
-from mplog.demo import LOG_NAME, _line, verify_log
+from mplog._cli import main
+from mplog._demo import LOG_NAME, _line, verify_log
 
 
 @pytest.mark.timeout(120)
@@ -96,15 +96,15 @@ def test_demo_exits_1_when_records_are_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run whose files miss records makes the command fail."""
-    import mplog.demo
+    import mplog._demo
 
-    real = mplog.demo.verify_log
+    real = mplog._demo.verify_log
 
     def lose_one(directory: str, processes: int, records: int, max_bytes: int = 0):  # type: ignore[no-untyped-def]
         _write(Path(directory), [_line(0, seq, "p") for seq in range(records - 1)])
         return real(directory, 1, records, 0)
 
-    monkeypatch.setattr(mplog.demo, "verify_log", lose_one)
+    monkeypatch.setattr(mplog._demo, "verify_log", lose_one)
     status = main(["demo", "-p", "1", "-n", "10", "-q", "--dir", str(tmp_path)])
     assert status == 1
     assert "FAILED" in capsys.readouterr().out
@@ -168,7 +168,7 @@ _WITHOUT_ZSTD = """\
 import sys
 sys.modules["zstandard"] = None  # as if the zstd extra were not installed
 sys.modules["compression.zstd"] = None  # and Python older than 3.14
-from mplog.cli import main
+from mplog._cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-import mplog.compression
-import mplog.rotation
+import mplog._backups
+import mplog._compressors
 from helpers import (
     BASE,
     DAY,
@@ -49,7 +49,7 @@ from helpers import (
     size_named,
     write_records,
 )
-from mplog.compression import Compressor
+from mplog._compressors import Compressor
 
 # Child processes import their entry points by module name (spawn): put this
 # directory on sys.path, which multiprocessing hands on to them.
@@ -64,7 +64,7 @@ _MAGIC = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
 
 def _zstd_available() -> bool:
     try:
-        mplog.compression._zstd_module()
+        mplog._compressors._zstd_module()
     except ImportError:
         return False
     return True

@@ -43,9 +43,9 @@ import pytest
 import compression_fault_workers as workers
 import fault_workers
 import mp_workers
-import mplog.backup_claims
-import mplog.compress_one
-import mplog.untrusted
+import mplog._claims
+import mplog._compress_backup
+import mplog._untrusted
 from helpers import (
     BASE,
     LOCK,
@@ -435,7 +435,7 @@ def test_a_running_callables_files_survive_a_sweep_in_another_process(
     without any error, on the backup's new name.  Also where hard links are not
     possible and the callable gets a copy (the forked child inherits the patch)."""
     if input_file == "copy":
-        monkeypatch.setattr(mplog.compress_one, "_link_descriptor", lambda *args: False)
+        monkeypatch.setattr(mplog._compress_backup, "_link_descriptor", lambda *args: False)
     per_file = 200
     kwargs = size_kwargs(per_file, 3, workers.blocking_gzip)
     control.hold()
@@ -581,7 +581,7 @@ def test_a_conflicting_backup_does_not_stop_the_others_from_being_compressed(
 
 
 class _OsProxy:
-    """Stands in for ``os`` inside mplog.untrusted (which opens backups), with ``open`` replaced."""
+    """Stands in for ``os`` inside mplog._untrusted (which opens backups), ``open`` replaced."""
 
     def __init__(self, open_: Any) -> None:
         self.open = open_
@@ -612,7 +612,7 @@ def test_a_rotation_during_a_sweep_raises_no_false_alarm(
             rotator.doRollover()  # app.log.1 -> .2 with its archive; app.log -> .1
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(mplog.untrusted, "os", _OsProxy(open_after_a_rotation))
+    monkeypatch.setattr(mplog._untrusted, "os", _OsProxy(open_after_a_rotation))
     sweeper_errors = errors_at_close(sweeper)
     monkeypatch.undo()
     assert rotated, "the sweep never opened app.log.1"

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import mplog
-import mplog.cli
+import mplog._cli
 from helpers import BASE, DAY, read_log, size_named
-from mplog.config import load_config
+from mplog._config import load_config
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_human_sizes_and_durations(tmp_path: Path) -> None:
     handler = mplog.setup_logging(tmp_path / "a.log", max_bytes="10 MB", when="1 day")
     assert handler is not None
     assert handler.maxBytes == 10_000_000
-    assert handler.backupCount == mplog.config.DEFAULT_BACKUP_COUNT
+    assert handler.backupCount == mplog._config.DEFAULT_BACKUP_COUNT
     assert handler._schedule is not None
     assert (handler._schedule.when, handler._schedule.interval) == ("MIDNIGHT", 86400)
     hourly = mplog.setup_logging(tmp_path / "b.log", when="6 hours", backup_count=2)
@@ -327,7 +327,7 @@ def test_missing_pyyaml_names_the_extra(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_worker_initializer_needs_a_setup_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """Asking for an initializer before setup_logging() is a clear error."""
-    monkeypatch.setattr(mplog.config, "_last_setup", None)
+    monkeypatch.setattr(mplog._config, "_last_setup", None)
     with pytest.raises(RuntimeError, match="setup_logging"):
         mplog.worker_initializer()
 
@@ -389,7 +389,7 @@ def test_when_errors_are_the_same_everywhere_and_list_both_forms(tmp_path: Path,
         assert form in messages[0]
     assert ("did you mean 'midnight'?" in messages[0]) == (when == "midnite")
     with pytest.raises(SystemExit):
-        mplog.cli.main(["demo", "--when", when])
+        mplog._cli.main(["demo", "--when", when])
     assert not (tmp_path / "a.log").exists()
 
 
@@ -524,8 +524,8 @@ def test_dict_config_errors_name_the_file_and_key_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "max_bytes", "backup_count"),
     [
-        ({"maxBytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
-        ({"max_bytes": "2 KB"}, 2000, mplog.config.DEFAULT_BACKUP_COUNT),
+        ({"maxBytes": "2 KB"}, 2000, mplog._config.DEFAULT_BACKUP_COUNT),
+        ({"max_bytes": "2 KB"}, 2000, mplog._config.DEFAULT_BACKUP_COUNT),
         ({"maxBytes": "2 KB", "backupCount": 3}, 2000, 3),
         ({"max_bytes": "2 KB", "backupCount": 3}, 2000, 3),
     ],

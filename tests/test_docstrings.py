@@ -1,10 +1,10 @@
 """Docstrings and PROTOCOL.md name only code that exists.
 
-A rename leaves references behind: header.py spoke of the handler's `_recover`
+A rename leaves references behind: _header.py spoke of the handler's `_recover`
 long after it had moved into the active file.  This reads, with :mod:`ast`, every
 docstring of src/mplog, tests and benchmarks, and the code spans of PROTOCOL.md, and
 collects the names that point at code: a Sphinx role (:meth:`SharedState.repair`,
-:mod:`mplog.header`); in double backquotes a private name (``_open``), a call
+:mod:`mplog._header`); in double backquotes a private name (``_open``), a call
 (``emit()``) or a dotted name that starts with ``mplog`` or with a class of mplog
 (``SharedState.begin_write``); and a private name in plain prose.  Each must be defined
 in src/mplog (a module, a function, a class, a method, an attribute it assigns), be a
@@ -51,7 +51,7 @@ class _Definitions:
     names bound in them (functions, classes, assignments, imports, ``self.x = ...``)."""
 
     def __init__(self) -> None:
-        self.modules: dict[str, set[str]] = {}  # "mplog.header" -> its top-level names
+        self.modules: dict[str, set[str]] = {}  # "mplog._header" -> its top-level names
         self.members: dict[str, set[str]] = {}  # class name -> names set in its body
         self.classes: dict[str, str] = {}  # class name -> module defining it
         self.everything: set[str] = set()
@@ -254,12 +254,12 @@ def test_the_check_catches_a_stale_name() -> None:
     definitions = _definitions()
     assert not definitions.resolves("_recover", set())
     assert not definitions.resolves("SharedState.recover", set())
-    assert not definitions.resolves("mplog.header.SharedState._recover", set())
+    assert not definitions.resolves("mplog._header.SharedState._recover", set())
     assert not definitions.resolves("mplog.no_such_module", set())
     assert definitions.resolves("SharedState.begin_write", set())
     assert definitions.resolves("ActiveFile.fast_until", set())  # set in __init__
     assert definitions.resolves("ConcurrentRotatingFileHandler.handleError", set())  # stdlib base
-    assert definitions.resolves("mplog.lock_file.LockFile.verify", set())
+    assert definitions.resolves("mplog._lock_file.LockFile.revalidate", set())
     assert definitions.resolves("os._exit", set())
     assert _candidate("_prepare") == "_prepare"
     assert _candidate("emit()") == "emit"

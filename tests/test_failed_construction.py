@@ -20,8 +20,8 @@ _FAIL_REPEATEDLY = textwrap.dedent(
     """
     import gc, json, os, sys, threading
     import mplog
-    import mplog.lock
-    from mplog import lifecycle
+    import mplog._lock
+    from mplog import _lifecycle as lifecycle
 
     case, folder = sys.argv[1], sys.argv[2]
     kwargs = {}
@@ -39,7 +39,7 @@ _FAIL_REPEATEDLY = textwrap.dedent(
         kwargs["lock_timeout"] = 0
         # Another process's lock: a description of its own, which excludes ours (the
         # handlers of one log in one process share theirs).
-        holder = mplog.lock.FileLock(os.path.join(folder, ".__app.lock"))
+        holder = mplog._lock.InterProcessLock(os.path.join(folder, ".__app.lock"))
         holder.acquire()
     elif case == "lock-file-of-another-log":
         kwargs["lock_file_directory"] = os.path.join(folder, "locks")

@@ -438,7 +438,7 @@ def test_a_bench_option_error_prints_the_bench_usage() -> None:
     code = """
     import sys
     sys.modules["matplotlib"] = None  # as if not installed
-    from mplog.cli import main
+    from mplog._cli import main
     sys.exit(main(sys.argv[1:]))
     """
     result = _run(code, "bench", "--plot", "out.png")
@@ -465,7 +465,7 @@ def test_import_mplog_loads_only_the_package() -> None:
     import mplog
     print(sorted(set(sys.modules) - before))
     from mplog import ConcurrentRotatingFileHandler, setup_logging
-    print(mplog.__version__ != "", "mplog.handler" in sys.modules)
+    print(mplog.__version__ != "", "mplog._handler" in sys.modules)
     """
     result = _run(code)
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
 """mode="w" for a fleet: the log is truncated only by a process that finds no other
-process with it open (mplog.presence), so a new run starts one new file, however many
+process with it open (mplog._presence), so a new run starts one new file, however many
 workers open it with mode="w", and a restart beside processes still draining loses
 none of their records."""
 

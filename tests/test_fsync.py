@@ -23,7 +23,7 @@ import pytest
 
 import mplog
 from helpers import RecordingHandler, log_to
-from mplog.durability import GroupCommit, SyncEach
+from mplog._durability import GroupCommit, SyncEach
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads synced files through /proc/self/fd"

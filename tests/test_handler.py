@@ -17,9 +17,9 @@ import pytest
 
 import mplog
 from helpers import RecordingHandler, info_record
-from mplog.lock import FileLock
-from mplog.options import Arguments
-from mplog.schema import handler_options
+from mplog._lock import InterProcessLock
+from mplog._options import Arguments
+from mplog._schema import handler_options
 
 
 def test_record_is_in_the_file_when_emit_returns(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_lock_timeout_sends_record_to_handle_error_and_recovers(tmp_path: Path) 
     """A record that cannot get the lock in time goes to handleError; logging resumes after."""
     path = tmp_path / "app.log"
     handler = RecordingHandler(path, lock_timeout=0.05)
-    holder = FileLock(str(tmp_path / ".__app.lock"))
+    holder = InterProcessLock(str(tmp_path / ".__app.lock"))
     try:
         holder.acquire()
         handler.emit(info_record("blocked"))

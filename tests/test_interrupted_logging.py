@@ -113,7 +113,7 @@ def test_an_interrupted_cli_logs_again_and_lets_others_take_the_lock(
     """A CLI logs in a loop until Ctrl-C (or a timeout decorator's SIGALRM exception)
     interrupts it, catches it and logs "interrupted", then idles: the record is
     written (no hang), and another process gets the lock within a bound, every time."""
-    script = tmp_path / "cli.py"
+    script = tmp_path / "_cli.py"
     script.write_text(_INTERRUPTED_CLI, encoding="utf-8")
     log = tmp_path / "app.log"
     process = subprocess.Popen(

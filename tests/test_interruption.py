@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import mplog
-from mplog.active import ActiveFile
+from mplog._active import ActiveFile
 
 HARNESS = Path(__file__).with_name("interruption_harness.py")
 FULL = os.environ.get("MPLOG_FULL_SWEEP") == "1"
@@ -84,10 +84,10 @@ def run_lines(tmp_path: Path, config: str, where: str, path: str, kinds: str) ->
     [
         # Interrupted between marking the queue closing and waking the writer, close()
         # left the writer asleep while the next record waited for it to stop: a hang.
-        ("batch.py:close", "close", "raise"),
+        ("_batch.py:close", "close", "raise"),
         # A record the writer thread itself logged (a __del__) between its test for an
         # empty queue and stopping stayed in the queue for ever.
-        ("batch.py:_run", "drain", "same,second"),
+        ("_batch.py:_run", "drain", "same,second"),
     ],
 )
 def test_an_interruption_at_every_line_of_the_batched_queue_loses_and_hangs_nothing(
@@ -120,7 +120,7 @@ def test_an_interruption_while_a_background_thread_starts_loses_and_hangs_nothin
     """Injected at each line of lifecycle.start_thread (the batched writer's, the group
     commit's and the compressor's threads start there): every check of the sweep holds,
     and the next record starts the thread that an interruption kept from starting."""
-    outcome = run_lines(tmp_path, config, "lifecycle.py:start_thread", path, "raise,same,second")
+    outcome = run_lines(tmp_path, config, "_lifecycle.py:start_thread", path, "raise,same,second")
     assert outcome["lines"], outcome
     assert outcome["failures"] == []
 

@@ -164,7 +164,7 @@ def test_a_collection_that_logs_while_mplog_starts_or_holds_a_thread(
 INTERRUPTED_RELEASE = """
 import dis, logging, os, sys, threading
 import mplog
-from mplog import lifecycle
+from mplog import _lifecycle as lifecycle
 
 code = lifecycle.released.__wrapped__.__code__
 first = code.co_firstlineno
@@ -369,10 +369,10 @@ def test_interpreter_exit_keeps_the_records_of_threads_still_running(tmp_path: P
 GROUP_COMMIT_AT_EXIT = """
 import logging, multiprocessing, os, sys, threading, time
 import mplog
-import mplog.durability
+import mplog._durability
 
 
-def recording_sync(fd, sync=mplog.durability.sync_data):
+def recording_sync(fd, sync=mplog._durability.sync_data):
     sync(fd)
     with open(sys.argv[2], "a") as synced:  # the size the file had on disk after each sync
         synced.write(f"{os.fstat(fd).st_size}\\n")
@@ -385,7 +385,7 @@ def late(t):
 
 
 def target():
-    mplog.durability.sync_data = recording_sync
+    mplog._durability.sync_data = recording_sync
     mplog.setup_logging(sys.argv[1], format="%(message)s", fsync="1 h", batched=sys.argv[3] == "1")
     for t in range(2):
         threading.Thread(target=late, args=(t,)).start()

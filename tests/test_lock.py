@@ -1,4 +1,4 @@
-"""FileLock and the shared state in its header."""
+"""InterProcessLock and the shared state in its header."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import mplog
-import mplog.lock
+import mplog._lock
 from helpers import RecordingHandler
-from mplog.lock import FileLock
+from mplog._lock import InterProcessLock
 
 WAIT = 10.0  # seconds; only reached if the behaviour under test is broken
 
@@ -24,7 +24,7 @@ def test_a_contended_acquire_waits_for_the_holder(tmp_path: Path) -> None:
     """With the lock held through another descriptor, acquire() retries, then blocks,
     and returns only once the holder lets go."""
     path = str(tmp_path / ".__app.lock")
-    holder, waiter = FileLock(path), FileLock(path)
+    holder, waiter = InterProcessLock(path), InterProcessLock(path)
     holder.acquire()
     acquired = threading.Event()
 
@@ -52,7 +52,7 @@ def test_a_failed_contended_acquire_releases_the_thread_lock(
     """If the blocking wait itself fails (a signal handler raising, say), the error
     propagates and the lock is usable again afterwards."""
     path = str(tmp_path / ".__app.lock")
-    holder, waiter = FileLock(path), FileLock(path)
+    holder, waiter = InterProcessLock(path), InterProcessLock(path)
     waiter.acquire()  # opens the descriptor and the mapping: the fast path from now on
     waiter.release()
     holder.acquire()
@@ -61,7 +61,7 @@ def test_a_failed_contended_acquire_releases_the_thread_lock(
         def interrupted(fd: int) -> None:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(mplog.lock, "_lock", interrupted)
+        monkeypatch.setattr(mplog._lock, "_lock", interrupted)
         with pytest.raises(KeyboardInterrupt):
             waiter.acquire()
         assert not waiter.owned()
@@ -77,7 +77,7 @@ def test_a_failed_contended_acquire_releases_the_thread_lock(
 
 def test_the_in_flight_mark_is_the_end_of_the_write(tmp_path: Path) -> None:
     """begin_write marks [size, end) in flight; end_write publishes the size and clears it."""
-    lock = FileLock(str(tmp_path / ".__app.lock"))
+    lock = InterProcessLock(str(tmp_path / ".__app.lock"))
     with lock as shared:
         shared.end_write(100)
         assert shared.load()[1:] == (100, False)

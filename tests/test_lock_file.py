@@ -20,9 +20,9 @@ if _HERE not in sys.path:
 
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
-import mplog.lock  # noqa: E402
+import mplog._lock  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
-from mplog.lock import FileLock  # noqa: E402
+from mplog._lock import InterProcessLock  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX processes")
 
@@ -78,7 +78,7 @@ def test_a_deleted_lock_file_does_not_split_the_writers(tmp_path: Path, gzip: bo
 def handlers_as_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each handler of this test stands for a process: give it its own lock (in one
     process, handlers of one log share theirs)."""
-    monkeypatch.setattr(mplog.lock, "_core_for", lambda path, log_path: mplog.lock._Core())
+    monkeypatch.setattr(mplog._lock, "_core_for", lambda path, log_path: mplog._lock._Core())
 
 
 @pytest.mark.usefixtures("handlers_as_processes")
@@ -215,7 +215,7 @@ def test_a_child_forked_during_a_write_does_not_keep_the_lock(tmp_path: Path) ->
         try:
             assert parent.stdout is not None
             child = int(parent.stdout.readline())
-            probe = FileLock(str(lock_path), timeout=0)
+            probe = InterProcessLock(str(lock_path), timeout=0)
             with pytest.raises(mplog.LockTimeout):  # the parent's thread holds it
                 probe.acquire()
             parent.kill()
@@ -305,10 +305,10 @@ def test_a_lock_file_of_a_log_that_no_longer_exists_is_taken_over(tmp_path: Path
 
 
 def test_a_bare_lock_claims_nothing(tmp_path: Path) -> None:
-    """FileLock without a log path (a test holder, a tool) never conflicts with a log."""
+    """InterProcessLock without a log path (a test holder, a tool) never conflicts with a log."""
     handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
     try:
-        with FileLock(str(tmp_path / ".__app.lock")):
+        with InterProcessLock(str(tmp_path / ".__app.lock")):
             pass
         handler.emit(make_record("still ours"))
     finally:

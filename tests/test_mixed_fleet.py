@@ -24,7 +24,7 @@ if _HERE not in sys.path:
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
 from helpers import Clock, assert_exactly_once, make_record, read_log  # noqa: E402
-from mplog.header import SharedState  # noqa: E402
+from mplog._header import SharedState  # noqa: E402
 
 pytest.importorskip("concurrent_log_handler")
 
@@ -123,7 +123,7 @@ def test_a_file_grown_behind_the_shared_size_starts_a_mixed_fleet(tmp_path: Path
 def test_shared_state_records_foreign_writers_for_an_hour(tmp_path: Path) -> None:
     """saw_foreign sets the window an hour ahead and bumps the generation only when a
     window starts, so every writer checks once and then keeps checking."""
-    lock = mplog.lock.FileLock(str(tmp_path / ".__app.lock"))
+    lock = mplog._lock.InterProcessLock(str(tmp_path / ".__app.lock"))
     with lock as shared:
         assert isinstance(shared, SharedState)
         generation = shared.load()[0]

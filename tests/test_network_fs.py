@@ -1,4 +1,4 @@
-"""Logs on a network filesystem written by several hosts (see mplog.netfs).
+"""Logs on a network filesystem written by several hosts (see mplog._netfs).
 
 A real NFS server with two client mounts is the harness in the project's shared nfs-vm
 folder (minutes under emulation, run by hand). Here: which mounts count as network
@@ -26,7 +26,7 @@ import fleet_workers  # noqa: E402 - after the sys.path entry spawn children nee
 import mplog  # noqa: E402
 import mplog._handler_parts  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
-from mplog.netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
+from mplog._netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mplog
-import mplog.active
+import mplog._active
 from helpers import RecordingHandler, lock_is_held, make_record
 
 
@@ -52,7 +52,7 @@ def test_a_second_handler_inside_the_first_reports_instead_of_waiting(tmp_path: 
     first, second = RecordingHandler(path), RecordingHandler(path)
     real_write = first._file.write
 
-    def write_and_log(shared: mplog.lock.SharedState, data: bytes, size: int) -> None:
+    def write_and_log(shared: mplog._lock.SharedState, data: bytes, size: int) -> None:
         second.handle(make_record("nested"))
         real_write(shared, data, size)
 
@@ -124,7 +124,7 @@ def test_a_failed_construction_leaves_the_shared_descriptor_to_the_others(
         def fail(self: object) -> None:
             raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(mplog.active.ActiveFile, "open", fail)
+        monkeypatch.setattr(mplog._active.ActiveFile, "open", fail)
         with pytest.raises(PermissionError):
             RecordingHandler(path)
         monkeypatch.undo()

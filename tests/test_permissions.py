@@ -34,7 +34,7 @@ from helpers import (
     size_named,
     write_records,
 )
-from mplog.compression import Compressor
+from mplog._compressors import Compressor
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ other.  So its bytes are written out here literally, and checked both ways: what
 mplog's API writes, and what mplog reads from them.
 
 VERSION BUMPS MUST CHANGE THIS FILE ON PURPOSE: a change to the layout or to the
-magic fails these tests, and the fix is a new format version in header.py, a new
+magic fails these tests, and the fix is a new format version in _header.py, a new
 section in PROTOCOL.md and new literals here, never an edit that makes the old
 literals pass again.
 
@@ -37,8 +37,8 @@ import fleet_workers
 import mp_workers
 import mplog
 from helpers import all_records, assert_each_once_in_order, log_files, make_record
-from mplog.backup_claims import temp_name
-from mplog.header import HEADER_SIZE, SharedState
+from mplog._claims import temp_name
+from mplog._header import HEADER_SIZE, SharedState
 
 fcntl = pytest.importorskip("fcntl")  # flock, as PROTOCOL.md says: POSIX only
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import mplog
-import mplog.backup_claims
-import mplog.rotation
+import mplog._backups
+import mplog._claims
 from helpers import (
     BASE,
     DAY,
@@ -48,8 +48,8 @@ from helpers import (
     uncompressed_names,
     write_records,
 )
-from mplog.archive import is_claimed
-from mplog.retention import Retention, Stored
+from mplog._compression_scheduler import is_claimed
+from mplog._retention import Retention, Stored
 
 # -- the rules, on lists of backups ----------------------------------------------------------
 
@@ -351,14 +351,14 @@ def test_an_unlockable_backup_is_still_rotated_past_the_count(
 ) -> None:
     """Where flock fails outright (EBADF for a read-only descriptor on NFS), the numbered
     shift still drops the backup past backupCount and nothing is lost."""
-    real = mplog.backup_claims.try_lock_descriptor
+    real = mplog._claims.try_lock_descriptor
 
     def refusing(fd: int) -> bool:
         if os.fstat(fd).st_size and not os.path.samestat(os.fstat(fd), os.stat(tmp_path / BASE)):
             raise OSError(errno.EBADF, "Bad file descriptor")
         return real(fd)
 
-    monkeypatch.setattr(mplog.backup_claims, "try_lock_descriptor", refusing)
+    monkeypatch.setattr(mplog._claims, "try_lock_descriptor", refusing)
     handler = ReportingHandler(tmp_path / BASE, maxBytes=RECORD, backupCount=2)
     try:
         write_records(handler, range(6))
@@ -383,7 +383,7 @@ def test_a_retention_failure_costs_no_record(
     def broken_prune(self: object, busy: object) -> list[str]:
         raise PermissionError(errno.EACCES, "Permission denied", "app.log.old")
 
-    monkeypatch.setattr(mplog.rotation.Backups, "prune", broken_prune)
+    monkeypatch.setattr(mplog._backups.Backups, "prune", broken_prune)
     handler = ReportingTimedHandler(tmp_path / BASE, "S", backupCount=1, delay=True)
     try:
         for number in range(6):

@@ -13,8 +13,8 @@ from typing import Callable
 import pytest
 
 import mplog
-from mplog.retention import Retention
-from mplog.rotation import Backup, Backups, list_numbered
+from mplog._backups import Backup, Backups, list_numbered
+from mplog._retention import Retention
 
 SUFFIXES = (".gz", ".bz2")
 COUNTS = [10, 1000, 100_000]

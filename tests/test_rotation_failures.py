@@ -20,7 +20,7 @@ import pytest
 
 import fault_workers
 import mplog
-import mplog.handler
+import mplog._handler
 from helpers import Clock, RecordingHandler, make_record
 
 
@@ -42,13 +42,13 @@ def test_a_failing_rename_keeps_appending_and_reports_once(tmp_path: Path, clock
         assert len(handler.errors_seen) == 1
         report = str(handler.errors_seen[0])
         assert "app.log.1" in report
-        clock.now += mplog.handler.ROTATION_RETRY
+        clock.now += mplog._handler.ROTATION_RETRY
         handler.emit(make_record("record 10"))  # retried: still a directory
         assert len(handler.errors_seen) == 1, "the episode is reported once"
         (tmp_path / "app.log.1").rmdir()
         handler.emit(make_record("record 11"))  # not yet: the retry is ROTATION_RETRY away
         assert not (tmp_path / "app.log.1").exists()
-        clock.now += mplog.handler.ROTATION_RETRY
+        clock.now += mplog._handler.ROTATION_RETRY
         handler.emit(make_record("record 12"))
     finally:
         handler.close()
@@ -84,7 +84,7 @@ def test_a_raising_rotator_keeps_the_file_and_every_record(tmp_path: Path) -> No
 _UNWRITABLE_DIRECTORY = """
 import logging, os, pwd, sys
 import mplog
-import mplog.handler  # mplog imports it lazily; the interpreter's files may be root's only
+import mplog._handler  # mplog imports it lazily; the interpreter's files may be root's only
 log_dir, lock_dir = sys.argv[1], sys.argv[2]
 uid, gid = pwd.getpwnam("nobody")[2:4]
 os.setgid(gid)

@@ -1,6 +1,6 @@
 """Processes on one log with different rotation settings are told so, once, naming
 both: the fleet's settings are recorded in the presence file by the first process
-that opens the log (mplog.presence)."""
+that opens the log (mplog._presence)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import yaml
 
 import mplog
 from helpers import log_to
-from mplog import placeholders
+from mplog import _placeholders as placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPING = ROOT / "examples" / "shipping"

@@ -455,7 +455,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
     """Starting the batched writer allocates, so the garbage collector may run a __del__
     that logs, re-entering the queue before the writer exists: still one writer, and every
     record written once, in order."""
-    import mplog.batch
+    import mplog._batch
 
     path = tmp_path / "app.log"
     handler = mplog.ConcurrentRotatingFileHandler(path, batched=True)
@@ -470,7 +470,7 @@ def test_a_record_logged_while_the_writer_thread_starts_starts_no_second_writer(
         started.append(thread)
         return thread
 
-    monkeypatch.setattr(mplog.batch.threading, "Thread", thread_logging_first)
+    monkeypatch.setattr(mplog._batch.threading, "Thread", thread_logging_first)
     try:
         for i in range(5):
             handler.emit(make_record(f"main {i}"))

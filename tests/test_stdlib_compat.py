@@ -921,7 +921,7 @@ def test_lock_file_directory_means_what_it_means_in_clh(tmp_path: Path) -> None:
         finally:
             handler.close()
         assert os.listdir(tmp_path / name) == ["app.log"]
-    # the same lock file; mplog adds its presence file (mplog.presence) beside it
+    # the same lock file; mplog adds its presence file (mplog._presence) beside it
     assert sorted(os.listdir(tmp_path / "locks" / "mplog")) == [
         *os.listdir(tmp_path / "locks" / "clh"),
         ".__app.open",
@@ -1009,8 +1009,8 @@ def snapshot():
 
 before = snapshot()
 import mplog
-import mplog.config  # and what mplog imports at the first use of a name
-import mplog.handler
+import mplog._config  # and what mplog imports at the first use of a name
+import mplog._handler
 after = snapshot()
 json.dump({"before": before, "after": after}, sys.stdout)
 """

@@ -1,4 +1,4 @@
-"""mplog.verify.read_back: the one read-back check of demo, bench and the benchmark scripts."""
+"""mplog._readback.read_back: the one read-back check of demo, bench and the benchmark scripts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import lzma
 from pathlib import Path
 
 from mplog._bench_contenders import parse_record
-from mplog.verify import read_back
+from mplog._readback import read_back
 
 LOG = "app.log"
 

@@ -14,7 +14,9 @@ TYPE_CHECKING = False  # not typing's: importing typing would double the cost of
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from typing import Any
 
-    from .config import DEFAULT_FORMAT, setup_logging, worker_initializer
+    from ._config import DEFAULT_FORMAT, setup_logging, worker_initializer
+    from ._handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
+    from ._units import parse_duration, parse_size
     from .exceptions import (
         LockFileConflict,
         LockTimeout,
@@ -22,8 +24,6 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
         QueueFull,
         ReentrantLogging,
     )
-    from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
-    from .units import parse_duration, parse_size
 
     __version__: str
 
@@ -44,18 +44,18 @@ __all__ = [
 
 # Where each public name lives.
 _MODULES = {
-    "DEFAULT_FORMAT": "config",
-    "setup_logging": "config",
-    "worker_initializer": "config",
+    "DEFAULT_FORMAT": "_config",
+    "setup_logging": "_config",
+    "worker_initializer": "_config",
     "LockFileConflict": "exceptions",
     "LockTimeout": "exceptions",
     "MplogError": "exceptions",
     "QueueFull": "exceptions",
     "ReentrantLogging": "exceptions",
-    "ConcurrentRotatingFileHandler": "handler",
-    "ConcurrentTimedRotatingFileHandler": "handler",
-    "parse_duration": "units",
-    "parse_size": "units",
+    "ConcurrentRotatingFileHandler": "_handler",
+    "ConcurrentTimedRotatingFileHandler": "_handler",
+    "parse_duration": "_units",
+    "parse_size": "_units",
 }
 
 

@@ -1,7 +1,7 @@
-"""``python -m mplog``: see :mod:`mplog.cli`."""
+"""``python -m mplog``: see :mod:`mplog._cli`."""
 
 import sys
 
-from .cli import main
+from ._cli import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ process builds its own handler (:func:`make_handler`), logs its records and
 reports a :class:`ProcessReport` on a results queue.  The ``queuelistener``
 contender also runs one listener process (:func:`listener_main`) that owns
 the only ``FileHandler``; it reports too, as worker ``LISTENER``.
-:func:`mplog.verify.read_back` then reads the files back, finding each record
+:func:`mplog._readback.read_back` then reads the files back, finding each record
 by the worker id and sequence number it carries (:func:`parse_record`); only the
 ``format-only`` floor writes nothing, so has nothing to read back.  The handlers
 that exist only for the benchmark are :mod:`mplog._bench_handlers`'s.
@@ -156,7 +156,7 @@ def make_handler(
     ``queuelistener`` workers get a ``QueueHandler`` putting on *log_queue*.
     """
     if name.startswith("mplog"):
-        from .handler import ConcurrentRotatingFileHandler
+        from ._handler import ConcurrentRotatingFileHandler
 
         fsync = {"mplog-fsync": True, "mplog-fsync-1s": 1.0, "mplog-batched-fsync": True}
         return ConcurrentRotatingFileHandler(

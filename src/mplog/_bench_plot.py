@@ -10,7 +10,7 @@ from ._bench_contenders import installed
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .bench import BenchResult
+    from ._bench import BenchResult
 
 __all__ = ["PLOT_EXTRA", "figure", "plot", "require_matplotlib"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .units import parse_size
+from ._units import parse_size
 
 __all__ = ["positive", "process_counts", "size"]
 

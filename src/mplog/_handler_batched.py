@@ -1,17 +1,17 @@
 """Batched mode's side of a handler: queue in the caller, write from the writer thread.
 
 :meth:`BatchedWrites._enqueue` is what ``emit`` does with a record's bytes in
-batched mode (:mod:`mplog.batch` holds the queue and the thread);
+batched mode (:mod:`mplog._batch` holds the queue and the thread);
 :meth:`BatchedWrites._write_batch` is what the writer thread calls with what it
-drained, under one lock acquisition (:meth:`mplog.rollover.Rollover.write_batch`).
+drained, under one lock acquisition (:meth:`mplog._rollover.Rollover.write_batch`).
 """
 
 from __future__ import annotations
 
 from ._handler_parts import HandlerParts
+from ._lifecycle import entry_point
+from ._reporting import mplog_record
 from .exceptions import QueueFull
-from .lifecycle import entry_point
-from .reporting import mplog_record
 
 __all__ = ["BatchedWrites"]
 

@@ -1,9 +1,9 @@
 """A handler's entry points besides ``emit``: reopen, rotate, close, flush, fork.
 
-Each one enters the handler's :class:`~mplog.lifecycle.ThreadGuard` first.  Called
+Each one enters the handler's :class:`~mplog._lifecycle.ThreadGuard` first.  Called
 from a signal handler (or a ``__del__``) that interrupted this very thread inside
 the handler, it never waits: a close, reopen or rollover is deferred until the
-interrupted call leaves (see :mod:`mplog.lifecycle`).  An exception that
+interrupted call leaves (see :mod:`mplog._lifecycle`).  An exception that
 leaves one releases what the thread may still hold
 (:meth:`~mplog._handler_parts.HandlerParts._let_go`).
 """
@@ -14,9 +14,9 @@ import io
 import logging
 import time
 
+from ._compression_scheduler import after_fork_in_child as archive_after_fork
 from ._handler_parts import HandlerParts
-from .archive import after_fork_in_child as archive_after_fork
-from .lifecycle import entry_point, released
+from ._lifecycle import entry_point, released
 
 __all__ = ["EntryPoints"]
 
@@ -32,7 +32,7 @@ class EntryPoints(HandlerParts):
         reopen their logs (gunicorn's ``reopen_files``): the handler is then what it
         was before, batched mode included.  Called from a signal handler that
         interrupted this handler, it returns the current stream and reopens once
-        the interrupted call is done (see :mod:`mplog.lifecycle`).
+        the interrupted call is done (see :mod:`mplog._lifecycle`).
         """
         if not self._guard.enter():
             self._guard.defer(self._reopen)
@@ -69,7 +69,7 @@ class EntryPoints(HandlerParts):
             if self._batch is not None:
                 self._batch.flush()
             with self._lock as shared:
-                self._file.sync(shared, time.time(), check=True)
+                self._file.settle(shared, time.time(), check=True)
                 if not self._file.regular:  # bpo-45401: renaming /dev/null breaks hosts
                     return
                 self._rollover.rotate(self._file, shared, time_due=False)
@@ -94,7 +94,7 @@ class EntryPoints(HandlerParts):
             self._guard.defer(self.close)
             return
         try:
-            # Waiting for mplog's threads: not holding logging's locks (see mplog.batch).
+            # Waiting for mplog's threads: not holding logging's locks (see mplog._batch).
             with released(self.lock):
                 if self._batch is not None:
                     self._batch.close()
@@ -126,7 +126,7 @@ class EntryPoints(HandlerParts):
         """
         if self._batch is not None and self._guard.enter():
             try:
-                with released(self.lock):  # logging.shutdown() holds it (see mplog.batch)
+                with released(self.lock):  # logging.shutdown() holds it (see mplog._batch)
                     self._batch.flush()
             except BaseException as error:
                 self._let_go(error)
@@ -140,7 +140,7 @@ class EntryPoints(HandlerParts):
         self.flush()
 
     def _after_fork(self) -> None:
-        """In a forked child: take our own lock descriptor (see lock.py), start empty."""
+        """In a forked child: take our own lock descriptor (see _lock.py), start empty."""
         archive_after_fork()
         self._guard.after_fork_in_child()
         self._reporter.after_fork_in_child()

@@ -20,22 +20,22 @@ import threading
 import time
 from typing import Callable
 
-from .active import ActiveFile
-from .archive import Archiver
-from .batch import BatchWriter
-from .compression import Compressor
-from .durability import Durability
+from ._active import ActiveFile
+from ._backups import Backups
+from ._batch import BatchWriter
+from ._compression_scheduler import CompressionScheduler
+from ._compressors import Compressor
+from ._durability import Durability
+from ._lifecycle import ThreadGuard
+from ._lock import InterProcessLock, is_special_file, lock_path_for
+from ._netfs import is_network_filesystem, is_nfs, local_locks_only
+from ._options import Arguments, Options
+from ._permissions import FilePermissions
+from ._presence import Presence, presence_path_for
+from ._reporting import Reporter, mplog_record
+from ._rollover import Rollover, SizeLimit
+from ._triggers import TimeSchedule, TimeTrigger
 from .exceptions import ReentrantLogging
-from .lifecycle import ThreadGuard
-from .lock import FileLock, is_special_file, lock_path_for
-from .netfs import is_network_filesystem, is_nfs, local_locks_only
-from .options import Arguments, Options
-from .permissions import FilePermissions
-from .presence import Presence, presence_path_for
-from .reporting import Reporter, mplog_record
-from .rollover import Rollover, SizeLimit
-from .rotation import Backups
-from .triggers import TimeSchedule, TimeTrigger
 
 __all__ = ["HandlerParts"]
 
@@ -63,10 +63,10 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
     _newline: str
     _plain_text: bool
     _reporter: Reporter
-    _lock: FileLock
+    _lock: InterProcessLock
     _guard: ThreadGuard
     _durability: Durability | None
-    _archiver: Archiver | None
+    _archiver: CompressionScheduler | None
     _rollover: Rollover
     _file: ActiveFile
     _batch: BatchWriter | None
@@ -98,8 +98,8 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         # On NFS the shared state bypasses the client's cache (and any delegation).
         direct = network and is_nfs(lock_path)
         # One lock per lock file per process, and one record of the threads inside:
-        # every handler of this log in this process shares them (see mplog.lock).
-        self._lock = FileLock(
+        # every handler of this log in this process shares them (see mplog._lock).
+        self._lock = InterProcessLock(
             lock_path, options.lock_timeout, self._permissions, path, direct, process_wide=True
         )
         self._guard = ThreadGuard(self._report_deferred, self._lock.inside, self._lock.deferred)
@@ -117,7 +117,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         )
         self._archiver = None
         if self._compressor is not None:
-            self._archiver = Archiver(
+            self._archiver = CompressionScheduler(
                 path,
                 self._compressor,
                 self._lock,
@@ -203,7 +203,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
 
     def _settings(self) -> str:
         """The rotation settings every process on the log should share, as one line
-        (recorded in the presence file, see :mod:`mplog.presence`)."""
+        (recorded in the presence file, see :mod:`mplog._presence`)."""
         schedule = self._schedule
         when = "None" if schedule is None else f"{schedule.when} interval={schedule.interval}s"
         limit = self._rollover.limit
@@ -236,7 +236,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         """An exception leaves an entry point that entered the handler: release what
         this thread may still hold, unless the exception says an outer caller holds it.
 
-        The last layer of cleanup (see mplog.lock): an exception that arrived where a
+        The last layer of cleanup (see mplog._lock): an exception that arrived where a
         ``with`` statement leaves its block, before it called ``__exit__`` (possible
         on every Python for a trace function, and for a signal on 3.9 and 3.10), left
         the lock held.  The parts' locks are reentrant (an ``RLock`` records its

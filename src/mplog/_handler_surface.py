@@ -5,7 +5,7 @@
 ``stream``, ``maxBytes``, ``backupCount``, ``rolloverAt``, ``suffix``,
 ``extMatch``, ``shouldRollover()``, ``getFilesToDelete()`` and ``handleError()``
 keep their stdlib meaning on top of mplog's parts: the active file
-(:mod:`mplog.active`) and the rotation policy (:mod:`mplog.rollover`), which owns
+(:mod:`mplog._active`) and the rotation policy (:mod:`mplog._rollover`), which owns
 the size settings.
 """
 
@@ -19,9 +19,9 @@ import stat
 import time
 
 from ._handler_parts import HandlerParts
-from .options import parse_backup_count
-from .reporting import print_report
-from .units import SizeLike, parse_size
+from ._options import parse_backup_count
+from ._reporting import print_report
+from ._units import SizeLike, parse_size
 
 __all__ = ["StdlibSurface"]
 
@@ -102,7 +102,7 @@ class StdlibSurface(HandlerParts):
         if value != self.extMatch:
             raise ValueError(_fixed_naming("extMatch", value, self.extMatch))
 
-    # maxBytes and backupCount are the rollover's (mplog.rollover.SizeLimit); a
+    # maxBytes and backupCount are the rollover's (mplog._rollover.SizeLimit); a
     # change sends the next record through it, past the active file's fast path.
 
     @property
@@ -155,7 +155,7 @@ class StdlibSurface(HandlerParts):
         repaired lock file, failing retention or compression...) as one line on
         standard error, with the traceback only when *debug* is on; a record that
         could not be written as :meth:`logging.Handler.handleError` does.  Both only
-        while ``logging.raiseExceptions`` is true (see :mod:`mplog.reporting`)."""
+        while ``logging.raiseExceptions`` is true (see :mod:`mplog._reporting`)."""
         if not print_report(record, self.debug):
             super().handleError(record)
 

@@ -8,7 +8,7 @@ a formatter may log.  The rule: every entry point of a handler (``emit``,
 ``close``, ``flush``, ``_open``, ``doRollover``, the batched writer's pass) marks
 the calling thread as *inside* from its first instruction to its last
 (:class:`ThreadGuard`), and inside every other handler of the same log in this
-process too: they share one lock and one such record (:mod:`mplog.lock`).  A call
+process too: they share one lock and one such record (:mod:`mplog._lock`).  A call
 that finds its thread already inside never blocks: a record goes to
 ``handleError`` (sync mode) or the queue (batched mode), ``flush()`` returns at
 once, and ``close()``, ``_open()`` and ``doRollover()`` are deferred until the
@@ -27,7 +27,7 @@ in whatever thread allocates) and never wait for a thread that waits for them.  
 waits for them while holding that lock or its handler's lock: :func:`released`
 lets go of both for the wait (``logging.basicConfig(force=True)``,
 ``dictConfig`` and ``logging.shutdown()`` call ``close()`` holding them).  The
-lock order is written in :mod:`mplog.batch`.  Starting one of these threads waits
+lock order is written in :mod:`mplog._batch`.  Starting one of these threads waits
 for it to run threading's bootstrap, where a collection could log and wait for
 what the starter holds: :func:`start_thread` pauses the collector meanwhile
 (:func:`collection_paused`).
@@ -93,8 +93,8 @@ class ThreadGuard:
     deferred.
 
     Every handler of one lock file in a process has its own guard over the same two
-    dictionaries (the lock's :attr:`~mplog.lock.FileLock.inside` and
-    :attr:`~mplog.lock.FileLock.deferred`): a thread inside one of them is inside
+    dictionaries (the lock's :attr:`~mplog._lock.InterProcessLock.inside` and
+    :attr:`~mplog._lock.InterProcessLock.deferred`): a thread inside one of them is inside
     all of them, so a signal handler that logs through, closes or reopens another
     handler of the same log never waits for its own thread.
 
@@ -344,7 +344,7 @@ def background(thread: _T) -> _T:
 
 def is_background() -> bool:
     """True in one of mplog's threads, which never wait for room in a batched queue:
-    the writer they would wait for may be waiting for them (see :mod:`mplog.batch`)."""
+    the writer they would wait for may be waiting for them (see :mod:`mplog._batch`)."""
     return threading.current_thread() in _background
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Callable, NamedTuple
 
-from .retention import Retention, Stored
+from ._retention import Retention, Stored
 
 __all__ = [
     "Backup",

@@ -16,7 +16,7 @@ each lock), syncs the data to the server before it unlocks, identifies files by
 inode alone, and re-reads the directory before it trusts a name.  This module
 tells which filesystems need that (:func:`is_network_filesystem`) and whether
 their locks exclude other hosts at all (:func:`local_locks_only`), and holds
-what :class:`~mplog.active.ActiveFile` does differently there (:func:`write_at`,
+what :class:`~mplog._active.ActiveFile` does differently there (:func:`write_at`,
 :func:`check_shared`, :func:`refresh_directory`); PROTOCOL.md, section 7, lists
 every difference network mode makes.
 """
@@ -28,11 +28,11 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from .backup_claims import temp_name
+from ._claims import temp_name
 
 if TYPE_CHECKING:
-    from .active import ActiveFile
-    from .header import SharedState
+    from ._active import ActiveFile
+    from ._header import SharedState
 
 __all__ = [
     "check_shared",
@@ -161,7 +161,7 @@ def write_at(file: ActiveFile, shared: SharedState, data: bytes, size: int) -> N
 
 
 def check_shared(file: ActiveFile, shared: SharedState, now: float) -> int:
-    """:meth:`ActiveFile.check <mplog.active.ActiveFile.check>` on a network
+    """:meth:`ActiveFile.check <mplog._active.ActiveFile.check>` on a network
     filesystem, where this host's view of the log may be stale: a name may still
     lead to the file another host renamed, and a cached size may be old.  The file
     the shared state announces is the truth: it is (re)opened until the name leads

@@ -1,7 +1,7 @@
 """``mplog demo``: several processes log into one rotating file, then every record is checked.
 
 Each worker writes lines ``<worker> <seq> <crc32> <payload>``; the check
-(:func:`mplog.verify.read_back`, with the demo's line rule) reads the active file
+(:func:`mplog._readback.read_back`, with the demo's line rule) reads the active file
 and every backup (decompressing them with ``--compress``) and counts lost,
 duplicated, torn and reordered records and oversized backups.
 """
@@ -18,8 +18,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .handler import ConcurrentRotatingFileHandler
-from .verify import Verification, read_back
+from ._handler import ConcurrentRotatingFileHandler
+from ._readback import Verification, read_back
 
 __all__ = ["DemoConfig", "Report", "run_demo", "verify_log"]
 
@@ -71,7 +71,7 @@ def _worker(
         compress_delay=0,  # no shipper reads the demo's logs; it checks every archive
     )
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger(f"mplog.demo.{worker}")
+    logger = logging.getLogger(f"mplog._demo.{worker}")
     logger.propagate = False
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

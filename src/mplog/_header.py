@@ -19,7 +19,7 @@ map: a map faults (SIGBUS, killing the process) when another program truncates
 the file under it, and a forked child would keep the parent's lock description
 open through the map's duplicate descriptor.  What a truncation cut off reads as
 zeros; without the magic the header is not trusted (the fast path of
-:meth:`ActiveFile.append <mplog.active.ActiveFile.append>` checks it at every
+:meth:`ActiveFile.append <mplog._active.ActiveFile.append>` checks it at every
 record) and the next path check repairs it (:meth:`SharedState.repair`) with a
 random generation, which no writer holds.  Writers that do not update this header
 (concurrent-log-handler during a migration) are PROTOCOL.md's section 8.
@@ -77,7 +77,7 @@ pack_pair = _PAIR.pack
 
 
 def owner_key(identity: str) -> int:
-    """A stable, non-zero 64-bit key for a log's *identity* (see FileLock)."""
+    """A stable, non-zero 64-bit key for a log's *identity* (see InterProcessLock)."""
     digest = hashlib.blake2b(os.fsencode(identity), digest_size=8).digest()
     return _WORD.unpack(digest)[0] or 1
 
@@ -156,7 +156,7 @@ class SharedState:
 
     def copy_from(self, other: SharedState) -> None:
         """Take over *other*'s state, but not its claim (the lock file was replaced:
-        see LockFile.verify): the magic, the generation, the sizes, the boundary, the
+        see LockFile.revalidate): the magic, the generation, the sizes, the boundary, the
         active file and the foreign writers' instant; the owner stays ours."""
         os.pwrite(self.fd, other._read(_OWNER_AT, 0), 0)
         os.pwrite(self.fd, other._read(_PATH_LEN_AT - _BOUNDARY_AT, _BOUNDARY_AT), _BOUNDARY_AT)
@@ -179,7 +179,7 @@ class SharedState:
         filesystems, and writers of the published steps: PROTOCOL.md 3.1).
 
         If its process dies before :meth:`end_write`, the next lock holder finds the
-        mark and cuts a partial record off (:meth:`mplog.active.ActiveFile.recover`).
+        mark and cuts a partial record off (:meth:`mplog._active.ActiveFile.recover`).
         """
         self._write_word(end, WRITE_END_AT)
 
@@ -187,7 +187,7 @@ class SharedState:
         """Publish *size* (where the previous write ended, found complete) and mark
         this write, from *size* to *end*, as begun: one ``pwrite``.  Nothing is
         published after the write: the next lock holder finds the file *end* bytes
-        long if it completed (:meth:`mplog.active.ActiveFile.sync`)."""
+        long if it completed (:meth:`mplog._active.ActiveFile.settle`)."""
         os.pwrite(self.fd, _PAIR.pack(size, end), SIZE_AT)
 
     def end_write(self, size: int) -> None:

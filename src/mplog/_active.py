@@ -2,7 +2,7 @@
 
 :class:`ActiveFile` owns this process's descriptor on it, its identity and the
 shared generation it belongs to, and the writer's side of PROTOCOL.md, with the
-inter-process lock held (the shared state is :mod:`mplog.header`'s):
+inter-process lock held (the shared state is :mod:`mplog._header`'s):
 
 * **append** (PROTOCOL.md 3.1): one ``os.write`` of a whole record, after one
   ``pwrite`` that publishes where the previous write ended and marks this one as
@@ -12,12 +12,12 @@ inter-process lock held (the shared state is :mod:`mplog.header`'s):
   (one ``lseek``), before anything is written.
 * **check** (3.2): stat the path every *watch_interval* seconds and whenever the
   shared generation moved; reopen, announce, notice foreign writers.
-* **settle** (5.1, :mod:`mplog.settle`): keep the last write begun if whole, cut off
+* **settle** (5.1, :mod:`mplog._settle`): keep the last write begun if whole, cut off
   the partial record of a writer killed mid-record; cut back a write that failed
   part-way, so no torn record stays.
 
 On a network filesystem the differences are PROTOCOL.md's section 7, and their
-code is :mod:`mplog.netfs`'s.
+code is :mod:`mplog._netfs`'s.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Callable
 
-from .durability import Durability
-from .header import MAGIC, SIZE_AT, SharedState, pack_pair, unpack_state
-from .lock import FileLock
-from .netfs import check_shared, local_locks_warning, write_at
-from .permissions import FilePermissions
-from .presence import Presence
-from .reporting import Reporter
-from .settle import Settling
+from ._durability import Durability
+from ._header import MAGIC, SIZE_AT, SharedState, pack_pair, unpack_state
+from ._lock import InterProcessLock
+from ._netfs import check_shared, local_locks_warning, write_at
+from ._permissions import FilePermissions
+from ._presence import Presence
+from ._reporting import Reporter
+from ._settle import Settling
 
-if TYPE_CHECKING:  # mplog.rollover imports this module
-    from .rollover import Rollover
+if TYPE_CHECKING:  # mplog._rollover imports this module
+    from ._rollover import Rollover
 
 __all__ = ["ActiveFile"]
 
@@ -62,14 +62,14 @@ class ActiveFile(Settling):
     :param permissions: mode and owner of a newly created file.
     :param reporter: where findings and failures go.
     :param durability: the ``fsync`` policy, or None.
-    :param rotation: the rotation policy (:class:`~mplog.rollover.Rollover`), asked
+    :param rotation: the rotation policy (:class:`~mplog._rollover.Rollover`), asked
         before a write when the fast path does not apply (see :meth:`prepare`).
     :param network: the log is on a filesystem several hosts share.
     :param watch_interval: seconds between two checks of the path.
     :param truncate: truncate the file at the first open (``mode="w"``), if no other
         process has it open (see *presence*).
     :param presence: this handler's sign that it has the log open
-        (:mod:`mplog.presence`); None for a device or pipe.
+        (:mod:`mplog._presence`); None for a device or pipe.
     :param keep_open: keep the descriptor open between records.
     :param local_locks: the network filesystem's locks exclude this host only
         (reported at the first open).
@@ -83,7 +83,7 @@ class ActiveFile(Settling):
     def __init__(
         self,
         path: str,
-        lock: FileLock,
+        lock: InterProcessLock,
         permissions: FilePermissions,
         reporter: Reporter,
         durability: Durability | None,
@@ -205,7 +205,7 @@ class ActiveFile(Settling):
         try:
             # The fast path (PROTOCOL.md 3.1 steps 2-5): what prepare and write do when
             # nothing is due (no watch, no rotation, no other writer's rotation or
-            # crash to handle), inlined on the header's words (mplog.header). Per
+            # crash to handle), inlined on the header's words (mplog._header). Per
             # record, Python calls cost as much as the system calls.
             n = len(data)
             if self.watched_at <= time.time() < self.fast_until:
@@ -256,7 +256,7 @@ class ActiveFile(Settling):
 
     def write(self, shared: SharedState, data: bytes, size: int) -> int:
         """Append *data* whole at *size* (-1: not a regular file), the size
-        :meth:`sync` (or a rotation) found, publishing *size* and marking the write
+        :meth:`settle` (or a rotation) found, publishing *size* and marking the write
         as begun; on failure, cut off the partial record (lock held).  Return where
         the file now ends (with the file's start, if *data* is its first record)."""
         if size < 0:  # nothing to publish: nobody rotates or measures a device
@@ -309,7 +309,7 @@ class ActiveFile(Settling):
     def check(self, shared: SharedState, now: float) -> int:
         """Check the lock file; stat the path; reopen if the file we hold was renamed,
         deleted or replaced; publish the real size (lock held)."""
-        problem = self.lock.verify()
+        problem = self.lock.revalidate()
         if problem is not None:
             self.reporter.notify(problem)
         if self.lock.foreign:  # made by concurrent-log-handler: a mixed fleet

@@ -9,11 +9,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from . import __version__, bench
+from . import __version__
+from . import _bench as bench
 from ._cli_args import positive, process_counts, size
-from .compression import Compressor
-from .demo import DemoConfig, format_report, run_demo
-from .triggers import TimeSchedule
+from ._compressors import Compressor
+from ._demo import DemoConfig, format_report, run_demo
+from ._triggers import TimeSchedule
 
 __all__ = ["main"]
 

@@ -1,18 +1,18 @@
 """Compressing rotated files in the background, without holding the writers' lock.
 
-After a rotation the handler calls :meth:`Archiver.request`; a background
+After a rotation the handler calls :meth:`CompressionScheduler.request`; a background
 thread (one per handler, started on demand, at low CPU priority on Linux)
 sweeps the log's backups: it removes the temporary files crashes left
-(:func:`mplog.backup_claims.clean_leftovers`), then compresses every
+(:func:`mplog._claims.clean_leftovers`), then compresses every
 uncompressed backup, newest first, one at a time with
-:class:`mplog.compress_one.BackupCompressor`, which keeps that safe against
+:class:`mplog._compress_backup.BackupCompressor`, which keeps that safe against
 other processes compressing, rotating and pruning the same files, and against
 crashes.  Writers never wait for a compression: the writers' lock is held only
 to commit its result, and to apply retention once more at the end of the sweep
-(:attr:`Archiver.retain`): retention spares a backup while it is being compressed,
+(:attr:`CompressionScheduler.retain`): retention spares a backup while it is being compressed,
 and this is where it goes.  A name that is not what mplog expects (a directory,
 symbolic link or FIFO named like a backup or a temporary file, a callable's output
-swapped for one) is left alone and reported once (:mod:`mplog.untrusted`); it
+swapped for one) is left alone and reported once (:mod:`mplog._untrusted`); it
 never stops the sweep.  While the thread runs, further requests make it sweep
 once more; where no thread can be started (interpreter shutdown, no threads
 left) the caller sweeps, unless it holds the writers' lock.  What each sweep does
@@ -26,7 +26,7 @@ due, without waiting for a rotation.  By the modification time, not the
 rotation: the last write is when a shipper's lag starts to count, and renames
 that shift numbered backups (``.1`` -> ``.2``) do not restart it.
 
-:meth:`Archiver.close` cancels the timer, waits for the thread and sweeps once
+:meth:`CompressionScheduler.close` cancels the timer, waits for the thread and sweeps once
 more, which also finishes or removes what a crash left, so once every process
 has closed its handler no backup older than the delay is left uncompressed.
 One younger than that at the last close stays plain, readable, until the next
@@ -43,23 +43,23 @@ import time
 from collections.abc import Iterator
 from typing import Callable
 
+from ._backups import Backup, group_backups
+from ._claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
+from ._compress_backup import BackupCompressor, Locate
+from ._compressors import Compressor
+from ._lifecycle import background, collection_paused, start_thread
+from ._lock import InterProcessLock
+from ._permissions import FilePermissions
 from ._priority import lower_this_thread
-from .backup_claims import after_fork_in_child, clean_leftovers, discard, is_claimed, temp_prefix
-from .compress_one import BackupCompressor, Locate
-from .compression import Compressor
-from .lifecycle import background, collection_paused, start_thread
-from .lock import FileLock
-from .permissions import FilePermissions
-from .reporting import Reporter
-from .rotation import Backup, group_backups
-from .untrusted import UnexpectedFile
+from ._reporting import Reporter
+from ._untrusted import UnexpectedFile
 
-__all__ = ["Archiver", "after_fork_in_child", "discard", "is_claimed"]
+__all__ = ["CompressionScheduler", "after_fork_in_child", "discard", "is_claimed"]
 
 ListBackups = Callable[[], list[Backup]]
 
 
-class Archiver:
+class CompressionScheduler:
     """Compresses one log's backups in the background; see the module docstring.
 
     :param base: the active log file's path.
@@ -84,7 +84,7 @@ class Archiver:
         self,
         base: str,
         compressor: Compressor,
-        lock: FileLock,
+        lock: InterProcessLock,
         backups: ListBackups,
         locate: Locate,
         permissions: FilePermissions,
@@ -123,7 +123,7 @@ class Archiver:
         """Hold the state lock, with the garbage collector paused: a thread that holds
         the writers' lock (rotating) may wait for it, so a ``__del__`` or a collector's
         callback that logs, and so waits for the writers' lock, must not run in a
-        thread holding it (:func:`mplog.lifecycle.collection_paused`)."""
+        thread holding it (:func:`mplog._lifecycle.collection_paused`)."""
         with collection_paused(), self._state:
             yield
 
@@ -268,7 +268,7 @@ class Archiver:
             return False
         try:
             with self._lock:
-                self._one.verify_lock()
+                self._one.revalidate_lock()
                 self.retain()
         except Exception as error:
             self._failed(error)

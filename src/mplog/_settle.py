@@ -3,7 +3,7 @@
 Between two records the lock file's header says where the last write begun starts
 (*size*) and ends (*write end*); whether it completed, the file's length tells
 (PROTOCOL.md 3.1 and 5.1).  :class:`Settling` is the part of
-:class:`~mplog.active.ActiveFile` that reads that length before writing, keeps a
+:class:`~mplog._active.ActiveFile` that reads that length before writing, keeps a
 whole record, cuts off a torn one, notices a writer that appended without
 publishing (section 8) or a file truncated behind the writers, decides whether the
 path must be checked, and cuts back a record whose own write failed part-way.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from .header import SharedState
+from ._header import SharedState
 
 __all__ = ["Settling"]
 
@@ -23,7 +23,7 @@ _lseek, SEEK_END = os.lseek, os.SEEK_END
 
 
 class Settling:
-    """How the active file settles a write (a base of :class:`~mplog.active.ActiveFile`,
+    """How the active file settles a write (a base of :class:`~mplog._active.ActiveFile`,
     which sets these attributes).
 
     .. versionadded:: 0.1
@@ -44,7 +44,7 @@ class Settling:
         mount to mount, the server's file id does not)."""
         return (0 if self.network else st.st_dev, st.st_ino)
 
-    def sync(self, shared: SharedState, now: float, check: bool = False) -> tuple[int, bool]:
+    def settle(self, shared: SharedState, now: float, check: bool = False) -> tuple[int, bool]:
         """Settle the last write begun (cut off a record a writer left torn when it
         died, notice a writer that appended without publishing); check the path (and
         the lock file) if asked, if another process changed the active file, if the

@@ -11,7 +11,7 @@ The size settings, ``maxBytes`` and ``backupCount``, are kept in one place,
 :class:`SizeLimit`, which the handler's attributes of those names read and set;
 the active file only holds what :meth:`Rollover.prepare` last granted it (skip
 the checks until a time, for records within the limit: :meth:`ActiveFile.arm
-<mplog.active.ActiveFile.arm>`), and is sent back through it when they change.
+<mplog._active.ActiveFile.arm>`), and is sent back through it when they change.
 
 A rotation that fails (a directory we may not write, a backup name taken by a
 directory) costs no record: the file we hold is still the active one, so writers
@@ -27,13 +27,13 @@ import math
 import time
 from typing import Callable
 
-from .active import ActiveFile
-from .archive import Archiver, discard, is_claimed
-from .header import SharedState
-from .netfs import refresh_directory
-from .reporting import Reporter
-from .rotation import Backups
-from .triggers import TimeTrigger
+from ._active import ActiveFile
+from ._backups import Backups
+from ._compression_scheduler import CompressionScheduler, discard, is_claimed
+from ._header import SharedState
+from ._netfs import refresh_directory
+from ._reporting import Reporter
+from ._triggers import TimeTrigger
 
 __all__ = ["ROTATION_RETRY", "Rollover", "SizeLimit"]
 
@@ -71,7 +71,7 @@ class SizeLimit:
         return self.max_bytes if self.backup_count > 0 or self.time_named else 0
 
     def count(self) -> int:
-        """``backupCount`` now (what :class:`~mplog.rotation.Backups` asks at each use)."""
+        """``backupCount`` now (what :class:`~mplog._backups.Backups` asks at each use)."""
         return self.backup_count
 
 
@@ -79,7 +79,7 @@ class Rollover:
     """Rotates one handler's active file (every method runs with the lock held).
 
     The active file is given this policy when it is built (see
-    :meth:`ActiveFile.prepare <mplog.active.ActiveFile.prepare>`), and passes
+    :meth:`ActiveFile.prepare <mplog._active.ActiveFile.prepare>`), and passes
     itself at each call.
 
     :param backups: the log's backups: naming, shifting, retention.
@@ -100,7 +100,7 @@ class Rollover:
         limit: SizeLimit,
         trigger: TimeTrigger | None,
         rename: Rename,
-        archiver: Archiver | None,
+        archiver: CompressionScheduler | None,
         reporter: Reporter,
         debug: Callable[[str], None],
     ) -> None:
@@ -115,7 +115,7 @@ class Rollover:
         # in the current episode (None: not failing).
         self._retry_at = 0.0
         self._skipped: int | None = None
-        if archiver is not None:  # each sweep ends with retention (see Archiver.retain)
+        if archiver is not None:  # each sweep ends with retention (see CompressionScheduler.retain)
             archiver.retain = self.prune
 
     def prepare(self, file: ActiveFile, shared: SharedState, nbytes: int) -> int:
@@ -127,7 +127,7 @@ class Rollover:
         seconds, and before any rotation, to notice other programs (logrotate).
         """
         now = time.time()
-        size, checked = file.sync(shared, now)
+        size, checked = file.settle(shared, now)
         if not file.regular:  # bpo-45401: a device or pipe is never rotated
             return -1
         trigger = self.trigger
@@ -206,7 +206,7 @@ class Rollover:
             if self.archiver is not None:
                 # After retention, so it never finds the new backup already claimed. Only
                 # starts (or wakes) the background thread: never compresses in this
-                # thread, which holds the writers' lock (see Archiver.request).
+                # thread, which holds the writers' lock (see CompressionScheduler.request).
                 self.archiver.request()
 
     def _rename_active(self, now: float, time_due: bool) -> None:
@@ -214,7 +214,7 @@ class Rollover:
         path = self.backups.base
         trigger = self.trigger
         if trigger is not None:
-            trigger.sync(now)  # name the file like every other process would
+            trigger.adopt_shared_boundary(now)  # name the file like every other process would
             dest = self.backups.time_name(trigger.label())
             self._debug(f"rotating {path} -> {dest}")
             self._rename(path, dest)

@@ -18,13 +18,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .compression import CompressLike
-from .handler import ConcurrentRotatingFileHandler
-from .options import PathLike, log_path
-from .placeholders import expand_placeholders
-from .schema import check_config, check_keywords, explain_dict_config_error
-from .schema import handler_options as handler_options_of_mplog
-from .units import DurationLike, SizeLike, parse_size
+from ._compressors import CompressLike
+from ._handler import ConcurrentRotatingFileHandler
+from ._options import PathLike, log_path
+from ._placeholders import expand_placeholders
+from ._schema import check_config, check_keywords, explain_dict_config_error
+from ._schema import handler_options as handler_options_of_mplog
+from ._units import DurationLike, SizeLike, parse_size
 
 __all__ = ["DEFAULT_FORMAT", "WorkerInitializer", "setup_logging", "worker_initializer"]
 
@@ -64,7 +64,7 @@ def setup_logging(
         ``{hostname}`` in it is replaced by this host's name, so one
         configuration serves every host.  A name ending like a configuration
         file (``.yaml``, ``.json``...: that is ``config=``) or in ``/`` is refused
-        (see :func:`mplog.options.log_path`).
+        (see :func:`mplog._options.log_path`).
     :param level: root logger level: a name in any case (``"info"``) or a number.
     :param format: record format, as for :func:`logging.basicConfig`.
     :param datefmt: ``asctime`` format.
@@ -204,7 +204,7 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
     ``disable_existing_loggers`` defaults to False: loggers created before the
     call (module-level ``getLogger(__name__)``) keep working.
 
-    :raises ValueError: an unknown key, level or name (see :mod:`mplog.schema`),
+    :raises ValueError: an unknown key, level or name (see :mod:`mplog._schema`),
         naming the file, the key path and the key that was probably meant.
     """
     if isinstance(config, dict):

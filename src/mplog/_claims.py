@@ -12,7 +12,7 @@ next to the backup; a callable compressor's output adds its suffix to that name.
 :func:`clean_leftovers` removes those nobody holds any more: what crashes left,
 name by name: a name like theirs that is not a regular file is left alone (and
 returned, to be reported), and another user's file this user may not open is
-left to its owner.  How a compression uses them is :mod:`mplog.compress_one`'s;
+left to its owner.  How a compression uses them is :mod:`mplog._compress_backup`'s;
 the protocol every process follows is PROTOCOL.md's section 6.
 """
 
@@ -22,8 +22,8 @@ import contextlib
 import os
 import secrets
 
-from .lock import try_lock_descriptor
-from .untrusted import READ_FLAGS, UnexpectedFile, describe, open_checked
+from ._lock import try_lock_descriptor
+from ._untrusted import READ_FLAGS, UnexpectedFile, describe, open_checked
 
 __all__ = [
     "READ_FLAGS",
@@ -45,7 +45,7 @@ _transient: set[int] = set()
 def open_to_lock(path: str) -> int:
     """Open the regular file *path* so that it can be flock'ed exclusively: for writing
     where allowed, since NFS grants exclusive locks only on descriptors open for writing.
-    Anything but a regular file raises :class:`~mplog.untrusted.UnexpectedFile`."""
+    Anything but a regular file raises :class:`~mplog._untrusted.UnexpectedFile`."""
     try:
         return open_checked(path, (READ_FLAGS & ~os.O_RDONLY) | os.O_RDWR)
     except PermissionError:
@@ -118,7 +118,7 @@ def clean_leftovers(directory: str, prefix: str) -> list[OSError]:
 
     Each name on its own: what is not a regular file (a directory, symbolic link or
     FIFO named like them) is left alone and returned as an
-    :class:`~mplog.untrusted.UnexpectedFile`, for the caller to report; a file this
+    :class:`~mplog._untrusted.UnexpectedFile`, for the caller to report; a file this
     user may not open or remove (another user's compression, in a directory they
     share) is skipped, for its owner's sweeps."""
     try:
@@ -156,7 +156,7 @@ def clean_leftovers(directory: str, prefix: str) -> list[OSError]:
 
 def remove_all(directory: str, names: list[str]) -> list[OSError]:
     """Remove the regular files *names* in *directory*, those already gone skipped;
-    return an :class:`~mplog.untrusted.UnexpectedFile` for each name that is not a
+    return an :class:`~mplog._untrusted.UnexpectedFile` for each name that is not a
     regular file (left alone), skipping files this user may not remove."""
     odd: list[OSError] = []
     for name in names:

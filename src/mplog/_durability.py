@@ -32,9 +32,9 @@ import time
 import weakref
 from typing import Union
 
-from .lifecycle import at_exit, start_thread
-from .reporting import Reporter
-from .units import parse_duration
+from ._lifecycle import at_exit, start_thread
+from ._reporting import Reporter
+from ._units import parse_duration
 
 __all__ = [
     "Durability",

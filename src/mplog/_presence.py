@@ -24,7 +24,7 @@ import os
 import stat
 from typing import Callable
 
-from .permissions import FilePermissions
+from ._permissions import FilePermissions
 
 try:
     import fcntl

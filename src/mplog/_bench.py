@@ -7,7 +7,7 @@ total number of records divided by (latest end - earliest start), taken from
 the processes' monotonic clocks (system-wide on Linux); a record counts once it
 is in the file (batched handlers are flushed, the queue listener's last write
 ends its run).  After each measurement every file (the log and its backups) is
-read back (:func:`mplog.verify.read_back`) to count lost, duplicated and torn
+read back (:func:`mplog._readback.read_back`) to count lost, duplicated and torn
 records: each message carries its worker id and sequence number.  The
 ``format-only`` contender writes nothing: its checks are None (``-`` in the table).
 
@@ -51,7 +51,7 @@ from ._bench_contenders import (
 )
 from ._bench_plot import figure, plot, require_matplotlib
 from ._bench_runner import fresh_runs, rotated, run_writers
-from .verify import Verification, read_back
+from ._readback import Verification, read_back
 
 __all__ = [
     "CONTENDERS",

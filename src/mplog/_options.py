@@ -21,14 +21,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
-from .compression import BUILTIN_SUFFIXES, CompressLike, Compressor
-from .durability import FsyncLike, parse_fsync
-from .first_line import HeaderLike, parse_header
-from .permissions import FilePermissions, Owner
-from .placeholders import expand_placeholders
-from .retention import Retention
-from .triggers import TimeSchedule
-from .units import DurationLike, SizeLike, parse_duration, parse_size
+from ._compressors import BUILTIN_SUFFIXES, CompressLike, Compressor
+from ._durability import FsyncLike, parse_fsync
+from ._first_line import HeaderLike, parse_header
+from ._permissions import FilePermissions, Owner
+from ._placeholders import expand_placeholders
+from ._retention import Retention
+from ._triggers import TimeSchedule
+from ._units import DurationLike, SizeLike, parse_duration, parse_size
 
 __all__ = ["CONFIG_SUFFIXES", "Arguments", "FsyncLike", "Options", "PathLike", "log_path"]
 

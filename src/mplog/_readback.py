@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .compression import BUILTIN_SUFFIXES, reader_for
-from .retention import Retention
-from .rotation import Backups
+from ._backups import Backups
+from ._compressors import BUILTIN_SUFFIXES, reader_for
+from ._retention import Retention
 
 __all__ = ["Parse", "Verification", "read_back"]
 
@@ -145,7 +145,7 @@ def _chunks(path: str) -> Iterator[bytes]:
 
 def _log_files(directory: str, log_name: str) -> tuple[list[str], list[str]]:
     """The names of the log's files in rotation order (its backups as
-    :class:`~mplog.rotation.Backups` finds them, either naming, then the active file),
+    :class:`~mplog._backups.Backups` finds them, either naming, then the active file),
     and of the other files."""
     base = os.path.join(directory, log_name)
     names = []

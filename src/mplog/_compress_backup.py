@@ -1,18 +1,18 @@
 """Compressing one backup, safely against concurrent processes and crashes.
 
 :meth:`BackupCompressor.compress` compresses one uncompressed backup of a log
-(:mod:`mplog.archive` decides when, in a background thread), following the
+(:mod:`mplog._compression_scheduler` decides when, in a background thread), following the
 claim protocol of PROTOCOL.md, section 6, step 2: *claim* the backup (an
 exclusive ``flock`` on a descriptor of it, which follows it through renames;
 claimed elsewhere, it is skipped), *compress* from that descriptor into a
-locked temporary file (:func:`mplog.backup_claims.temp_name`), then *commit*,
+locked temporary file (:func:`mplog._claims.temp_name`), then *commit*,
 holding the writers' lock only for two renames: the temporary file gets the
 backup's current name (found by inode) plus the suffix, and the original is
 renamed aside, to be removed once the lock is released, so that writers never
 wait for a compression nor a removal.  A callable's output is only a name others
 may have swapped: it is opened ``O_NOFOLLOW``, checked (a regular file of ours
 with one link) and changed through that descriptor only, or refused
-(:mod:`mplog.untrusted`).  With ``fsync=`` on, the directory is synced between
+(:mod:`mplog._untrusted`).  With ``fsync=`` on, the directory is synced between
 the two renames, so after a crash of the machine the archive's name is on disk
 whenever the original's removal is.
 
@@ -22,7 +22,7 @@ is left plain, and the caller is told when it is due.
 A crash at any point leaves the complete original (the compressed file gets its
 final name only when complete) or the complete archive under its final name.
 The next sweep removes temporary files whose lock is free (an original set
-aside included; :func:`mplog.backup_claims.clean_leftovers`), compresses
+aside included; :func:`mplog._claims.clean_leftovers`), compresses
 originals still uncompressed, and, if a crash fell between the commit's two
 renames, removes the original once its compressed copy is read back equal.
 """
@@ -35,13 +35,13 @@ import os
 import stat
 from typing import Callable
 
-from .backup_claims import open_to_lock, remove_all, temp_name
-from .compression import Compressor, reader_for
-from .durability import sync_directory
-from .lock import FileLock, lock_descriptor, try_lock_descriptor
-from .permissions import FilePermissions
-from .rotation import Backup
-from .untrusted import UnexpectedFile, describe, open_checked, set_times
+from ._backups import Backup
+from ._claims import open_to_lock, remove_all, temp_name
+from ._compressors import Compressor, reader_for
+from ._durability import sync_directory
+from ._lock import InterProcessLock, lock_descriptor, try_lock_descriptor
+from ._permissions import FilePermissions
+from ._untrusted import UnexpectedFile, describe, open_checked, set_times
 
 __all__ = ["BackupCompressor", "Locate"]
 
@@ -69,7 +69,7 @@ class BackupCompressor:
         self,
         base: str,
         compressor: Compressor,
-        lock: FileLock,
+        lock: InterProcessLock,
         locate: Locate,
         permissions: FilePermissions,
         debug: Callable[[str], None],
@@ -162,7 +162,7 @@ class BackupCompressor:
         Its output is only a name in a directory others may write: it is opened without
         following a symbolic link nor waiting on a FIFO, must be a regular file of ours
         with one link, and is then changed through that descriptor only
-        (:func:`~mplog.untrusted.open_checked`); anything else is refused, left alone."""
+        (:func:`~mplog._untrusted.open_checked`); anything else is refused, left alone."""
         function, suffix = self.compressor.function, self.compressor.suffix
         assert function is not None
         directory = os.path.dirname(backup.path)
@@ -230,10 +230,10 @@ class BackupCompressor:
 
         Should *temp* name another file by then (someone who can write the directory
         swapped it), that file is not committed: its new name is removed again and
-        :class:`~mplog.untrusted.UnexpectedFile` raised, the original kept."""
+        :class:`~mplog._untrusted.UnexpectedFile` raised, the original kept."""
         aside = temp_name(self._base)  # in the backup's directory; not made under the lock
         with self._lock:
-            self.verify_lock()
+            self.revalidate_lock()
             path = self._locate(file_id, hint)
             if path is None:
                 return  # pruned meanwhile: the caller removes the temporary file
@@ -253,7 +253,7 @@ class BackupCompressor:
             # original goes only once the archive's name is on disk.
             sync_directory(os.path.dirname(path))
             with self._lock:
-                self.verify_lock()
+                self.revalidate_lock()
                 path = self._locate(file_id, path)  # a rotation may have shifted it
                 moved = None if path is None else self._set_aside(path, aside)
         if moved is not None:
@@ -270,10 +270,11 @@ class BackupCompressor:
         os.rename(path, aside)
         return aside
 
-    def verify_lock(self) -> None:
+    def revalidate_lock(self) -> None:
         """Never rename or remove under a lock file that was deleted or replaced: the
-        writers that moved to the new one would not be excluded (see FileLock.verify)."""
-        problem = self._lock.verify()
+        writers that moved to the new one would not be excluded (see
+        InterProcessLock.revalidate)."""
+        problem = self._lock.revalidate()
         if problem is not None:
             self._debug(problem)
 
@@ -296,7 +297,7 @@ class BackupCompressor:
         finally:
             os.close(archive)
         with self._lock:
-            self.verify_lock()
+            self.revalidate_lock()
             path = self._locate(file_id, backup.path)
             if path is None:
                 return

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .units import DurationLike, SizeLike, parse_duration, parse_size
+from ._units import DurationLike, SizeLike, parse_duration, parse_size
 
 __all__ = ["Retention", "Stored"]
 

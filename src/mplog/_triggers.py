@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .units import DurationLike, parse_duration
+from ._units import DurationLike, parse_duration
 
 __all__ = ["TimeSchedule", "TimeTrigger"]
 
@@ -246,7 +246,7 @@ class TimeTrigger:
 
     def due(self, now: float, empty: bool) -> bool:
         """Return True if the active file must be rotated now (by time)."""
-        self.sync(now)
+        self.adopt_shared_boundary(now)
         if now < self.rollover_at:
             return False
         if empty:  # nothing to rotate: only move everyone on to the next period
@@ -254,7 +254,7 @@ class TimeTrigger:
             return False
         return True
 
-    def sync(self, now: float) -> None:
+    def adopt_shared_boundary(self, now: float) -> None:
         """Adopt the shared boundary: the period another process already started,
         or a passed boundary newer than ours (we were idle)."""
         shared = self._read()

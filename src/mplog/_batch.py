@@ -37,12 +37,12 @@ something that other thread could need at any instruction.  The order:
    logs through a handler that is not batched), so nobody holds them while waiting
    for those threads.  In batched mode ``handle`` queues without the handler's lock,
    and the handler's ``flush()`` and ``close()`` let go of both while they wait
-   (:func:`mplog.lifecycle.released`) and take them back holding nothing of mplog's;
+   (:func:`mplog._lifecycle.released`) and take them back holding nothing of mplog's;
 2. the queue's condition (``_cond``, reentrant; the writer sleeps on ``_work``, over
    the same lock): waited on only for room (a producer), for the writer's progress
    (``flush``, ``close``) or for records (the writer); nobody holding it waits for
    anything else;
-3. the inter-process lock (:class:`mplog.lock.FileLock`): taken by the writer to
+3. the inter-process lock (:class:`mplog._lock.InterProcessLock`): taken by the writer to
    write a batch.
 
 A thread of mplog (the writer, the compressor, the timers, the group commit)
@@ -67,7 +67,7 @@ import threading
 import weakref
 from typing import Callable
 
-from .lifecycle import at_exit, is_background, start_thread
+from ._lifecycle import at_exit, is_background, start_thread
 
 __all__ = ["LINGER", "WAKE_AT", "BatchWriter"]
 

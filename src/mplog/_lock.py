@@ -3,7 +3,7 @@
 On POSIX the hot path calls ``fcntl.flock`` directly (one system call; see
 :mod:`mplog._platform_lock`).  flock locks belong to an *open file description*:
 a descriptor inherited over ``fork`` shares the parent's lock and excludes
-nothing, so a forked child must call :meth:`FileLock.forget` and open its own
+nothing, so a forked child must call :meth:`InterProcessLock.forget` and open its own
 (the handler arranges that with ``os.register_at_fork``).
 
 **One lock per lock file per process.**  Several handlers may write one log in
@@ -19,16 +19,16 @@ last lock using it is closed.
 exception arrive between any two bytecodes.  The thread lock is a
 :class:`threading.RLock`, whose C implementation records the owner in the same
 step as it takes the lock, so "does this thread hold it" is always answerable
-(:meth:`FileLock.owned`), even when the exception arrived before the next line.
-:meth:`FileLock.acquire` undoes what it took on any exception,
-:meth:`FileLock.release` unlocks in its own ``except`` if interrupted before
-unlocking, and the handler's entry points call :meth:`FileLock.let_go` when an
+(:meth:`InterProcessLock.owned`), even when the exception arrived before the next line.
+:meth:`InterProcessLock.acquire` undoes what it took on any exception,
+:meth:`InterProcessLock.release` unlocks in its own ``except`` if interrupted before
+unlocking, and the handler's entry points call :meth:`InterProcessLock.let_go` when an
 exception leaves them, which releases whatever the thread still holds.  Unlocking
 the descriptor when it is not locked is harmless: every user of it in this process
 holds the thread lock first.
 
 The lock file itself, its shared header and its defence against damage,
-deletion and replacement are :mod:`mplog.lock_file`'s; PROTOCOL.md, section 2,
+deletion and replacement are :mod:`mplog._lock_file`'s; PROTOCOL.md, section 2,
 specifies them for every process on a log.
 """
 
@@ -41,17 +41,17 @@ import time
 import weakref
 from typing import Callable
 
+from ._header import SharedState
+from ._lock_file import LockFile, is_special_file, lock_path_for
+from ._permissions import FilePermissions
 from ._platform_lock import EX_NB as _EX_NB
 from ._platform_lock import UN as _UN
 from ._platform_lock import flock as _flock
 from ._platform_lock import lock_descriptor, try_lock_descriptor
 from .exceptions import LockTimeout, ReentrantLogging
-from .header import SharedState
-from .lock_file import LockFile, is_special_file, lock_path_for
-from .permissions import FilePermissions
 
 __all__ = [
-    "FileLock",
+    "InterProcessLock",
     "SharedState",
     "is_special_file",
     "lock_descriptor",
@@ -64,7 +64,7 @@ __all__ = [
 _lock, _try_lock = lock_descriptor, try_lock_descriptor
 
 # Attempts without blocking, after the first, before sleeping in flock: see
-# FileLock._contended.
+# InterProcessLock._contended.
 _RETRIES = 3
 
 #: What a thread deferred until it leaves the handlers: each call with its error report.
@@ -90,9 +90,9 @@ class _Core:
         self.shared: SharedState | None = None
         self.thread_lock = threading.RLock()  # owner recorded atomically with the acquire
         self.close_on_release = False
-        self.users = 0  # locks using the descriptor (see FileLock.close)
+        self.users = 0  # locks using the descriptor (see InterProcessLock.close)
         #: thread ident -> True while that thread is inside a handler on this lock
-        #: (mplog.lifecycle.ThreadGuard), and what it deferred until it leaves.
+        #: (mplog._lifecycle.ThreadGuard), and what it deferred until it leaves.
         self.inside: dict[int, bool] = {}
         self.deferred: dict[int, Deferred] = {}
 
@@ -117,13 +117,13 @@ def _core_for(path: str, log_path: str) -> _Core:
         return core
 
 
-class FileLock(LockFile):
+class InterProcessLock(LockFile):
     """An exclusive, non-reentrant lock on *path*, shared by every process and thread.
 
     flock does not exclude threads that share the descriptor, so a thread lock
     is taken first: a handler's writer thread, ``doRollover()`` and direct
     ``emit()`` calls from several threads exclude each other too.  The lock file's
-    header and repairs (:meth:`verify`) are :class:`~mplog.lock_file.LockFile`'s.
+    header and repairs (:meth:`revalidate`) are :class:`~mplog._lock_file.LockFile`'s.
 
     :param path: the sidecar lock file; created (with *mode*) if missing.
     :param timeout: seconds to wait before raising :class:`LockTimeout`;

@@ -151,7 +151,7 @@ _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_O
 
 def handler_options() -> list[str]:
     """Every keyword argument of mplog's handlers (both classes), in signature order."""
-    from .handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
+    from ._handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
 
     names: dict[str, None] = {}
     for cls in (ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler):
@@ -250,7 +250,7 @@ def _handler_keywords(target: Any) -> list[str] | None:
             target = logging.config.BaseConfigurator({}).resolve(target)
         except Exception:  # dictConfig reports a bad class itself, with our key path
             return None
-    from .handler import ConcurrentRotatingFileHandler
+    from ._handler import ConcurrentRotatingFileHandler
 
     if isinstance(target, type) and issubclass(target, ConcurrentRotatingFileHandler):
         return handler_options()

@@ -2,13 +2,13 @@
 
 The sidecar is never renamed or deleted by mplog, so every process that opens
 it, now or later, locks the same inode.  Its header holds the state the writers
-share (:mod:`mplog.header`).  Other programs may delete, replace or truncate it,
+share (:mod:`mplog._header`).  Other programs may delete, replace or truncate it,
 and another log's handler may claim it: :class:`LockFile` notices and recovers
-(:meth:`LockFile.verify` at each path check and before each rotation; an orphan
+(:meth:`LockFile.revalidate` at each path check and before each rotation; an orphan
 left open by processes that still use a deleted lock file is adopted when a new
 one is created), carrying the shared state over (PROTOCOL.md, sections 2.3-2.4).
 
-:class:`mplog.lock.FileLock` adds the locking to it: threads, timeout, contention.
+:class:`mplog._lock.InterProcessLock` adds the locking to it: threads, timeout, contention.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import stat
 import tempfile
 import time
 
+from ._header import HEADER_SIZE, SharedState, owner_key
+from ._permissions import FilePermissions, private_directory
 from ._platform_lock import UN, flock
 from .exceptions import LockFileConflict
-from .header import HEADER_SIZE, SharedState, owner_key
-from .permissions import FilePermissions, private_directory
 
 __all__ = [
     "LockFile",
@@ -102,7 +102,7 @@ class LockFile(abc.ABC):
             if other is not None and _real(other) == _real(self.log_path):
                 # Our log, claimed from a directory since replaced (``rm -rf logs;
                 # mkdir logs``): the writers still there move to our key at their
-                # next check (verify); the state stays.
+                # next check (revalidate); the state stays.
                 shared.take_over(self.log_path, key)
             elif other is not None and not os.path.exists(other):
                 shared.repair()  # another log's, and it is gone: nothing of it is ours
@@ -183,7 +183,7 @@ class LockFile(abc.ABC):
             key = self._log_key = owner_key(f"{st.st_ino}/{name}")
         return key
 
-    def verify(self) -> str | None:
+    def revalidate(self) -> str | None:
         """Check that the path still names the locked file and that its header is
         intact (lock held); repair what is not.  Return what was wrong, or None.
 
@@ -222,7 +222,7 @@ class LockFile(abc.ABC):
 
     def _move(self, old_fd: int, shared: SharedState) -> bool:
         """Lock the file now at our path while still holding the old one, then let go
-        of the old one (see :meth:`verify`).  No deadlock: only a process moving off
+        of the old one (see :meth:`revalidate`).  No deadlock: only a process moving off
         the old file holds both, and nobody on the new file waits for the old one."""
         new_fd = self.permissions.open(self.path, _OPEN_FLAGS)
         held, now_named = os.fstat(old_fd), os.fstat(new_fd)
@@ -330,7 +330,7 @@ def lock_path_for(log_path: str, directory: str | os.PathLike[str] | None) -> st
 def private_lock_directory() -> str:
     """``mplog-<uid>`` in the temp directory: made mode 0700 and checked to be a
     directory of this user's that nobody else may enter (not a symbolic link); made
-    again so if a tmp cleaner removes it (:func:`~mplog.permissions.private_directory`).
+    again so if a tmp cleaner removes it (:func:`~mplog._permissions.private_directory`).
 
     Raises :class:`PermissionError` naming it if another user made that name first
     (only on purpose: nothing else makes it), with the fix: ``lock_file_directory=``.
