@@ -93,6 +93,7 @@ class CompressionScheduler:
         delay: float = 0.0,
         *,
         durable: bool = False,
+        retain: Callable[[], None] | None = None,
     ) -> None:
         self.base = base
         self._lock = lock
@@ -104,10 +105,10 @@ class CompressionScheduler:
         self._one = BackupCompressor(
             base, compressor, lock, locate, permissions, debug, durable=durable
         )
-        #: Applies retention (writers' lock held); set by the rotation policy.  Each
-        #: sweep ends with it: a backup retention spared while it was being compressed
-        #: goes once the compression let go of it.
-        self.retain: Callable[[], None] | None = None
+        #: Applies retention (writers' lock held; :meth:`mplog._rollover.Pruner.prune`).
+        #: Each sweep ends with it: a backup retention spared while it was being
+        #: compressed goes once the compression let go of it.
+        self.retain = retain
         self._odd: set[object] = set()  # the odd names reported (see _unexpected)
         self._after_fork()
 

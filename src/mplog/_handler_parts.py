@@ -33,7 +33,7 @@ from ._options import Arguments, Options
 from ._permissions import FilePermissions
 from ._presence import Presence, presence_path_for
 from ._reporting import Reporter, mplog_record
-from ._rollover import Rollover, SizeLimit
+from ._rollover import Pruner, Rollover, SizeLimit
 from ._triggers import TimeSchedule, TimeTrigger
 from .exceptions import ReentrantLogging
 
@@ -115,6 +115,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
             options.suffixes,
             options.retention,
         )
+        pruner = Pruner(self._backups, reporter, self._debug)
         self._archiver = None
         if self._compressor is not None:
             self._archiver = CompressionScheduler(
@@ -128,6 +129,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
                 self._debug,
                 delay=self.compress_delay,
                 durable=self._durability is not None,
+                retain=pruner.prune,
             )
         self._rollover = Rollover(
             self._backups,
@@ -135,6 +137,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
             self._time_trigger(path),
             self.rotate,
             self._archiver,
+            pruner,
             reporter,
             self._debug,
         )

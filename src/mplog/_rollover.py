@@ -35,7 +35,7 @@ from ._netfs import refresh_directory
 from ._reporting import Reporter
 from ._triggers import TimeTrigger
 
-__all__ = ["ROTATION_RETRY", "Rollover", "SizeLimit"]
+__all__ = ["ROTATION_RETRY", "Pruner", "Rollover", "SizeLimit"]
 
 #: Seconds between attempts to rotate after a rotation failed (the file keeps growing).
 ROTATION_RETRY = 10.0
@@ -101,6 +101,7 @@ class Rollover:
         trigger: TimeTrigger | None,
         rename: Rename,
         archiver: CompressionScheduler | None,
+        pruner: Pruner,
         reporter: Reporter,
         debug: Callable[[str], None],
     ) -> None:
@@ -109,14 +110,13 @@ class Rollover:
         self.trigger = trigger
         self._rename = rename
         self.archiver = archiver
+        self.pruner = pruner
         self.reporter = reporter
         self._debug = debug
         # Rotation failures: when to try again, and how many rotations were skipped
         # in the current episode (None: not failing).
         self._retry_at = 0.0
         self._skipped: int | None = None
-        if archiver is not None:  # each sweep ends with retention (see CompressionScheduler.retain)
-            archiver.retain = self.prune
 
     def prepare(self, file: ActiveFile, shared: SharedState, nbytes: int) -> int:
         """Make sure we append to the active *file*, rotate if due; return its size,
@@ -202,7 +202,7 @@ class Rollover:
         finally:
             # Renamed: the backup exists even if the new file cannot be opened yet (the
             # next record opens it), so retention and compression are due all the same.
-            self.prune()  # a failure here costs no record
+            self.pruner.prune()  # a failure here costs no record
             if self.archiver is not None:
                 # After retention, so it never finds the new backup already claimed. Only
                 # starts (or wakes) the background thread: never compresses in this
@@ -254,6 +254,17 @@ class Rollover:
         """Drop a numbered backup pushed past backupCount, never under a compressor."""
         self._debug(f"deleting {path}")
         discard(path, self.backups.base)
+
+
+class Pruner:
+    """Applies retention to a log's backups, with the writers' lock held: after each
+    rotation (:meth:`Rollover.rotate`) and at the end of each compression sweep
+    (:class:`~mplog._compression_scheduler.CompressionScheduler`'s ``retain``)."""
+
+    def __init__(self, backups: Backups, reporter: Reporter, debug: Callable[[str], None]) -> None:
+        self.backups = backups
+        self.reporter = reporter
+        self._debug = debug
 
     def prune(self) -> None:
         """Apply retention, sparing files being compressed (writers' lock held).
