@@ -107,3 +107,108 @@ def test_a_collection_in_the_fsync_thread_never_waits_for_a_rotation_waiting_for
         "after the rotation\n",
         "first\n",  # the backup: the rotation went on
     ]
+
+
+WRITER_HOLDS_THE_QUEUE = """
+import gc, logging, os, sys, threading
+import mplog
+from mplog import _durability as durability
+
+
+def make(name, path, **options):
+    handler = mplog.ConcurrentRotatingFileHandler(path, backupCount=5, **options)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler, log
+
+
+batched, queued = make("queued", sys.argv[1], batched=True, queue_size=1)
+direct, synced = make("synced", sys.argv[2], fsync=True)
+holding = threading.Event()  # the writer is in a collection, holding the queue's condition
+rotating = threading.Event()  # the main thread holds the synced log's writers' lock
+
+
+class Collecting(threading.Condition):
+    # Any allocation may run a collection; this one runs where the writer has just
+    # taken the queue's condition, the first time.
+    def __enter__(self):
+        entered = super().__enter__()
+        if threading.current_thread().name == "mplog-writer" and not holding.is_set():
+            gc.collect()
+        return entered
+
+
+def collected(phase, info):
+    # A __del__ that logs to the synced log, freed in the writer thread.
+    if phase != "start" or threading.current_thread().name != "mplog-writer":
+        return
+    if holding.is_set() or not batched._batch._cond._is_owned():
+        return
+    holding.set()
+    if not rotating.wait(30):
+        os._exit(3)
+    synced.info("from the collector")
+
+
+sync_data = durability.sync_data
+
+
+def syncing(fd):
+    # A rotation of the synced log, holding its writers' lock, logs to the batched one
+    # (as a signal handler or a rotator may): the queue is full, so it waits for the
+    # queue's condition.
+    if threading.current_thread() is threading.main_thread() and holding.is_set():
+        if not rotating.is_set():
+            rotating.set()
+            queued.info("from the rotation")
+    sync_data(fd)
+
+
+writer = batched._batch  # before the first record starts it: the same lock, collecting
+writer._cond = Collecting(writer._cond._lock)
+synced.info("first")
+durability.sync_data = syncing
+gc.callbacks.append(collected)
+queued.info("first")  # starts the writer
+if not holding.wait(30):
+    sys.exit("the writer did not collect holding the queue's condition")
+direct.doRollover()
+synced.info("after the rotation")
+batched.close()
+direct.close()
+gc.callbacks.remove(collected)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_collection_in_the_batched_writer_never_waits_for_a_writer_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    """The batched writer holds its queue's condition when a collection runs a callback
+    that logs to another, sync, log, while a rotation of that log holds its writers'
+    lock and logs to the batched one (waiting for the condition): the callback's record
+    goes to ``handleError`` as ReentrantLogging, and both go on.  (It hung.)"""
+    queued, synced = tmp_path / "queued.log", tmp_path / "synced.log"
+    script = tmp_path / "script.py"
+    script.write_text(WRITER_HOLDS_THE_QUEUE)
+    try:
+        result = subprocess.run(
+            [sys.executable, str(script), str(queued), str(synced)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: the rotation and the batched writer wait for each other")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ReentrantLogging" in result.stderr, result.stderr[-3000:]
+    assert "from the collector" in result.stderr, result.stderr[-3000:]
+    assert queued.read_text().splitlines() == ["first", "from the rotation"]
+    assert [read_log(file).decode() for file in sorted(tmp_path.glob("synced.log*"))] == [
+        "after the rotation\n",
+        "first\n",
+    ]
