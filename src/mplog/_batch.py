@@ -41,7 +41,8 @@ something that other thread could need at any instruction.  The order:
 2. the queue's condition (``_cond``, reentrant; the writer sleeps on ``_work``, over
    the same lock): waited on only for room (a producer), for the writer's progress
    (``flush``, ``close``) or for records (the writer); nobody holding it waits for
-   anything else;
+   anything else (a ``__del__`` that logs in the writer meanwhile never waits for
+   the writers' lock: :func:`mplog._lifecycle.holding`);
 3. the inter-process lock (:class:`mplog._lock.InterProcessLock`): taken by the writer to
    write a batch.
 
@@ -67,7 +68,7 @@ import threading
 import weakref
 from typing import Callable
 
-from ._lifecycle import at_exit, is_background, start_thread
+from ._lifecycle import at_exit, holding, is_background, start_thread
 
 __all__ = ["LINGER", "WAKE_AT", "BatchWriter"]
 
@@ -209,7 +210,10 @@ class BatchWriter:
         cond, work = self._cond, self._work
         linger = False  # after a batch: wait a little for more
         while True:
-            with cond:
+            # Marked (mplog._lifecycle.holding): a thread holding the writers' lock may
+            # wait for the condition (a signal handler or rotator that logs through this
+            # handler), and a __del__ that logs here must not wait for that lock.
+            with holding(), cond:
                 # Linger after a batch while a few records are queued, unless a flush()
                 # or close() waits.  Tested after _wake_at is set (see put()); the wait
                 # runs either way (for no time at all when not lingering), so that the
@@ -238,7 +242,7 @@ class BatchWriter:
                 except BaseException as err:  # a hook's SystemExit too: never end the writer
                     self._on_error(err, len(batch))
             linger = True
-            with cond:
+            with holding(), cond:
                 self._written = upto
                 if self._closing:
                     # Under the condition: a put() from now on sees stopped (and

@@ -32,7 +32,7 @@ import time
 import weakref
 from typing import Union
 
-from ._lifecycle import at_exit, start_thread
+from ._lifecycle import at_exit, holding, start_thread
 from ._reporting import Reporter
 from ._units import parse_duration
 
@@ -206,7 +206,10 @@ class GroupCommit(Durability):
     def _run(self) -> None:
         cond = self._cond
         while True:
-            with cond:
+            # Marked (see mplog._lifecycle.holding): a rotation waits for the condition
+            # in before_rename holding the writers' lock, which a __del__ or collector's
+            # callback that logs here would otherwise wait for.
+            with holding(), cond:
                 while True:
                     if self._closing:
                         return
@@ -226,7 +229,7 @@ class GroupCommit(Durability):
 
     def sync(self) -> None:
         """Sync every file written since the last sync, now, in the calling thread."""
-        with self._cond:
+        with holding(), self._cond:  # as in _run
             pending, self._pending, self._current = self._pending, {}, None
         failure: OSError | None = None
         for fd in pending.values():

@@ -30,7 +30,10 @@ lets go of both for the wait (``logging.basicConfig(force=True)``,
 lock order is written in :mod:`mplog._batch`.  Starting one of these threads waits
 for it to run threading's bootstrap, where a collection could log and wait for
 what the starter holds: :func:`start_thread` pauses the collector meanwhile
-(:func:`collection_paused`).
+(:func:`collection_paused`).  And a thread of mplog that holds a lock a writer may
+wait for while it holds the writers' lock (the group commit's, the batched queue's)
+is marked (:func:`holding`): a record logged in it meanwhile by a ``__del__`` or a
+collector's callback never waits for the writers' lock held by another thread.
 
 **Exit.**  :func:`at_exit` runs work at the end of the process: at normal
 interpreter exit *and* at the end of a multiprocessing child (fork, spawn,
@@ -62,7 +65,9 @@ __all__ = [
     "background",
     "collection_paused",
     "entry_point",
+    "holding",
     "is_background",
+    "is_holding",
     "released",
     "start_thread",
     "track",
@@ -346,6 +351,36 @@ def is_background() -> bool:
     """True in one of mplog's threads, which never wait for room in a batched queue:
     the writer they would wait for may be waiting for them (see :mod:`mplog._batch`)."""
     return threading.current_thread() in _background
+
+
+_held = threading.local()  # .depth: how many holding() blocks the thread is in
+
+
+@contextlib.contextmanager
+def holding() -> Iterator[None]:
+    """Mark the calling thread, for the block, as holding a lock of mplog's that a thread
+    holding the writers' lock may wait for; enter it before taking that lock.
+
+    The garbage collector runs ``__del__`` methods and ``gc.callbacks`` at any
+    allocation, in whatever thread allocates.  One that logs through a sync handler
+    waits for the writers' lock; if another thread holds it, rotating, and waits for
+    the lock this thread holds (the group commit's, in ``before_rename``), neither goes
+    on.  Meanwhile :meth:`mplog._lock.InterProcessLock.acquire` raises
+    :class:`~mplog.exceptions.ReentrantLogging` instead of waiting for another thread
+    (a batched handler queues the record without waiting, as always in mplog's
+    threads).  Cheaper and surer than pausing the collector, which is process-wide.
+    """
+    depth = getattr(_held, "depth", 0)
+    _held.depth = depth + 1
+    try:
+        yield
+    finally:
+        _held.depth = depth
+
+
+def is_holding() -> bool:
+    """True inside a :func:`holding` block of the calling thread."""
+    return getattr(_held, "depth", 0) > 0
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ import weakref
 from typing import Callable
 
 from ._header import SharedState
+from ._lifecycle import is_holding
 from ._lock_file import LockFile, is_special_file, lock_path_for
 from ._permissions import FilePermissions
 from ._platform_lock import EX_NB as _EX_NB
@@ -202,7 +203,9 @@ class InterProcessLock(LockFile):
     def acquire(self) -> SharedState:
         """Block until this thread holds the lock, or raise :class:`LockTimeout`
         (:class:`ReentrantLogging` if this thread holds it, or waits for it,
-        already); return the shared state, valid until :meth:`release`.
+        already, or another thread holds it and this one holds what that thread may
+        wait for: :func:`mplog._lifecycle.holding`); return the shared state, valid
+        until :meth:`release`.
 
         Whatever exception leaves it, the thread holds nothing afterwards."""
         core = self._core
@@ -279,7 +282,11 @@ class InterProcessLock(LockFile):
             self._wait(fd, time.monotonic() + timeout, timeout)
 
     def _wait_for_thread(self, thread_lock: threading.RLock, timeout: float | None) -> None:
-        """Take the thread lock that another thread holds."""
+        """Take the thread lock that another thread holds; never in a thread that holds a
+        lock that thread may wait for (:func:`mplog._lifecycle.holding`): raise
+        :class:`ReentrantLogging` there, as a wait for this thread itself would."""
+        if is_holding():
+            raise ReentrantLogging(self.path)
         if timeout is None:
             thread_lock.acquire()
         elif not thread_lock.acquire(True, timeout):

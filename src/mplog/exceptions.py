@@ -31,7 +31,9 @@ class ReentrantLogging(MplogError, RuntimeError):
     """A record was logged while the same thread was inside the same handler (writing,
     waiting for the lock, rotating, closing): from a ``__del__`` run by the garbage
     collector or a signal handler that interrupted it.  In sync mode that record is
-    not written (waiting would deadlock); it goes to ``handleError``.
+    not written (waiting would deadlock); it goes to ``handleError``.  So does one
+    logged (by a ``__del__``) in one of mplog's threads while it holds a lock that the
+    thread holding the writers' lock may wait for.
 
     :param path: the lock file of the log this thread was already inside.
 
@@ -44,8 +46,9 @@ class ReentrantLogging(MplogError, RuntimeError):
 
     def __str__(self) -> str:
         return (
-            f"a record was logged while this thread was inside the handler of {self.path} "
-            "(from a __del__ or a signal handler that interrupted it); it was not written"
+            f"a record was logged while this thread was inside the handler of {self.path}, "
+            "or held a lock its writers may wait for (from a __del__ or a signal handler "
+            "that interrupted it); it was not written"
         )
 
 
