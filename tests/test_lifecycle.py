@@ -7,8 +7,11 @@ fails the test instead of hanging the suite.
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -410,3 +413,71 @@ def test_group_commit_syncs_what_threads_log_at_exit(tmp_path: Path, batched: bo
     sizes = [int(size) for size in synced.read_text().split()] if synced.exists() else []
     assert sizes, "nothing was synced"
     assert max(sizes) == path.stat().st_size
+
+
+def test_the_collector_resumes_only_when_the_last_thread_leaves_its_paused_block() -> None:
+    """Two threads start mplog threads (or hold the compressor's state) at once: the first
+    to finish must not resume collection while the other is still inside its block, and
+    a collector the application paused itself stays paused."""
+    from mplog._lifecycle import collection_paused
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with collection_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    try:
+        with collection_paused():
+            thread.start()
+            assert inside.wait(10)
+        assert not gc.isenabled(), "resumed while another thread is still in its block"
+    finally:
+        leave.set()
+        thread.join(10)
+    assert gc.isenabled()
+
+    gc.disable()  # the application's own pause
+    try:
+        with collection_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_a_child_forked_while_another_thread_is_in_a_paused_block_collects() -> None:
+    from mplog._lifecycle import collection_paused
+
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with collection_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        with collection_paused():  # the hook is installed by now
+            pass
+        pid = os.fork()
+        if pid == 0:  # the child: nobody is inside a block here
+            code = 0 if gc.isenabled() else 3
+            with collection_paused():
+                code = code or (0 if not gc.isenabled() else 4)
+            code = code or (0 if gc.isenabled() else 5)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        leave.set()
+        thread.join(10)
+    assert gc.isenabled()

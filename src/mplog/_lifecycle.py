@@ -300,24 +300,54 @@ def start_thread(
 
 @contextlib.contextmanager
 def collection_paused() -> Iterator[None]:
-    """No automatic garbage collection in the block (unless it is paused already), where
-    a thread of mplog is made and started or holds a lock another may wait for.
+    """No automatic garbage collection in the block (unless the application paused it
+    itself), where a thread of mplog is made and started or holds a lock another may
+    wait for.
 
     :meth:`threading.Thread.start` waits until the new thread has run threading's
     bootstrap, Python code that allocates, and the caller holds locks (the writers'
     lock while it rotates, a queue's condition, the compressor's state).  A collection
     in the new thread then, or in the caller while it makes the thread, runs
     ``__del__`` methods and ``gc.callbacks``; one that logs through mplog would wait
-    for those locks, held by a thread waiting for it.  (An application that pauses the
-    collector itself in another thread meanwhile finds it resumed.)
+    for those locks, held by a thread waiting for it.
+
+    The blocks of all threads are counted: the collector resumes when the last one
+    ends, not while another thread is still inside one, and only if a block paused it
+    (not the application).  A forked child, where no thread is inside, starts afresh.
+    No lock: an exception that interrupts a block anywhere (a signal handler's) must
+    not leave another thread waiting, so the record is a list, whose ``append`` and
+    ``remove`` the interpreter does at once.
     """
-    if not gc.isenabled():
-        yield
-        return
+    global _pause_hook_installed  # noqa: PLW0603 - one process-wide fork hook, lazily
+    if not _pause_hook_installed and hasattr(os, "register_at_fork"):
+        _pause_hook_installed = True
+        os.register_at_fork(after_in_child=_pauses_after_fork_in_child)
+    token = object()
     try:
-        gc.disable()
+        _inside.append(token)
+        if gc.isenabled():
+            gc.disable()
+            _paused_by_us[0] = True
         yield
     finally:
+        with contextlib.suppress(ValueError):  # forked in the block: not in the child's
+            _inside.remove(token)
+        if not _inside and _paused_by_us[0]:
+            _paused_by_us[0] = False
+            gc.enable()
+
+
+#: One token per :func:`collection_paused` block running now, in any thread.
+_inside: list[object] = []
+#: Whether those blocks paused the collector (else the application had, or nobody).
+_paused_by_us = [False]
+_pause_hook_installed = False
+
+
+def _pauses_after_fork_in_child() -> None:
+    _inside.clear()  # the threads inside a block did not follow the fork
+    if _paused_by_us[0]:
+        _paused_by_us[0] = False
         gc.enable()
 
 
