@@ -8,6 +8,7 @@ drained, under one lock acquisition (:meth:`mplog._rollover.Rollover.write_batch
 
 from __future__ import annotations
 
+from ._batch import BatchWriter
 from ._handler_parts import HandlerParts
 from ._lifecycle import entry_point
 from ._reporting import mplog_record
@@ -22,7 +23,11 @@ class BatchedWrites(HandlerParts):
     def _enqueue(self, data: bytes, block: bool = True) -> None:
         batch = self._batch
         assert batch is not None
-        queued = batch.put(data, block)
+        self._after_put(batch, data, batch.put(data, block))
+
+    def _after_put(self, batch: BatchWriter, data: bytes, queued: bool | None) -> None:
+        """What :meth:`BatchWriter.put` returned, but True with nothing ever dropped
+        (emit calls ``put`` itself, and this only then)."""
         if queued:
             if batch.dropped:  # only a drop starts a "queue full" episode
                 self._reporter.recovered("queue full")
