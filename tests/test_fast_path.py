@@ -235,3 +235,38 @@ def test_a_rotation_names_backups_only_up_to_the_first_missing_one(tmp_path: Pat
     assert path.read_text() == "record 3\n"
     # Rotations found 0, 1 and 2 backups: names .1; .1 .2; .1 .2 .3
     assert asked == ["1", "1", "2", "1", "2", "3"]
+
+
+def test_handle_returns_what_the_stdlibs_handle_returns(tmp_path: Path) -> None:
+    """handle() skips filter() while the handler has no filters: it still returns what
+    logging.Handler.handle returns on this Python (True before 3.12, the record since),
+    and False for a record a filter rejects."""
+    handler = mplog.ConcurrentRotatingFileHandler(tmp_path / "app.log")
+    stock = logging.Handler()
+    stock.emit = lambda record: None  # type: ignore[method-assign]
+    record = info_record("one")
+    try:
+        assert handler.handle(record) == stock.handle(record) is not False
+        for each in (handler, stock):
+            each.addFilter(lambda record: False)
+        assert handler.handle(record) is stock.handle(record) is False
+    finally:
+        handler.close()
+    assert (tmp_path / "app.log").read_text() == "one\n"
+
+
+def test_a_subclasss_own_filter_method_still_decides(tmp_path: Path) -> None:
+    """A subclass that overrides filter() itself, with no filters added, is still asked."""
+
+    class Quiet(mplog.ConcurrentRotatingFileHandler):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "secret" not in record.getMessage()
+
+    path = tmp_path / "app.log"
+    handler = Quiet(path)
+    try:
+        assert handler.handle(info_record("a secret")) is False
+        handler.handle(info_record("one"))
+    finally:
+        handler.close()
+    assert path.read_text() == "one\n"

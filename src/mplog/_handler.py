@@ -50,6 +50,9 @@ from .exceptions import ReentrantLogging
 __all__ = ["ROTATION_RETRY", "ConcurrentRotatingFileHandler", "ConcurrentTimedRotatingFileHandler"]
 
 _get_ident = threading.get_ident
+_is_finalizing = sys.is_finalizing
+#: Since Python 3.12 ``Filterer.filter`` returns the record it passes, not True.
+_FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)
 
 
 class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
@@ -247,8 +250,13 @@ class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
         log's lock, or the batched queue's).  A thread holding the handler's lock
         while it waits for the log's lock would hang a signal handler that takes
         the handler's lock (gunicorn's ``reopen_files`` does) in the thread that
-        holds the log's lock through another handler of the same file.
+        holds the log's lock through another handler of the same file.  Without
+        filters (and with the stock ``filter`` method) the call to ``filter`` is
+        skipped, and its result returned as it would have been.
         """
+        if not self.filters and self._stock_filter:  # what filter() would return, without it
+            self.emit(record)
+            return record if _FILTER_RETURNS_RECORD else True
         rv = self.filter(record)
         if isinstance(rv, logging.LogRecord):
             record = rv
@@ -262,7 +270,7 @@ class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
 
         Failures go to :meth:`handleError`; the application never sees them.
         """
-        threads = self._guard.threads
+        threads = self._threads
         ident = _get_ident()
         if ident in threads:  # a signal handler or a __del__ interrupted this handler
             self._emit_reentrant(record)
@@ -277,8 +285,10 @@ class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
             else:
                 data = self._encode(record)
             batch = self._batch
-            if batch is not None and not batch.stopped and not sys.is_finalizing():
-                self._enqueue(data)
+            if batch is not None and not batch.stopped and not _is_finalizing():
+                queued = batch.put(data, True)  # not through _enqueue: one call less
+                if queued is not True or batch.dropped:
+                    self._after_put(batch, data, queued)
             else:
                 self._file.append(data)
                 if self._reporter.episode is not None:
@@ -291,7 +301,7 @@ class ConcurrentRotatingFileHandler(StdlibSurface, EntryPoints, BatchedWrites):
                 self.handleError(record)
         finally:
             threads.pop(ident, None)
-            if self._guard.deferred:
+            if self._deferred:
                 self._guard.run_deferred(ident)
 
     def _emit_reentrant(self, record: logging.LogRecord) -> None:

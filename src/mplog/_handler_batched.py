@@ -1,13 +1,16 @@
 """Batched mode's side of a handler: queue in the caller, write from the writer thread.
 
-:meth:`BatchedWrites._enqueue` is what ``emit`` does with a record's bytes in
-batched mode (:mod:`mplog._batch` holds the queue and the thread);
+In batched mode ``emit`` hands a record's bytes to :meth:`mplog._batch.BatchWriter.put`
+itself (one call less per record) and leaves an unusual result to
+:meth:`BatchedWrites._after_put`; :meth:`BatchedWrites._enqueue` does both, for a
+record logged from inside the handler (:mod:`mplog._batch` holds the queue and the thread);
 :meth:`BatchedWrites._write_batch` is what the writer thread calls with what it
 drained, under one lock acquisition (:meth:`mplog._rollover.Rollover.write_batch`).
 """
 
 from __future__ import annotations
 
+from ._batch import BatchWriter
 from ._handler_parts import HandlerParts
 from ._lifecycle import entry_point
 from ._reporting import mplog_record
@@ -22,7 +25,13 @@ class BatchedWrites(HandlerParts):
     def _enqueue(self, data: bytes, block: bool = True) -> None:
         batch = self._batch
         assert batch is not None
-        queued = batch.put(data, block)
+        self._after_put(batch, data, batch.put(data, block))
+
+    def _after_put(self, batch: BatchWriter, data: bytes, queued: bool | None) -> None:
+        """Act on what :meth:`BatchWriter.put` returned for *data*: end a "queue full"
+        episode, write *data* here if the writer closed meanwhile, or report the first
+        drop of an episode.  ``emit`` calls ``put`` itself, and this only when the
+        result is not a plain True with nothing ever dropped."""
         if queued:
             if batch.dropped:  # only a drop starts a "queue full" episode
                 self._reporter.recovered("queue full")
