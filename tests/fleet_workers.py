@@ -19,10 +19,16 @@ import mp_workers
 
 
 def mplog_writer(
-    path: str, kwargs: dict[str, Any], worker: int, count: int, barrier: Any, pause: Any = None
+    path: str,
+    kwargs: dict[str, Any],
+    worker: int,
+    count: int,
+    barrier: Any,
+    pause: Any = None,
+    before_close: Any = None,
 ) -> None:
     """Log *count* framed records through mplog; half-way, wait at *pause* (a Barrier
-    the test waits at too) and then at it again."""
+    the test waits at too) and then at it again; before closing, at *before_close*."""
     logger = mp_workers.make_logger(path, kwargs, f"fleet.{worker}")
     barrier.wait()
     for seq in range(count):
@@ -30,13 +36,22 @@ def mplog_writer(
             pause.wait(60)  # the test does something to the files...
             pause.wait(60)  # ...and lets us go on
         mp_workers.emit(logger, worker, seq, "small")
+    if before_close is not None:
+        before_close.wait(60)
     mp_workers.close_logger(logger)
 
 
 def clh_writer(
-    path: str, kwargs: dict[str, Any], worker: int, count: int, barrier: Any, pause: Any = None
+    path: str,
+    kwargs: dict[str, Any],
+    worker: int,
+    count: int,
+    barrier: Any,
+    pause: Any = None,
+    after_close: Any = None,
 ) -> None:
-    """The same, through concurrent-log-handler (a process not yet migrated)."""
+    """The same, through concurrent-log-handler (a process not yet migrated); after
+    closing, wait at *after_close*."""
     from concurrent_log_handler import ConcurrentRotatingFileHandler
 
     handler = ConcurrentRotatingFileHandler(path, **kwargs)
@@ -52,6 +67,8 @@ def clh_writer(
             pause.wait(60)
         mp_workers.emit(logger, worker, seq, "small")
     handler.close()
+    if after_close is not None:
+        after_close.wait(60)
 
 
 def run_fleet(processes: list[Any], *barriers: Any) -> None:
