@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -69,6 +70,116 @@ def test_a_failed_contended_acquire_releases_the_thread_lock(
     finally:
         holder.release()
         holder.close()
+    waiter.acquire()  # would deadlock on a thread lock left held
+    assert waiter.owned()
+    waiter.release()
+    waiter.close()
+
+
+class _RawHolder:
+    """The lock held through a descriptor of its own, as another process would hold it."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def let_go(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _contended_waiter(tmp_path: Path) -> tuple[InterProcessLock, _RawHolder]:
+    path = str(tmp_path / ".__app.lock")
+    waiter = InterProcessLock(path)
+    waiter.acquire()  # opens the descriptor: the fast path from now on
+    waiter.release()
+    return waiter, _RawHolder(path)
+
+
+@pytest.mark.timeout(30)
+def test_a_contended_acquire_gives_the_core_away_before_it_sleeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held by another process, the lock is tried again after each sched_yield (the
+    holder may be waiting for this core), and taken there once the holder lets go,
+    without sleeping in flock."""
+    waiter, holder = _contended_waiter(tmp_path)
+    yields: list[int] = []
+    blocking: list[int] = []
+
+    def yield_core() -> None:
+        yields.append(1)
+        if len(yields) == 10:
+            holder.let_go()
+
+    monkeypatch.setattr(mplog._lock, "_yield", yield_core)
+    monkeypatch.setattr(mplog._lock, "_lock", blocking.append)
+    try:
+        waiter.acquire()
+        assert waiter.owned()
+        waiter.release()
+    finally:
+        holder.close()
+        waiter.close()
+    assert (len(yields), blocking) == (10, [])
+
+
+@pytest.mark.parametrize("sched_yield", [True, False], ids=["posix", "without-sched_yield"])
+@pytest.mark.timeout(30)
+def test_a_holder_that_does_not_let_go_costs_a_bounded_number_of_tries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sched_yield: bool
+) -> None:
+    """A holder that keeps the lock (stopped, or writing for long): after a bounded
+    number of tries the waiter sleeps in flock until the holder lets go."""
+    waiter, holder = _contended_waiter(tmp_path)
+    yields: list[int] = []
+    tries: list[int] = []
+    real_try_lock, real_lock = mplog._lock._try_lock, mplog._lock._lock
+
+    def try_lock(fd: int) -> bool:
+        tries.append(1)
+        return real_try_lock(fd)
+
+    def sleep_in_flock(fd: int) -> None:
+        holder.let_go()  # what the holder does, eventually
+        real_lock(fd)
+
+    monkeypatch.setattr(mplog._lock, "_yield", (lambda: yields.append(1)) if sched_yield else None)
+    monkeypatch.setattr(mplog._lock, "_try_lock", try_lock)
+    monkeypatch.setattr(mplog._lock, "_lock", sleep_in_flock)
+    try:
+        waiter.acquire()
+        assert waiter.owned()
+        waiter.release()
+    finally:
+        holder.close()
+        waiter.close()
+    expected_yields = mplog._lock._YIELDS if sched_yield else 0
+    assert len(yields) == expected_yields
+    assert len(tries) == mplog._lock._RETRIES + expected_yields
+
+
+@pytest.mark.timeout(30)
+def test_an_interrupted_yield_releases_the_thread_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the waiter yields: it propagates, and the lock is usable after."""
+    waiter, holder = _contended_waiter(tmp_path)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mplog._lock, "_yield", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            waiter.acquire()
+        assert not waiter.owned()
+    finally:
+        holder.let_go()
+        holder.close()
+    monkeypatch.undo()
     waiter.acquire()  # would deadlock on a thread lock left held
     assert waiter.owned()
     waiter.release()

@@ -16,16 +16,13 @@ another one never waits for its own thread.  The descriptor is closed when the
 last lock using it is closed.
 
 **Exceptions at any point.**  KeyboardInterrupt and a timeout decorator's
-exception arrive between any two bytecodes.  The thread lock is a
-:class:`threading.RLock`, whose C implementation records the owner in the same
-step as it takes the lock, so "does this thread hold it" is always answerable
-(:meth:`InterProcessLock.owned`), even when the exception arrived before the next line.
-:meth:`InterProcessLock.acquire` undoes what it took on any exception,
-:meth:`InterProcessLock.release` unlocks in its own ``except`` if interrupted before
-unlocking, and the handler's entry points call :meth:`InterProcessLock.let_go` when an
-exception leaves them, which releases whatever the thread still holds.  Unlocking
-the descriptor when it is not locked is harmless: every user of it in this process
-holds the thread lock first.
+exception arrive between any two bytecodes.  The thread lock is a C
+:class:`threading.RLock`, which records its owner in the step that takes it, so
+"does this thread hold it" is always answerable (:meth:`InterProcessLock.owned`).
+``acquire`` undoes what it took on any exception, ``release`` unlocks in its own
+``except``, and the handler's entry points call :meth:`InterProcessLock.let_go`
+when an exception leaves them.  Unlocking the descriptor when it is not locked is
+harmless: every user of it in this process holds the thread lock first.
 
 The lock file itself, its shared header and its defence against damage,
 deletion and replacement are :mod:`mplog._lock_file`'s; PROTOCOL.md, section 2,
@@ -64,9 +61,10 @@ __all__ = [
 # may patch them here.
 _lock, _try_lock = lock_descriptor, try_lock_descriptor
 
-# Attempts without blocking, after the first, before sleeping in flock: see
-# InterProcessLock._contended.
-_RETRIES = 3
+# Attempts without blocking before sleeping in flock, then attempts each after
+# sched_yield (POSIX only): see InterProcessLock._contended.
+_RETRIES, _YIELDS = 3, 64
+_yield = getattr(os, "sched_yield", None)
 
 #: What a thread deferred until it leaves the handlers: each call with its error report.
 Deferred = list[tuple[Callable[[], object], Callable[[Exception], None]]]
@@ -293,18 +291,20 @@ class InterProcessLock(LockFile):
             raise LockTimeout(self.path, timeout)
 
     def _contended(self) -> None:
-        """Another process holds the lock: try again a few times before blocking.
-
-        The holder usually lets go within microseconds (one write), while
-        sleeping in flock costs two context switches and the caches that go with
-        them; with more writers than cores that made sync logging about 10%
-        slower.  A holder that does not let go (stopped, descheduled) costs only
-        these few attempts.
-        """
+        """Another process holds the lock: try again, then sleep in flock (two context
+        switches).  The holder usually lets go within microseconds; with more writers
+        than cores it is often paused by the scheduler mid-record, and ``sched_yield``
+        before each later try lets it have this core (16 writers on 2 cores: 0.63 ->
+        0.78 of ``FileHandler``'s speed)."""
         fd = self._core.fd
         for _ in range(_RETRIES):
             if _try_lock(fd):  # type: ignore[arg-type]
                 return
+        if _yield is not None:
+            for _ in range(_YIELDS):
+                _yield()
+                if _try_lock(fd):  # type: ignore[arg-type]
+                    return
         _lock(fd)  # type: ignore[arg-type]
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
