@@ -186,6 +186,62 @@ def test_an_interrupted_yield_releases_the_thread_lock(
     waiter.close()
 
 
+@pytest.mark.timeout(30)
+def test_with_a_timeout_a_contended_acquire_yields_before_it_sleeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lock_timeout set: the waiter tries again after each sched_yield before it polls
+    with sleeps; a holder that lets go meanwhile is followed at once."""
+    path = str(tmp_path / ".__app.lock")
+    waiter = InterProcessLock(path, timeout=5.0)
+    waiter.acquire()  # creates the lock file
+    waiter.release()
+    holder = _RawHolder(path)
+    yields: list[int] = []
+
+    def yield_core() -> None:
+        yields.append(1)
+        if len(yields) == 5:
+            holder.let_go()
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    monkeypatch.setattr(mplog._lock, "_yield", yield_core)
+    monkeypatch.setattr(mplog._lock.time, "sleep", no_sleep)
+    try:
+        waiter.acquire()
+        assert waiter.owned()
+        waiter.release()
+    finally:
+        monkeypatch.undo()
+        holder.close()
+        waiter.close()
+    assert len(yields) == 5
+
+
+@pytest.mark.timeout(30)
+def test_a_zero_timeout_gives_up_after_one_try_past_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lock_timeout=0 against a held lock: LockTimeout at once, not after every yield."""
+    path = str(tmp_path / ".__app.lock")
+    waiter = InterProcessLock(path, timeout=0)
+    waiter.acquire()
+    waiter.release()
+    holder = _RawHolder(path)
+    yields: list[int] = []
+    monkeypatch.setattr(mplog._lock, "_yield", lambda: yields.append(1))
+    try:
+        with pytest.raises(mplog.LockTimeout):
+            waiter.acquire()
+        assert not waiter.owned()
+    finally:
+        holder.close()
+        waiter.close()
+    assert len(yields) == 1
+
+
 def test_the_in_flight_mark_is_the_end_of_the_write(tmp_path: Path) -> None:
     """begin_write marks [size, end) in flight; end_write publishes the size and clears it."""
     lock = InterProcessLock(str(tmp_path / ".__app.lock"))

@@ -308,7 +308,15 @@ class InterProcessLock(LockFile):
         _lock(fd)  # type: ignore[arg-type]
 
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
-        """Poll with a growing back-off until *deadline*: flock itself has no timeout."""
+        """Poll until *deadline* (flock itself has no timeout): after ``sched_yield``
+        first, as :meth:`_contended` does, then with a growing back-off."""
+        if _yield is not None:
+            for _ in range(_YIELDS):
+                _yield()
+                if _try_lock(fd):
+                    return
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(self.path, timeout)
         delay = 0.0001
         while not _try_lock(fd):
             remaining = deadline - time.monotonic()
