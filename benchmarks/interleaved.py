@@ -16,7 +16,10 @@ flushes, and notes its monotonic start and end.  A slice lasts from the
 earliest start to the latest end over the workers.  A contender's ratio in a
 round is FileHandler's slice duration divided by its own, that is its
 throughput relative to FileHandler's; the table gives the median and the
-quartiles of those ratios over the rounds.
+quartiles of those ratios over the rounds.  Each worker also notes the CPU time
+(user and system, all its threads) of each slice: the CPU per record says where
+a ratio comes from once every core is busy (``busy`` near 1), when throughput is
+cores divided by CPU per record, as with more processes than cores.
 
 Every file is read back afterwards: each record carries its worker id and
 sequence number, so lost, duplicated and torn records are counted; the exit
@@ -86,7 +89,8 @@ def worker_main(
     results: Any,
 ) -> None:  # pragma: no cover - runs in a child process
     """Log one slice per contender and round, in the order of :func:`order`; report
-    ``(worker, {contender: [(start, end), ...]}, {contender: errors})``."""
+    ``(worker, {contender: [(start, end, cpu), ...]}, {contender: errors})``, where
+    *cpu* is the CPU time (user and system, every thread of the process) the slice took."""
     loggers = []
     counters = {}
     for name in contenders:
@@ -95,8 +99,9 @@ def worker_main(
         logger, counters[name] = writer_logger(f"interleaved.{name}.{worker}", handler, FORMAT)
         loggers.append((name, logger, handler))
     filler = "x" * max(1, MESSAGE_SIZE - len(f"w={worker} seq={rounds * slice_size} "))
-    spans: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    spans: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
     clock = time.perf_counter  # CLOCK_MONOTONIC on Linux: comparable across processes
+    cpu = time.process_time  # this process's CPU time: the batched writer's too
     seq = dict.fromkeys(contenders, 0)
     for round_ in range(rounds):
         for index in order(len(contenders), round_):
@@ -104,11 +109,11 @@ def worker_main(
             info = logger.info
             first = seq[name]
             barrier.wait(timeout=120)
-            start = clock()
+            start, start_cpu = clock(), cpu()
             for n in range(first, first + slice_size):
                 info("w=%d seq=%d %s", worker, n, filler)
             handler.flush()
-            spans[name].append((start, clock()))
+            spans[name].append((start, clock(), cpu() - start_cpu))
             seq[name] = first + slice_size
     for _, _, handler in loggers:
         handler.close()
@@ -134,6 +139,8 @@ class Row:
     q1: float
     q3: float
     rate: float  # median records/s of a slice
+    cpu_us: float  # median over the rounds of the CPU time per record, all workers, in µs
+    busy: float  # median over the rounds of the cores kept busy (CPU time / slice / cores)
     lost: int
     duplicated: int
     torn: int
@@ -169,10 +176,16 @@ def measure(
             ]
             for name in contenders
         }
+        cpu_times = {
+            name: [sum(r[1][name][i][2] for r in reports) for i in range(rounds)]
+            for name in contenders
+        }
+        cores = min(procs, os.cpu_count() or 1)
         rows = []
         reference = [end - start for start, end in slices[REFERENCE]]
         for name in contenders:
             durations = [end - start for start, end in slices[name]]
+            records = procs * slice_size
             ratios = sorted(ref / own for ref, own in zip(reference, durations))
             files = os.path.join(directory, name)
             lost = duplicated = torn = 0  # format-only: nothing written, nothing to check
@@ -186,7 +199,11 @@ def measure(
                     ratio=statistics.median(ratios),
                     q1=ratios[len(ratios) // 4],
                     q3=ratios[(3 * len(ratios)) // 4],
-                    rate=statistics.median(procs * slice_size / d for d in durations),
+                    rate=statistics.median(records / d for d in durations),
+                    cpu_us=statistics.median(c * 1e6 / records for c in cpu_times[name]),
+                    busy=statistics.median(
+                        c / d / cores for c, d in zip(cpu_times[name], durations)
+                    ),
                     lost=lost,
                     duplicated=duplicated,
                     torn=torn,
@@ -204,7 +221,7 @@ def measure(
 def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
     header = (
         f"{'contender':<19} {'vs FH':>6} {'q1':>6} {'q3':>6} {'records/s':>10} "
-        f"{'lost':>6} {'dup':>5} {'torn':>5} {'err':>5}"
+        f"{'cpu/rec':>8} {'busy':>5} {'lost':>6} {'dup':>5} {'torn':>5} {'err':>5}"
     )
     lines: list[str] = []
     for procs in sorted({r.procs for r in rows}):
@@ -214,13 +231,17 @@ def format_table(rows: Sequence[Row], rounds: int, slice_size: int) -> str:
         for r in (r for r in rows if r.procs == procs):
             lines.append(
                 f"{r.contender:<19} {r.ratio:>6.2f} {r.q1:>6.2f} {r.q3:>6.2f} {r.rate:>10,.0f} "
+                f"{r.cpu_us:>5.2f} us {r.busy:>5.2f} "
                 f"{r.lost:>6} {r.duplicated:>5} {r.torn:>5} {r.errors:>5}"
             )
     lines += [
         "",
         "vs FH: median over the rounds of FileHandler's slice duration divided by the",
         "contender's (its throughput relative to FileHandler's); q1, q3: the quartiles.",
-        "records/s: median over the slices. lost, dup, torn: after reading every file back",
+        "records/s: median over the slices. cpu/rec: CPU time (user and system, every",
+        "thread) per record over all workers; busy: that CPU time over the slice's",
+        "duration and min(processes, cores): near 1, the ratio is the ratio of CPU per record.",
+        "lost, dup, torn: after reading every file back",
         "(format-only writes nothing: formatting and encoding alone, the ceiling of a handler).",
     ]
     return "\n".join(lines)

@@ -50,6 +50,8 @@ def test_a_tiny_run_counts_every_record_and_reports_each_contender(tmp_path: Pat
         assert (row["lost"], row["duplicated"], row["torn"], row["errors"]) == (0, 0, 0, 0), row
         assert 0 < row["q1"] <= row["ratio"] <= row["q3"], row
         assert row["rate"] > 0
+        assert row["cpu_us"] > 0
+        assert row["busy"] > 0, row
         if row["contender"] == "filehandler":
             assert row["ratio"] == row["q1"] == row["q3"] == 1.0
     table_rows = [line.split()[0] for line in done.stdout.splitlines() if line.split()]
