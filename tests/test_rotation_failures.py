@@ -59,6 +59,36 @@ def test_a_failing_rename_keeps_appending_and_reports_once(tmp_path: Path, clock
     assert "2 rotations were skipped" in str(handler.errors_seen[1])
 
 
+def test_a_batch_across_several_limits_tries_a_failing_rotation_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Batched mode: a batch that crosses maxBytes several times while the rename fails
+    tries once, then appends the rest (not once per crossing: the count of rotations
+    skipped, reported on recovery, counts attempts, one per ROTATION_RETRY)."""
+    path = tmp_path / "app.log"
+    (tmp_path / "app.log.1").mkdir()  # backupCount=1: the shift must remove it, and cannot
+    handler = RecordingHandler(path, maxBytes=20, backupCount=1)
+    records = [f"record {i:02}\n".encode() for i in range(15)]  # 10 bytes: due every 2
+    try:
+        handler._write_batch(records[:10])  # as the batched writer thread hands them over
+        assert _lines(path) == [f"record {i:02}" for i in range(10)]
+        assert len(handler.errors_seen) == 1
+        clock.now += mplog._handler.ROTATION_RETRY
+        handler._write_batch(records[10:13])  # retried once: still a directory
+        assert len(handler.errors_seen) == 1, "the episode is reported once"
+        (tmp_path / "app.log.1").rmdir()
+        handler._write_batch(records[13:14])  # not yet: the retry is ROTATION_RETRY away
+        assert not (tmp_path / "app.log.1").exists()
+        clock.now += mplog._handler.ROTATION_RETRY
+        handler._write_batch(records[14:])
+    finally:
+        handler.close()
+    assert _lines(tmp_path / "app.log.1") == [f"record {i:02}" for i in range(14)]
+    assert _lines(path) == ["record 14"]
+    assert len(handler.errors_seen) == 2
+    assert "(2 rotations were skipped" in str(handler.errors_seen[1])
+
+
 def test_a_raising_rotator_keeps_the_file_and_every_record(tmp_path: Path) -> None:
     """A rotator that raises (EXDEV, say) costs no record: the handler keeps writing the
     file it holds, and other processes' records go there too."""

@@ -158,7 +158,9 @@ class Rollover:
         start = 0  # batch[start:i] goes at *size*; the file then ends at *end*
         end = size
         for i, data in enumerate(batch):
-            if i > 0 and end + len(data) > limit:  # (prepare decided for the first)
+            # (prepare decided for the first; after a failed rotation, appends until the
+            # retry is due, as prepare does)
+            if i > 0 and end + len(data) > limit and time.time() >= self._retry_at:
                 if i > start:  # (nothing pending after a file's first record)
                     file.write(shared, b"".join(batch[start:i]), size)
                 size = end = self.rotate(file, shared, time_due=False)
