@@ -25,6 +25,7 @@ if _HERE not in sys.path:
 import fleet_workers  # noqa: E402 - after the sys.path entry spawn children need
 import mplog  # noqa: E402
 import mplog._handler_parts  # noqa: E402
+import mplog._lock  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog._netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
 
@@ -106,6 +107,37 @@ def test_records_go_at_the_published_offset_synchronously(
         handler.close()
     assert events == [(4, True), (8, True)]
     assert path.read_text() == "one\ntwo\nthree\n"
+
+
+@pytest.mark.parametrize("network", [True, False], ids=["network", "local"])
+def test_a_contended_lock_asks_the_server_few_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, network: bool
+) -> None:
+    """Held by another process, the lock is tried a few times, then waited for in flock:
+    on a network filesystem, where each try is a round trip to the server, without
+    the tries after sched_yield that a local lock makes."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, network_fs=network)
+    yields: list[int] = []
+    real_lock = mplog._lock._lock
+    try:
+        handler.emit(make_record("one"))
+        holder = os.open(tmp_path / ".__app.lock", os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+
+        def sleep_in_flock(fd: int) -> None:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            real_lock(fd)
+
+        monkeypatch.setattr(mplog._lock, "_yield", lambda: yields.append(1))
+        monkeypatch.setattr(mplog._lock, "_lock", sleep_in_flock)
+        handler.emit(make_record("two"))
+        os.close(holder)
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    assert path.read_text() == "one\ntwo\n"
+    assert len(yields) == (0 if network else mplog._lock._YIELDS)
 
 
 def test_another_hosts_record_is_not_overwritten_by_a_stale_view(tmp_path: Path) -> None:

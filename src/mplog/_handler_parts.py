@@ -103,7 +103,13 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         # One lock per lock file per process, and one record of the threads inside:
         # every handler of this log in this process shares them (see mplog._lock).
         self._lock = InterProcessLock(
-            lock_path, options.lock_timeout, self._permissions, path, direct, process_wide=True
+            lock_path,
+            options.lock_timeout,
+            self._permissions,
+            path,
+            direct,
+            process_wide=True,
+            network=network,
         )
         self._guard = ThreadGuard(self._report_deferred, self._lock.inside, self._lock.deferred)
         # The guard's dictionaries, for emit: one attribute lookup each, not two.

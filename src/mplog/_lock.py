@@ -138,6 +138,9 @@ class InterProcessLock(LockFile):
         the threads inside with every other process-wide lock of the same lock
         file and log in this process (every handler's lock is).  Otherwise the
         lock has its own descriptor and excludes the others like another process.
+    :param network: the lock file is on a network filesystem, where each try is a
+        round trip: a contended acquire does not yield and try again (see
+        :meth:`_contended`).
 
     .. versionadded:: 0.1
     """
@@ -155,11 +158,13 @@ class InterProcessLock(LockFile):
         direct_io: bool = False,
         *,
         process_wide: bool = False,
+        network: bool = False,
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"lock_timeout={timeout!r}: expected seconds >= 0 or None")
         super().__init__(path, permissions, log_path, direct_io)
         self.timeout = timeout
+        self._network = network  # every try is a round trip to the server: no yields
         self._core = _core_for(path, log_path or path) if process_wide else _Core()
         self._core.users += 1
         self._counted = True  # counted in the core's users (until close)
@@ -300,7 +305,7 @@ class InterProcessLock(LockFile):
         for _ in range(_RETRIES):
             if _try_lock(fd):  # type: ignore[arg-type]
                 return
-        if _yield is not None:
+        if _yield is not None and not self._network:
             for _ in range(_YIELDS):
                 _yield()
                 if _try_lock(fd):  # type: ignore[arg-type]
@@ -310,7 +315,7 @@ class InterProcessLock(LockFile):
     def _wait(self, fd: int, deadline: float, timeout: float) -> None:
         """Poll until *deadline* (flock itself has no timeout): after ``sched_yield``
         first, as :meth:`_contended` does, then with a growing back-off."""
-        if _yield is not None:
+        if _yield is not None and not self._network:
             for _ in range(_YIELDS):
                 _yield()
                 if _try_lock(fd):
