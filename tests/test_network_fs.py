@@ -26,6 +26,7 @@ import fleet_workers  # noqa: E402 - after the sys.path entry spawn children nee
 import mplog  # noqa: E402
 import mplog._handler_parts  # noqa: E402
 import mplog._lock  # noqa: E402
+import mplog._netfs  # noqa: E402
 from helpers import RecordingHandler, make_record  # noqa: E402
 from mplog._netfs import is_network_filesystem, local_locks_only, mount_of  # noqa: E402
 
@@ -138,6 +139,50 @@ def test_a_contended_lock_asks_the_server_few_times(
         handler.close()
     assert path.read_text() == "one\ntwo\n"
     assert len(yields) == (0 if network else mplog._lock._YIELDS)
+
+
+@pytest.mark.parametrize(
+    ("log_on", "lock_on", "network_lock"),
+    [("shared", "local", False), ("local", "shared", True), ("shared", "shared", True)],
+    ids=["log-shared-lock-local", "log-local-lock-shared", "both-shared"],
+)
+def test_where_the_lock_file_is_tells_whether_each_try_asks_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_on: str, lock_on: str, network_lock: bool
+) -> None:
+    """With lock_file_directory the lock file may be on another filesystem than the log:
+    its own filesystem tells whether a try at the lock is a round trip to a server (no
+    tries after sched_yield) or a local system call (they pay off), not the log's."""
+    for name in ("local", "shared"):
+        (tmp_path / name).mkdir()
+    shared = os.path.realpath(tmp_path / "shared")
+    table = f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n30 22 0:40 / {shared} rw - nfs4 srv:/ rw\n"
+    real_mount_of = mplog._netfs.mount_of
+    monkeypatch.setattr(
+        mplog._netfs, "mount_of", lambda path, mountinfo=None: real_mount_of(path, table)
+    )
+    monkeypatch.setattr(mplog._handler_parts, "is_nfs", lambda path: False)  # no O_DIRECT here
+    path = tmp_path / log_on / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, lock_file_directory=tmp_path / lock_on)
+    yields: list[int] = []
+    real_lock = mplog._lock._lock
+    try:
+        handler.emit(make_record("one"))
+        holder = os.open(tmp_path / lock_on / ".__app.lock", os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+
+        def sleep_in_flock(fd: int) -> None:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            real_lock(fd)
+
+        monkeypatch.setattr(mplog._lock, "_yield", lambda: yields.append(1))
+        monkeypatch.setattr(mplog._lock, "_lock", sleep_in_flock)
+        handler.emit(make_record("two"))
+        os.close(holder)
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    assert path.read_text() == "one\ntwo\n"
+    assert len(yields) == (0 if network_lock else mplog._lock._YIELDS)
 
 
 def test_another_hosts_record_is_not_overwritten_by_a_stale_view(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from ._compressors import Compressor
 from ._durability import Durability
 from ._lifecycle import ThreadGuard
 from ._lock import InterProcessLock, is_special_file, lock_path_for
-from ._netfs import is_network_filesystem, is_nfs, local_locks_only
+from ._netfs import is_network_filesystem, is_nfs, local_locks_only, lock_is_remote
 from ._options import Arguments, Options
 from ._permissions import FilePermissions
 from ._presence import Presence, presence_path_for
@@ -100,6 +100,13 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
         lock_path = lock_path_for(path, options.lock_file_directory)
         # On NFS the shared state bypasses the client's cache (and any delegation).
         direct = network and is_nfs(lock_path)
+        # Whether each try at the lock asks a server (mplog._lock): lock_file_directory
+        # may put the lock file on another filesystem than the log.
+        remote_lock = (
+            network
+            if options.lock_file_directory is None
+            else lock_is_remote(lock_path, path, network)
+        )
         # One lock per lock file per process, and one record of the threads inside:
         # every handler of this log in this process shares them (see mplog._lock).
         self._lock = InterProcessLock(
@@ -109,7 +116,7 @@ class HandlerParts(logging.handlers.BaseRotatingHandler):
             path,
             direct,
             process_wide=True,
-            network=network,
+            network=remote_lock,
         )
         self._guard = ThreadGuard(self._report_deferred, self._lock.inside, self._lock.deferred)
         # The guard's dictionaries, for emit: one attribute lookup each, not two.

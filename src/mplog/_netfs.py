@@ -15,7 +15,8 @@ publishes (``pwrite``, coherent because the lock file's state is re-read after
 each lock), syncs the data to the server before it unlocks, identifies files by
 inode alone, and re-reads the directory before it trusts a name.  This module
 tells which filesystems need that (:func:`is_network_filesystem`) and whether
-their locks exclude other hosts at all (:func:`local_locks_only`), and holds
+their locks exclude other hosts at all (:func:`local_locks_only`), whether each try
+at a lock file asks a server (:func:`lock_is_remote`), and holds
 what :class:`~mplog._active.ActiveFile` does differently there (:func:`write_at`,
 :func:`check_shared`, :func:`refresh_directory`); PROTOCOL.md, section 7, lists
 every difference network mode makes.
@@ -40,6 +41,7 @@ __all__ = [
     "is_nfs",
     "local_locks_only",
     "local_locks_warning",
+    "lock_is_remote",
     "mount_of",
     "refresh_directory",
     "write_at",
@@ -114,6 +116,16 @@ def is_network_filesystem(path: str, mountinfo: str | None = None) -> bool:
     """True if the log at *path* is on a filesystem that several hosts may share."""
     mount = mount_of(path, mountinfo)
     return mount is not None and mount[1] in NETWORK_TYPES
+
+
+def lock_is_remote(lock_path: str, log_path: str, log_network: bool) -> bool:
+    """True if each try at the lock file at *lock_path* asks a server: it is on a network
+    filesystem by the mount table, or on the log's own mount and *log_network* (the
+    log's setting, ``network_fs=`` or detected).  ``lock_file_directory`` may put the
+    lock file on another filesystem than the log at *log_path*."""
+    if is_network_filesystem(lock_path):
+        return True
+    return log_network and mount_of(lock_path) == mount_of(log_path)
 
 
 def local_locks_only(path: str, mountinfo: str | None = None) -> bool:
