@@ -120,6 +120,12 @@ def worker_main(
     results.put((worker, spans, {name: c.count for name, c in counters.items()}))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system tells it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def order(count: int, round_: int) -> list[int]:
     """The contenders' order in *round_*: rotated each round, so that none always
     follows the same one."""
@@ -180,7 +186,7 @@ def measure(
             name: [sum(r[1][name][i][2] for r in reports) for i in range(rounds)]
             for name in contenders
         }
-        cores = min(procs, os.cpu_count() or 1)
+        cores = min(procs, usable_cpus())
         rows = []
         reference = [end - start for start, end in slices[REFERENCE]]
         for name in contenders:
