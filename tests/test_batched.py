@@ -50,6 +50,40 @@ def test_batches_split_exactly_at_size_boundaries(tmp_path: Path) -> None:
     assert lines == [f"r{i:04d}" for i in range(2000)]
 
 
+@pytest.mark.parametrize("start", [0, 30], ids=["empty-file", "records-there"])
+def test_a_batch_is_one_write_between_rotations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: int
+) -> None:
+    """A batch is written with one write where no rotation falls inside it, and split at
+    each size boundary where one does (as the writer thread hands batches over)."""
+    path = tmp_path / "app.log"
+    handler = mplog.ConcurrentRotatingFileHandler(path, maxBytes=100, backupCount=10)
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if fd == handler._fd:
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    records = [b"r%04d\n" % n for n in range(20)]  # 6 bytes: 16 fit in 100
+    try:
+        if start:
+            handler._write_batch([b"x" * (start - 1) + b"\n"])
+        monkeypatch.setattr(os, "write", write)
+        handler._write_batch(records[:5])
+        handler._write_batch(records[5:])
+    finally:
+        monkeypatch.undo()
+        handler.close()
+    fits = (100 - start) // 6  # records that fit behind what is there
+    # the first batch; the second up to the limit; after the rotation, the rest
+    expected = [records[:5], records[5:fits], records[fits:]]
+    assert writes == [b"".join(part) for part in expected]
+    assert (tmp_path / "app.log.1").read_bytes().endswith(b"".join(records[:fits]))
+    assert path.read_bytes() == b"".join(records[fits:])
+
+
 def test_close_writes_out_the_queue_and_emit_after_close_still_works(tmp_path: Path) -> None:
     """close() flushes; a record emitted after close is still written, like the stdlib."""
     path = tmp_path / "app.log"

@@ -152,8 +152,11 @@ class Rollover:
         them as due."""
         size = self.prepare(file, shared, len(batch[0]))
         limit = self.limit.size
-        if size < 0 or not limit:
-            file.write(shared, b"".join(batch), size)
+        joined = b"".join(batch)
+        if size < 0 or not limit or (size + len(joined) <= limit and size):
+            # No limit, or the whole batch fits behind records already there: one write,
+            # no Python per record (the writer shares the interpreter with the callers).
+            file.write(shared, joined, size)
             return
         start = 0  # batch[start:i] goes at *size*; the file then ends at *end*
         end = size
