@@ -153,9 +153,11 @@ class Rollover:
         size = self.prepare(file, shared, len(batch[0]))
         limit = self.limit.size
         joined = b"".join(batch)
-        if size < 0 or not limit or (size + len(joined) <= limit and size):
-            # No limit, or the whole batch fits behind records already there: one write,
-            # no Python per record (the writer shares the interpreter with the callers).
+        fits = size + len(joined) <= limit and (size or file.file_start is None)
+        if size < 0 or not limit or fits:
+            # No limit, or the whole batch fits (a new file's header line aside, which is
+            # written alone): one write, no Python per record (the writer shares the
+            # interpreter with the threads that log).
             file.write(shared, joined, size)
             return
         start = 0  # batch[start:i] goes at *size*; the file then ends at *end*
