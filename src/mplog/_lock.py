@@ -299,8 +299,8 @@ class InterProcessLock(LockFile):
         """Another process holds the lock: try again, then sleep in flock (two context
         switches).  The holder usually lets go within microseconds; with more writers
         than cores it is often paused by the scheduler mid-record, and ``sched_yield``
-        before each later try lets it have this core (16 writers on 2 cores: 0.59-0.63
-        -> 0.77-0.80 of ``FileHandler``'s speed)."""
+        before each later try lets it have this core (16 writers on 2 cores: 0.58-0.65
+        -> 0.76-0.80 of ``FileHandler``'s speed)."""
         fd = self._core.fd
         for _ in range(_RETRIES):
             if _try_lock(fd):  # type: ignore[arg-type]
