@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,96 @@ def test_another_hosts_record_is_not_overwritten_by_a_stale_view(tmp_path: Path)
         ours.close()
         theirs.close()
     assert path.read_text() == "ours 1\ntheirs 1\nours 2\n"
+
+
+def test_network_mode_keeps_the_published_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local mode defers publishing (one header write per record, PROTOCOL.md 3.1); network
+    mode keeps the published steps (section 7) whatever the shared code does: for each
+    record, the in-flight mark at 24, the record at the published size, then size and
+    write end at 16, both where the record ends; nothing else touches the header."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=3600)
+    theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=3600)
+    events: list[tuple[str, int, bytes]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        kind = "log" if fd in (ours._fd, theirs._fd) else "header"
+        events.append((kind, offset, bytes(data)))
+        return real_pwrite(fd, data, offset)
+
+    try:
+        ours.emit(make_record("one"))
+        theirs.emit(make_record("two"))  # both files open, the file announced
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        ours.emit(make_record("three"))
+        theirs.emit(make_record("four"))
+        ours.emit(make_record("five"))
+    finally:
+        monkeypatch.undo()
+        ours.close()
+        theirs.close()
+    assert path.read_text() == "one\ntwo\nthree\nfour\nfive\n"
+    steps = []
+    for start, record in ((8, b"three\n"), (14, b"four\n"), (19, b"five\n")):
+        end = start + len(record)
+        steps += [
+            ("header", 24, struct.pack("<Q", end)),  # SharedState.begin_write
+            ("log", start, record),
+            ("header", 16, struct.pack("<QQ", end, end)),  # SharedState.end_write
+        ]
+    assert events == steps
+
+
+def test_a_stale_length_never_moves_or_cuts_another_hosts_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS caches a file's attributes for seconds: this host may see the log shorter than
+    the other host made it, through stat, fstat and lseek alike. Network mode takes the
+    offset from the shared state only, so the other host's last record stays whole and
+    this host's record goes after it (also with a path check at every record)."""
+    path = tmp_path / "app.log"
+    ours = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=0)
+    theirs = mplog.ConcurrentRotatingFileHandler(path, network_fs=True, watch_interval=0)
+    real_stat, real_fstat, real_lseek = os.stat, os.fstat, os.lseek
+    try:
+        ours.emit(make_record("one"))
+        theirs.emit(make_record("two, from the other host"))
+        stale = len("one\n")  # what this host last saw of the log
+        log_ino = real_stat(path).st_ino
+
+        def shorter(st: os.stat_result) -> os.stat_result:
+            if st.st_ino != log_ino:
+                return st
+            values = list(st)
+            values[6] = stale  # st_size
+            return os.stat_result(values)
+
+        def stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            return shorter(real_stat(target, *args, **kwargs))
+
+        def fstat(fd: int) -> os.stat_result:
+            return shorter(real_fstat(fd))
+
+        def lseek(fd: int, pos: int, how: int) -> int:
+            if how == os.SEEK_END and real_fstat(fd).st_ino == log_ino:
+                return stale + pos
+            return real_lseek(fd, pos, how)
+
+        monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr(os, "fstat", fstat)
+        monkeypatch.setattr(os, "lseek", lseek)
+        ours.emit(make_record("three"))
+        ours.emit(make_record("four"))
+        monkeypatch.undo()
+        theirs.emit(make_record("five"))
+    finally:
+        monkeypatch.undo()
+        ours.close()
+        theirs.close()
+    assert path.read_text() == "one\ntwo, from the other host\nthree\nfour\nfive\n"
 
 
 def test_files_are_known_by_inode_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
